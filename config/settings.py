@@ -1,0 +1,210 @@
+"""One settings module, read from the environment (12-factor).
+
+Defaults give the embedded demo on a laptop: SQLite and a server-less Celery
+broker under ``var/``, the bundled OpenStack emulator, local batch executor,
+local storage and archive, local accounts. Production sets the variables
+documented in the README. A bad value stops start-up with a message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.str(name, default=default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} is not one of: {', '.join(choices)}")
+    return value
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    try:
+        value = env.int(name, default=default)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer") from exc
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}")
+    return value
+
+
+VAR_DIR = Path(env.str("PORTAL_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.bool("DEBUG", default=False)
+_secret_default = "embedded-demo-key-not-for-production-" + "x" * 24
+SECRET_KEY = env.str("SECRET_KEY", default=_secret_default)
+EMBEDDED = env.bool("PORTAL_EMBEDDED", default=SECRET_KEY == _secret_default)
+if not EMBEDDED and SECRET_KEY == _secret_default:
+    raise ImproperlyConfigured("SECRET_KEY must be set when PORTAL_EMBEDDED is off")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "axes",
+    "portal",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "portal.middleware.CurrentProjectMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "portal.context_processors.portal",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web server, the worker and beat share the file.
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = _int("CONN_MAX_AGE", 60)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "portal.identity.PortalIdentityBackend",
+]
+IDENTITY_BACKEND = _choice("IDENTITY_BACKEND", "local", ("local", "cadc"))
+CADC_REGISTRY_URL = env.str("CADC_REGISTRY_URL", default="")
+CADC_TIMEOUT = _int("CADC_TIMEOUT", 20, minimum=1)
+
+AXES_FAILURE_LIMIT = _int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = _int("AXES_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if EMBEDDED
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = EMBEDDED
+
+# Encryption at rest for credentials (OpenStack application credentials,
+# CADC proxy certificates): comma-separated Fernet keys, newest first.
+FERNET_KEYS = env.list("FERNET_KEYS", default=[])
+
+# Celery
+CELERY_BROKER_URL = env.str(
+    "CELERY_BROKER_URL", default=f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}"
+)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Unacknowledged tasks of a dead worker are redelivered after this long.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _int("CELERY_VISIBILITY_TIMEOUT", 3600, 60)}
+CELERY_WORKER_CONCURRENCY = _int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Security
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = _int("SESSION_COOKIE_AGE", 12 * 3600, minimum=60)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not EMBEDDED)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not EMBEDDED)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not EMBEDDED)
+SECURE_HSTS_SECONDS = _int("SECURE_HSTS_SECONDS", 0 if EMBEDDED else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not EMBEDDED
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+DATA_UPLOAD_MAX_MEMORY_SIZE = _int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024, minimum=1024)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"axes": {"level": "WARNING"}, "django.server": {"level": "WARNING"}},
+}
+
+OPERATION_LEASE_SECONDS = _int("OPERATION_LEASE_SECONDS", 120, minimum=10)
+CELERY_BEAT_SCHEDULE = {
+    "repair-operations": {"task": "orchestration.operations.repair_operations", "schedule": 30.0},
+}
+
+# Cloud: the bundled OpenStack emulator (embedded) or a real OpenStack.
+CLOUD_BACKEND = _choice("CLOUD_BACKEND", "emulator" if EMBEDDED else "openstack", ("emulator", "openstack"))
+CLOUD_IS_EMULATED = CLOUD_BACKEND == "emulator"
+CLOUD_EMULATOR_PORT = _int("CLOUD_EMULATOR_PORT", 8774, minimum=1)
+OPENSTACK_AUTH_URL = env.str(
+    "OPENSTACK_AUTH_URL",
+    default=f"http://127.0.0.1:{CLOUD_EMULATOR_PORT}/identity/v3" if CLOUD_IS_EMULATED else "",
+)
+if CLOUD_BACKEND == "openstack" and not OPENSTACK_AUTH_URL:
+    raise ImproperlyConfigured("OPENSTACK_AUTH_URL must be set when CLOUD_BACKEND=openstack")
+OPENSTACK_REGION = env.str("OPENSTACK_REGION", default="")
+OPENSTACK_USER_DOMAIN = env.str("OPENSTACK_USER_DOMAIN", default="Default")
+OPENSTACK_PROJECT_DOMAIN = env.str("OPENSTACK_PROJECT_DOMAIN", default="Default")
+OPENSTACK_INTERFACE = _choice("OPENSTACK_INTERFACE", "public", ("public", "internal", "admin"))

@@ -1,0 +1,129 @@
+"""Running operations on Celery workers.
+
+Each operation kind has one handler, registered with ``@handler("kind")``.
+``run_operation`` claims the row with a conditional update, so a redelivered
+message (late acknowledgement after a worker died) or a repair by beat never
+runs one operation twice at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from orchestration.errors import TransientError, UserFacingError
+from portal.models import Operation
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Operation, "Progress"], None]
+HANDLERS: dict[str, Handler] = {}
+
+# A running operation whose row has not moved for this long is taken to be
+# orphaned by a dead worker and is queued again by ``repair_operations``.
+LEASE = timedelta(seconds=getattr(settings, "OPERATION_LEASE_SECONDS", 120))
+MAX_ATTEMPTS = 5
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    def register(func: Handler) -> Handler:
+        HANDLERS[kind] = func
+        return func
+
+    return register
+
+
+class Progress:
+    """Writes progress to the operation row; each write also renews its lease."""
+
+    def __init__(self, op: Operation) -> None:
+        self.op = op
+
+    def __call__(self, percent: int, message: str = "") -> None:
+        percent = max(0, min(100, int(percent)))
+        fields = {"progress": percent, "updated": timezone.now()}
+        if message:
+            fields["message"] = message[:500]
+        Operation.objects.filter(pk=self.op.pk).update(**fields)
+        self.op.progress = percent
+
+
+def _claim(op_id: int) -> Operation | None:
+    now = timezone.now()
+    claimable = Q(state=Operation.QUEUED) | Q(state=Operation.RUNNING, updated__lt=now - LEASE)
+    claimed = Operation.objects.filter(claimable, pk=op_id).update(
+        state=Operation.RUNNING, started=now, updated=now, attempts=F("attempts") + 1, error=""
+    )
+    return Operation.objects.select_related("owner", "project").get(pk=op_id) if claimed else None
+
+
+def _finish(op: Operation, state: str, error: str = "", message: str | None = None) -> None:
+    fields: dict[str, object] = {"state": state, "finished": timezone.now(), "error": error}
+    if state == Operation.SUCCEEDED:
+        fields["progress"] = 100
+    if message is not None:
+        fields["message"] = message[:500]
+    Operation.objects.filter(pk=op.pk).update(**fields)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=MAX_ATTEMPTS)
+def run_operation(self, op_id: int) -> str:  # type: ignore[no-untyped-def]
+    op = _claim(op_id)
+    if op is None:
+        return "not claimable"
+    func = HANDLERS.get(op.kind)
+    if func is None:
+        _finish(op, Operation.FAILED, f"This portal does not know how to run “{op.kind}”.")
+        return "unknown kind"
+    try:
+        func(op, Progress(op))
+    except UserFacingError as exc:
+        _finish(op, Operation.FAILED, str(exc))
+        return "failed"
+    except TransientError as exc:
+        if op.attempts >= MAX_ATTEMPTS:
+            _finish(op, Operation.FAILED, f"{exc} (gave up after {op.attempts} attempts)")
+            return "failed"
+        delay = min(300, 2 ** op.attempts)
+        Operation.objects.filter(pk=op.pk).update(
+            state=Operation.QUEUED, message=f"Retrying in {delay} s: {exc}"[:500]
+        )
+        raise self.retry(countdown=delay, exc=exc) from exc
+    except Exception:
+        log.exception("operation %s (%s) crashed", op.pk, op.kind)
+        _finish(
+            op,
+            Operation.FAILED,
+            f"An unexpected error stopped this operation (reference op-{op.pk}). "
+            "It has been logged for the portal's operators.",
+        )
+        return "crashed"
+    op.refresh_from_db(fields=["state"])
+    if op.state == Operation.RUNNING:
+        _finish(op, Operation.SUCCEEDED)
+    return "succeeded"
+
+
+@shared_task
+def repair_operations() -> int:
+    """Re-dispatch operations whose worker died or whose message was lost."""
+    now = timezone.now()
+    stale = Operation.objects.filter(
+        Q(state=Operation.RUNNING, updated__lt=now - LEASE)
+        | Q(state=Operation.QUEUED, updated__lt=now - LEASE)
+    )
+    count = 0
+    for op in stale.only("pk", "attempts")[:200]:
+        if op.attempts >= MAX_ATTEMPTS:
+            _finish(op, Operation.FAILED, "The worker running this operation stopped too many times.")
+            continue
+        Operation.objects.filter(pk=op.pk).update(updated=now)
+        run_operation.apply_async(args=[op.pk])
+        count += 1
+    return count

@@ -1,0 +1,55 @@
+"""Sign-in: local Django accounts or CADC credentials, chosen by IDENTITY_BACKEND.
+
+With ``cadc`` the username and password are checked once against the CADC login
+service; the local user is created on first sign-in with an unusable password,
+so no password is ever stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+from django.http import HttpRequest
+
+log = logging.getLogger(__name__)
+
+
+class IdentityUnavailable(Exception):
+    """The identity service could not be reached; the message is shown on the sign-in page."""
+
+
+class PortalIdentityBackend(ModelBackend):
+    def authenticate(  # type: ignore[override]
+        self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> Any:
+        if not username or not password:
+            return None
+        if settings.IDENTITY_BACKEND == "local":
+            return super().authenticate(request, username=username, password=password, **kwargs)
+        return self._authenticate_cadc(username, password)
+
+    def _authenticate_cadc(self, username: str, password: str) -> Any:
+        from orchestration.identity.cadc import (
+            IdentityServiceUnavailable,
+            InvalidCredentials,
+            cadc_login,
+        )
+
+        try:
+            cadc_login(username, password, registry_url=settings.CADC_REGISTRY_URL or None,
+                       timeout=settings.CADC_TIMEOUT)
+        except InvalidCredentials:
+            return None
+        except IdentityServiceUnavailable as exc:
+            log.warning("CADC login service unavailable for sign-in of %s", username)
+            raise IdentityUnavailable(str(exc)) from exc
+        user_model = get_user_model()
+        user, created = user_model.objects.get_or_create(username=username)
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        return user if self.user_can_authenticate(user) else None

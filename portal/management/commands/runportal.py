@@ -1,0 +1,90 @@
+"""Run everything the portal needs in the foreground: web server, Celery worker and beat,
+and the OpenStack emulator when the cloud is emulated. One Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class Command(BaseCommand):
+    help = "Run the web server, Celery worker, Celery beat and (embedded) the OpenStack emulator."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+
+    def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
+        py = sys.executable
+        bindir = os.path.dirname(py)
+        procs: dict[str, list[str]] = {}
+        if settings.CLOUD_IS_EMULATED:
+            if not _port_free("127.0.0.1", settings.CLOUD_EMULATOR_PORT):
+                raise CommandError(
+                    f"Port {settings.CLOUD_EMULATOR_PORT} (cloud emulator) is in use. "
+                    "Stop the other program or set CLOUD_EMULATOR_PORT."
+                )
+            procs["cloud"] = [py, "-m", "emulator", "--host", "127.0.0.1",
+                              "--port", str(settings.CLOUD_EMULATOR_PORT),
+                              "--state", str(settings.VAR_DIR / "cloud.sqlite3"), "--quiet"]
+        if not _port_free(host, port):
+            raise CommandError(f"Port {port} is in use. Stop the other program or run with PORT=<another port>.")
+        procs["web"] = [os.path.join(bindir, "gunicorn"), "config.wsgi", "--bind", f"{host}:{port}",
+                        "--workers", "2", "--threads", "4", "--access-logfile", "-", "--log-level", "warning"]
+        procs["worker"] = [os.path.join(bindir, "celery"), "-A", "config", "worker", "--loglevel", "WARNING",
+                           "--concurrency", str(settings.CELERY_WORKER_CONCURRENCY), "-n", "worker@%h"]
+        procs["beat"] = [os.path.join(bindir, "celery"), "-A", "config", "beat", "--loglevel", "WARNING",
+                         "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]
+        running: dict[str, subprocess.Popen[bytes]] = {}
+        stopping = False
+
+        def stop(*_: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        for name, cmd in procs.items():
+            running[name] = subprocess.Popen(cmd, start_new_session=True)
+        self.stdout.write(self.style.SUCCESS(
+            f"\nCANFAR Workbench is running: open http://{host}:{port}/  (Ctrl-C stops everything)\n"))
+        if settings.CLOUD_IS_EMULATED:
+            self.stdout.write(f"Emulated OpenStack cloud at http://127.0.0.1:{settings.CLOUD_EMULATOR_PORT}/\n")
+        exit_code = 0
+        while not stopping:
+            for name, proc in running.items():
+                if proc.poll() is not None:
+                    self.stderr.write(f"The {name} process stopped (exit code {proc.returncode}); stopping the rest.")
+                    stopping, exit_code = True, 1
+                    break
+            time.sleep(0.3)
+        for proc in running.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in running.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.stdout.write("Stopped.")
+        if exit_code:
+            raise SystemExit(exit_code)

@@ -1,0 +1,4 @@
+from .accounts import Credential, Membership, Project
+from .operations import Operation
+
+__all__ = ["Credential", "Membership", "Operation", "Project"]

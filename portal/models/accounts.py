@@ -1,0 +1,69 @@
+"""Projects, memberships and the credentials the portal keeps to act for a user."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from portal import crypto
+
+
+class Project(models.Model):
+    """An OpenStack project (a CANFAR resource allocation)."""
+
+    external_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=255)
+    description = models.CharField(max_length=500, blank=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "project"], name="unique_membership")]
+
+
+class Credential(models.Model):
+    """A secret needed to act for the user, encrypted at rest (never a password).
+
+    kind "openstack": an application credential (id in ``identifier``, secret encrypted)
+    for one project; kind "proxy": a CADC proxy certificate (PEM encrypted).
+    """
+
+    KINDS = [("openstack", "OpenStack application credential"), ("proxy", "CADC proxy certificate")]
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credentials")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE)
+    kind = models.CharField(max_length=20, choices=KINDS)
+    identifier = models.CharField(max_length=255, blank=True)
+    secret_encrypted = models.BinaryField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    revoked = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "project", "kind"], name="unique_credential"),
+        ]
+
+    @property
+    def secret(self) -> str:
+        return crypto.decrypt(bytes(self.secret_encrypted))
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        self.secret_encrypted = crypto.encrypt(value)
+
+    @property
+    def is_usable(self) -> bool:
+        return not self.revoked and (self.expires_at is None or self.expires_at > timezone.now())

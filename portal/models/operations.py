@@ -1,0 +1,93 @@
+"""Operations: every user action that reaches outside the portal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+
+class OperationQuerySet(models.QuerySet["Operation"]):
+    def for_user(self, user: Any) -> OperationQuerySet:
+        return self.filter(owner=user)
+
+    def active(self) -> OperationQuerySet:
+        return self.filter(state__in=Operation.ACTIVE_STATES)
+
+
+class Operation(models.Model):
+    QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+    STATES = [(QUEUED, "Queued"), (RUNNING, "Running"), (SUCCEEDED, "Succeeded"), (FAILED, "Failed")]
+    ACTIVE_STATES = (QUEUED, RUNNING)
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="operations")
+    project = models.ForeignKey("portal.Project", null=True, blank=True, on_delete=models.CASCADE)
+    kind = models.CharField(max_length=40)
+    title = models.CharField(max_length=200)
+    target = models.CharField(max_length=200, blank=True, help_text="what it acts on, e.g. vm:42")
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=12, choices=STATES, default=QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = OperationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "-created"]),
+            models.Index(fields=["state", "updated"], condition=Q(state__in=["queued", "running"]), name="op_active"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.state})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.ACTIVE_STATES
+
+    @property
+    def badge(self) -> str:
+        return {"queued": "secondary", "running": "primary", "succeeded": "success", "failed": "danger"}[
+            self.state
+        ]
+
+    def dispatch(self) -> None:
+        """Send the operation to a worker once the surrounding transaction commits."""
+        from orchestration.operations import run_operation
+
+        op_id = self.pk
+
+        def send() -> None:
+            result = run_operation.apply_async(args=[op_id])
+            Operation.objects.filter(pk=op_id, celery_task_id="").update(celery_task_id=result.id)
+
+        transaction.on_commit(send)
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        owner: Any,
+        kind: str,
+        title: str,
+        project: Any = None,
+        target: str = "",
+        params: dict[str, Any] | None = None,
+    ) -> Operation:
+        op = cls.objects.create(
+            owner=owner, project=project, kind=kind, title=title, target=target, params=params or {}
+        )
+        op.dispatch()
+        return op

@@ -1,0 +1,46 @@
+"""What the dashboard counts, gathered from the database only (never from outside systems)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from portal.models import Operation
+
+
+@dataclass
+class Step:
+    title: str
+    text: str
+    url_name: str
+    done: bool
+
+
+@dataclass
+class Summary:
+    counts: dict[str, int] = field(default_factory=dict)
+    jobs_by_state: dict[str, int] = field(default_factory=dict)
+    storage_used: int | None = None
+    steps: list[Step] = field(default_factory=list)
+    active_operations: int = 0
+    failed_operations: int = 0
+    alerts: list[str] = field(default_factory=list)
+
+    @property
+    def next_step(self) -> Step | None:
+        return next((s for s in self.steps if not s.done), None)
+
+
+def for_user(user: Any, project: Any) -> Summary:
+    ops = Operation.objects.for_user(user)
+    summary = Summary(
+        active_operations=ops.active().count(),
+        failed_operations=ops.filter(state=Operation.FAILED).count(),
+    )
+    for contribute in CONTRIBUTORS:
+        contribute(summary, user, project)
+    return summary
+
+
+# Each area adds its counts and tutorial steps; the order is the seeds' tutorial.
+CONTRIBUTORS: list[Any] = []

@@ -1,0 +1,95 @@
+"""Shared fixtures: users built in code (alice, bob), a real Celery worker process, a real browser."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import connection
+
+from portal.models import Membership, Project
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+PASSWORD = "correct horse battery"
+
+
+def make_user(username: str, projects: list[str]) -> User:
+    user = User.objects.create_user(username, f"{username}@example.org", PASSWORD)
+    for name in projects:
+        project, _ = Project.objects.get_or_create(name=name, defaults={"external_id": f"id-{name}"})
+        Membership.objects.create(user=user, project=project)
+    return user
+
+
+@pytest.fixture
+def alice(db: Any) -> User:
+    return make_user("alice", ["alice-lensing", "alice-survey"])
+
+
+@pytest.fixture
+def bob(db: Any) -> User:
+    return make_user("bob", ["bob-project"])
+
+
+@pytest.fixture
+def alice_client(client: Any, alice: User) -> Any:
+    client.force_login(alice)
+    return client
+
+
+def worker_env() -> dict[str, str]:
+    """The environment a worker process needs to use this test run's database and broker."""
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings_test"
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        user = db.get("USER") or ""
+        auth = f"{user}:{db.get('PASSWORD')}@" if db.get("PASSWORD") else (f"{user}@" if user else "")
+        env["DATABASE_URL"] = f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
+    env["PORTAL_VAR_DIR"] = str(settings.VAR_DIR)
+    return env
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup: Any, django_db_blocker: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process consuming from the configured broker."""
+    with django_db_blocker.unblock():
+        env = worker_env()
+    log = open(settings.VAR_DIR / "worker.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
+         "--concurrency", "2", "-n", f"test-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while b"ready." not in (settings.VAR_DIR / "worker.log").read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("celery worker did not start:\n" + (settings.VAR_DIR / "worker.log").read_text())
+        time.sleep(0.2)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_test_broker() -> None:
+    """Drop messages a previous, interrupted run left in the embedded test broker."""
+    url = settings.CELERY_BROKER_URL
+    if url.startswith("sqla+sqlite:///"):
+        Path(url.removeprefix("sqla+sqlite:///")).unlink(missing_ok=True)
