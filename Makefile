@@ -4,7 +4,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 
-.PHONY: run test lint bootstrap
+.PHONY: run test lint bootstrap system-packages
+
+# Debian packages the tests use: Chromium (end-to-end tests), funpack and
+# source-extractor (catalogues compared with SExtractor). Installed when missing
+# and when this runs as root with apt-get; otherwise the tests say what is missing.
+DEBIAN_PACKAGES := chromium libcfitsio-bin source-extractor
+system-packages:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v funpack >/dev/null || missing="$$missing libcfitsio-bin"; \
+	command -v source-extractor >/dev/null || missing="$$missing source-extractor"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "Please install:$$missing (Debian/Ubuntu: sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +35,7 @@ bootstrap: $(STAMP)
 run: bootstrap
 	$(BIN)/python manage.py runportal
 
-test: $(STAMP)
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

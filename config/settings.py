@@ -41,8 +41,8 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 DEBUG = env.bool("DEBUG", default=False)
 _secret_default = "embedded-demo-key-not-for-production-" + "x" * 24
 SECRET_KEY = env.str("SECRET_KEY", default=_secret_default)
-EMBEDDED = env.bool("PORTAL_EMBEDDED", default=SECRET_KEY == _secret_default)
-if not EMBEDDED and SECRET_KEY == _secret_default:
+EMBEDDED = env.bool("PORTAL_EMBEDDED", default=_secret_default == SECRET_KEY)
+if not EMBEDDED and _secret_default == SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY must be set when PORTAL_EMBEDDED is off")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
@@ -135,6 +135,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -175,8 +176,10 @@ SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not EMBEDDED)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not EMBEDDED)
 SECURE_HSTS_SECONDS = _int("SECURE_HSTS_SECONDS", 0 if EMBEDDED else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not EMBEDDED
-SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not EMBEDDED)
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
+)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = _int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024, minimum=1024)

@@ -90,7 +90,7 @@ def run_operation(self, op_id: int) -> str:  # type: ignore[no-untyped-def]
         if op.attempts >= MAX_ATTEMPTS:
             _finish(op, Operation.FAILED, f"{exc} (gave up after {op.attempts} attempts)")
             return "failed"
-        delay = min(300, 2 ** op.attempts)
+        delay = min(300, 2**op.attempts)
         Operation.objects.filter(pk=op.pk).update(
             state=Operation.QUEUED, message=f"Retrying in {delay} s: {exc}"[:500]
         )
@@ -114,16 +114,14 @@ def run_operation(self, op_id: int) -> str:  # type: ignore[no-untyped-def]
 def repair_operations() -> int:
     """Re-dispatch operations whose worker died or whose message was lost."""
     now = timezone.now()
-    stale = Operation.objects.filter(
-        Q(state=Operation.RUNNING, updated__lt=now - LEASE)
-        | Q(state=Operation.QUEUED, updated__lt=now - LEASE)
-    )
+    stale = Q(state__in=Operation.ACTIVE_STATES, updated__lt=now - LEASE)
     count = 0
-    for op in stale.only("pk", "attempts")[:200]:
+    for op in Operation.objects.filter(stale).only("pk", "attempts")[:200]:
         if op.attempts >= MAX_ATTEMPTS:
             _finish(op, Operation.FAILED, "The worker running this operation stopped too many times.")
             continue
-        Operation.objects.filter(pk=op.pk).update(updated=now)
-        run_operation.apply_async(args=[op.pk])
-        count += 1
+        # Conditional, so two beat runs (or a live worker renewing its lease) never race.
+        if Operation.objects.filter(stale, pk=op.pk).update(state=Operation.QUEUED, updated=now):
+            run_operation.apply_async(args=[op.pk])
+            count += 1
     return count

@@ -24,7 +24,11 @@ class IdentityUnavailable(Exception):
 
 class PortalIdentityBackend(ModelBackend):
     def authenticate(  # type: ignore[override]
-        self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
     ) -> Any:
         if not username or not password:
             return None
@@ -40,8 +44,12 @@ class PortalIdentityBackend(ModelBackend):
         )
 
         try:
-            cadc_login(username, password, registry_url=settings.CADC_REGISTRY_URL or None,
-                       timeout=settings.CADC_TIMEOUT)
+            cadc_login(
+                username,
+                password,
+                registry_url=settings.CADC_REGISTRY_URL or None,
+                timeout=settings.CADC_TIMEOUT,
+            )
         except InvalidCredentials:
             return None
         except IdentityServiceUnavailable as exc:

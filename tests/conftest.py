@@ -56,7 +56,9 @@ def worker_env() -> dict[str, str]:
     else:
         user = db.get("USER") or ""
         auth = f"{user}:{db.get('PASSWORD')}@" if db.get("PASSWORD") else (f"{user}@" if user else "")
-        env["DATABASE_URL"] = f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+        env["DATABASE_URL"] = (
+            f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+        )
     env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
     env["PORTAL_VAR_DIR"] = str(settings.VAR_DIR)
     return env
@@ -69,14 +71,34 @@ def celery_worker_process(django_db_setup: Any, django_db_blocker: Any) -> Itera
         env = worker_env()
     log = open(settings.VAR_DIR / "worker.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-         "--concurrency", "2", "-n", f"test-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "2",
+            "-n",
+            f"test-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while b"ready." not in (settings.VAR_DIR / "worker.log").read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("celery worker did not start:\n" + (settings.VAR_DIR / "worker.log").read_text())
+            raise RuntimeError(
+                "celery worker did not start:\n" + (settings.VAR_DIR / "worker.log").read_text()
+            )
         time.sleep(0.2)
     yield proc
     proc.terminate()

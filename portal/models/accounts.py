@@ -32,6 +32,9 @@ class Membership(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "project"], name="unique_membership")]
 
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project}"
+
 
 class Credential(models.Model):
     """A secret needed to act for the user, encrypted at rest (never a password).
@@ -55,6 +58,9 @@ class Credential(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["user", "project", "kind"], name="unique_credential"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.user}"
 
     @property
     def secret(self) -> str:

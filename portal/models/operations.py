@@ -47,7 +47,9 @@ class Operation(models.Model):
         ordering = ["-created", "-id"]
         indexes = [
             models.Index(fields=["owner", "-created"]),
-            models.Index(fields=["state", "updated"], condition=Q(state__in=["queued", "running"]), name="op_active"),
+            models.Index(
+                fields=["state", "updated"], condition=Q(state__in=["queued", "running"]), name="op_active"
+            ),
         ]
 
     def __str__(self) -> str:

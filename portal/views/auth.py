@@ -17,7 +17,9 @@ class SignInForm(AuthenticationForm):
     username = forms.CharField(
         label="CADC username",
         max_length=150,
-        widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "username", "class": "form-control"}),
+        widget=forms.TextInput(
+            attrs={"autofocus": True, "autocomplete": "username", "class": "form-control"}
+        ),
     )
     password = forms.CharField(
         label="Password",
@@ -46,9 +48,9 @@ class SignInView(auth_views.LoginView):
 
     def get_context_data(self, **kwargs):  # type: ignore[no-untyped-def]
         ctx = super().get_context_data(**kwargs)
-        if settings.EMBEDDED and settings.IDENTITY_BACKEND == "local":
-            if get_user_model().objects.filter(username=DEMO_USERNAME).exists():
-                ctx["demo_hint"] = f"{DEMO_USERNAME} / {DEMO_PASSWORD}"
+        embedded_local = settings.EMBEDDED and settings.IDENTITY_BACKEND == "local"
+        if embedded_local and get_user_model().objects.filter(username=DEMO_USERNAME).exists():
+            ctx["demo_hint"] = f"{DEMO_USERNAME} / {DEMO_PASSWORD}"
         return ctx
 
 

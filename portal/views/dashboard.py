@@ -17,7 +17,7 @@ from portal.views.operations import panel_context
 @login_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    ctx = {"summary": summary.for_user(request.user, request.project)}  # type: ignore[attr-defined]
+    ctx: dict[str, object] = {"summary": summary.for_user(request.user, request.project)}  # type: ignore[attr-defined]
     ctx.update(panel_context(request))
     return render(request, "dashboard.html", ctx)
 

@@ -42,17 +42,58 @@ class Command(BaseCommand):
                     f"Port {settings.CLOUD_EMULATOR_PORT} (cloud emulator) is in use. "
                     "Stop the other program or set CLOUD_EMULATOR_PORT."
                 )
-            procs["cloud"] = [py, "-m", "emulator", "--host", "127.0.0.1",
-                              "--port", str(settings.CLOUD_EMULATOR_PORT),
-                              "--state", str(settings.VAR_DIR / "cloud.sqlite3"), "--quiet"]
+            procs["cloud"] = [
+                py,
+                "-m",
+                "emulator",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(settings.CLOUD_EMULATOR_PORT),
+                "--state",
+                str(settings.VAR_DIR / "cloud.sqlite3"),
+                "--quiet",
+            ]
         if not _port_free(host, port):
-            raise CommandError(f"Port {port} is in use. Stop the other program or run with PORT=<another port>.")
-        procs["web"] = [os.path.join(bindir, "gunicorn"), "config.wsgi", "--bind", f"{host}:{port}",
-                        "--workers", "2", "--threads", "4", "--access-logfile", "-", "--log-level", "warning"]
-        procs["worker"] = [os.path.join(bindir, "celery"), "-A", "config", "worker", "--loglevel", "WARNING",
-                           "--concurrency", str(settings.CELERY_WORKER_CONCURRENCY), "-n", "worker@%h"]
-        procs["beat"] = [os.path.join(bindir, "celery"), "-A", "config", "beat", "--loglevel", "WARNING",
-                         "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]
+            raise CommandError(
+                f"Port {port} is in use. Stop the other program or run with PORT=<another port>."
+            )
+        procs["web"] = [
+            os.path.join(bindir, "gunicorn"),
+            "config.wsgi",
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--access-logfile",
+            "-",
+            "--log-level",
+            "warning",
+        ]
+        procs["worker"] = [
+            os.path.join(bindir, "celery"),
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            "WARNING",
+            "--concurrency",
+            str(settings.CELERY_WORKER_CONCURRENCY),
+            "-n",
+            "worker@%h",
+        ]
+        procs["beat"] = [
+            os.path.join(bindir, "celery"),
+            "-A",
+            "config",
+            "beat",
+            "--loglevel",
+            "WARNING",
+            "--schedule",
+            settings.CELERY_BEAT_SCHEDULE_FILENAME,
+        ]
         running: dict[str, subprocess.Popen[bytes]] = {}
         stopping = False
 
@@ -64,15 +105,22 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         for name, cmd in procs.items():
             running[name] = subprocess.Popen(cmd, start_new_session=True)
-        self.stdout.write(self.style.SUCCESS(
-            f"\nCANFAR Workbench is running: open http://{host}:{port}/  (Ctrl-C stops everything)\n"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nCANFAR Workbench is running: open http://{host}:{port}/  (Ctrl-C stops everything)\n"
+            )
+        )
         if settings.CLOUD_IS_EMULATED:
-            self.stdout.write(f"Emulated OpenStack cloud at http://127.0.0.1:{settings.CLOUD_EMULATOR_PORT}/\n")
+            self.stdout.write(
+                f"Emulated OpenStack cloud at http://127.0.0.1:{settings.CLOUD_EMULATOR_PORT}/\n"
+            )
         exit_code = 0
         while not stopping:
             for name, proc in running.items():
                 if proc.poll() is not None:
-                    self.stderr.write(f"The {name} process stopped (exit code {proc.returncode}); stopping the rest.")
+                    self.stderr.write(
+                        f"The {name} process stopped (exit code {proc.returncode}); stopping the rest."
+                    )
                     stopping, exit_code = True, 1
                     break
             time.sleep(0.3)
