@@ -7,3 +7,15 @@ class UserFacingError(Exception):
 
 class TransientError(Exception):
     """A fault worth retrying (timeouts, 5xx, broker hiccups); the message is shown if retries run out."""
+
+
+class Wait(Exception):  # noqa: N818 (a control-flow signal, not an error)
+    """Raised by a handler to be called again after ``seconds`` without holding a worker meanwhile.
+
+    The operation stays running; its progress and message are kept.
+    """
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        super().__init__(message)
+        self.seconds = seconds
+        self.message = message

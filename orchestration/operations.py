@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from orchestration.errors import TransientError, UserFacingError
+from orchestration.errors import TransientError, UserFacingError, Wait
 from portal.models import Operation
 
 log = logging.getLogger(__name__)
@@ -56,15 +56,21 @@ class Progress:
 
 def _claim(op_id: int) -> Operation | None:
     now = timezone.now()
-    claimable = Q(state=Operation.QUEUED) | Q(state=Operation.RUNNING, updated__lt=now - LEASE)
-    claimed = Operation.objects.filter(claimable, pk=op_id).update(
-        state=Operation.RUNNING, started=now, updated=now, attempts=F("attempts") + 1, error=""
-    )
-    return Operation.objects.select_related("owner", "project").get(pk=op_id) if claimed else None
+    waiting = Q(state=Operation.RUNNING, waiting=True)
+    stale = Q(state=Operation.RUNNING, updated__lt=now - LEASE)
+    resumed = Operation.objects.filter(waiting, pk=op_id).update(waiting=False, updated=now)
+    if not resumed:
+        claimed = Operation.objects.filter(Q(state=Operation.QUEUED) | stale, pk=op_id).update(
+            state=Operation.RUNNING, updated=now, attempts=F("attempts") + 1, error="", waiting=False
+        )
+        if not claimed:
+            return None
+        Operation.objects.filter(pk=op_id, started__isnull=True).update(started=now)
+    return Operation.objects.select_related("owner", "project").get(pk=op_id)
 
 
 def _finish(op: Operation, state: str, error: str = "", message: str | None = None) -> None:
-    fields: dict[str, object] = {"state": state, "finished": timezone.now(), "error": error}
+    fields: dict[str, object] = {"state": state, "finished": timezone.now(), "error": error, "waiting": False}
     if state == Operation.SUCCEEDED:
         fields["progress"] = 100
     if message is not None:
@@ -83,10 +89,14 @@ def run_operation(self, op_id: int) -> str:  # type: ignore[no-untyped-def]
         return "unknown kind"
     try:
         func(op, Progress(op))
-    except UserFacingError as exc:
-        _finish(op, Operation.FAILED, str(exc))
-        return "failed"
-    except TransientError as exc:
+    except Wait as wait:
+        fields: dict[str, object] = {"waiting": True, "updated": timezone.now()}
+        if wait.message:
+            fields["message"] = wait.message[:500]
+        Operation.objects.filter(pk=op.pk, state=Operation.RUNNING).update(**fields)
+        run_operation.apply_async(args=[op.pk], countdown=wait.seconds)
+        return "waiting"
+    except TransientError as exc:  # before UserFacingError: "unavailable" errors are both
         if op.attempts >= MAX_ATTEMPTS:
             _finish(op, Operation.FAILED, f"{exc} (gave up after {op.attempts} attempts)")
             return "failed"
@@ -95,6 +105,9 @@ def run_operation(self, op_id: int) -> str:  # type: ignore[no-untyped-def]
             state=Operation.QUEUED, message=f"Retrying in {delay} s: {exc}"[:500]
         )
         raise self.retry(countdown=delay, exc=exc) from exc
+    except UserFacingError as exc:
+        _finish(op, Operation.FAILED, str(exc))
+        return "failed"
     except Exception:
         log.exception("operation %s (%s) crashed", op.pk, op.kind)
         _finish(

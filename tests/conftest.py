@@ -46,6 +46,17 @@ def alice_client(client: Any, alice: User) -> Any:
     return client
 
 
+@pytest.fixture(scope="session")
+def session_cloud(tmp_path_factory: Any) -> Iterator[Any]:
+    """One emulated cloud shared by the worker process and the live server of end-to-end tests."""
+    from emulator.server import start_emulator
+
+    running = start_emulator(state_path=tmp_path_factory.mktemp("cloud") / "cloud.sqlite3",
+                             build_seconds=1.0, snapshot_seconds=1.5)
+    yield running
+    running.stop()
+
+
 def worker_env() -> dict[str, str]:
     """The environment a worker process needs to use this test run's database and broker."""
     env = dict(os.environ)
@@ -65,10 +76,13 @@ def worker_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup: Any, django_db_blocker: Any) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker process consuming from the configured broker."""
+def celery_worker_process(
+    django_db_setup: Any, django_db_blocker: Any, session_cloud: Any
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process consuming from the configured broker, using the session's cloud."""
     with django_db_blocker.unblock():
         env = worker_env()
+    env["OPENSTACK_AUTH_URL"] = session_cloud.auth_url
     log = open(settings.VAR_DIR / "worker.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [
@@ -110,8 +124,12 @@ def celery_worker_process(django_db_setup: Any, django_db_blocker: Any) -> Itera
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _fresh_test_broker() -> None:
-    """Drop messages a previous, interrupted run left in the embedded test broker."""
+def _own_test_broker() -> Iterator[None]:
+    """This run's embedded broker file starts empty and is removed at the end."""
     url = settings.CELERY_BROKER_URL
-    if url.startswith("sqla+sqlite:///"):
-        Path(url.removeprefix("sqla+sqlite:///")).unlink(missing_ok=True)
+    path = Path(url.removeprefix("sqla+sqlite:///")) if url.startswith("sqla+sqlite:///") else None
+    if path:
+        path.unlink(missing_ok=True)
+    yield
+    if path:
+        path.unlink(missing_ok=True)

@@ -16,6 +16,9 @@ class Project(models.Model):
     name = models.CharField(max_length=255)
     description = models.CharField(max_length=500, blank=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+    sync_claimed_until = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    sync_error = models.CharField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -43,7 +46,11 @@ class Credential(models.Model):
     for one project; kind "proxy": a CADC proxy certificate (PEM encrypted).
     """
 
-    KINDS = [("openstack", "OpenStack application credential"), ("proxy", "CADC proxy certificate")]
+    KINDS = [
+        ("openstack", "OpenStack application credential"),
+        ("keystone_token", "Keystone token (minutes, used once at sign-in)"),
+        ("proxy", "CADC proxy certificate"),
+    ]
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credentials")
     project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE)

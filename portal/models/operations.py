@@ -35,6 +35,7 @@ class Operation(models.Model):
     message = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    waiting = models.BooleanField(default=False, help_text="running, and due to be called again shortly")
     celery_task_id = models.CharField(max_length=64, blank=True)
     created = models.DateTimeField(default=timezone.now)
     started = models.DateTimeField(null=True, blank=True)

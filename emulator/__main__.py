@@ -1,0 +1,71 @@
+"""`python -m emulator --port 8774 --state var/cloud.sqlite3`: serve the emulated cloud in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from emulator.server import clouds_yaml, start_emulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8774)
+    parser.add_argument("--state", type=Path, default=Path("var/cloud.sqlite3"), help="SQLite state file")
+    parser.add_argument("--seed", type=Path, default=None, help="seed YAML (default: emulator/seed.yaml)")
+    parser.add_argument("--build-seconds", type=float, default=3.0)
+    parser.add_argument("--snapshot-seconds", type=float, default=4.0)
+    parser.add_argument(
+        "--public-url", default=None, help="URL clients reach the emulator on, if not the host"
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the URL line and errors")
+    args = parser.parse_args(argv)
+    return serve(
+        args.host,
+        args.port,
+        args.state,
+        args.seed,
+        args.build_seconds,
+        args.snapshot_seconds,
+        args.public_url,
+        quiet=args.quiet,
+    )
+
+
+def serve(
+    host: str,
+    port: int,
+    state: Path | None,
+    seed: Path | None = None,
+    build_seconds: float = 3.0,
+    snapshot_seconds: float = 4.0,
+    public_url: str | None = None,
+    quiet: bool = False,
+) -> int:
+    """Run until Ctrl-C, after printing the URL and a clouds.yaml entry for the demo user."""
+    level = logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        running = start_emulator(host, port, state, seed, build_seconds, snapshot_seconds, public_url)
+    except (OSError, ValueError) as exc:
+        print(f"cannot start the emulated cloud: {exc}", file=sys.stderr)
+        return 1
+    print(f"Emulated OpenStack cloud (not a real one) on {running.url}  state: {state or 'in memory'}")
+    if not quiet:
+        print("clouds.yaml entry for the demo user (save as ~/.config/openstack/clouds.yaml):\n")
+        print(clouds_yaml(running.auth_url))
+    sys.stdout.flush()
+    try:
+        running.wait()
+    except KeyboardInterrupt:
+        print("stopping")
+    finally:
+        running.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Acting for a user in a project: find their stored application credential and connect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from orchestration.cloud import CloudClient, CredentialsRejected, connect_with_app_credential
+from orchestration.cloud.client import connect_with_token
+from orchestration.errors import UserFacingError
+from portal.models import Credential, Project
+
+NO_CREDENTIAL = (
+    "The portal holds no valid cloud credentials for you in project {project}. "
+    "Sign out and sign in again to renew them."
+)
+
+
+def _cloud_kwargs() -> dict[str, Any]:
+    return {"region": settings.OPENSTACK_REGION or None, "interface": settings.OPENSTACK_INTERFACE}
+
+
+def usable_credentials(project: Project, user: Any = None) -> Any:
+    qs = Credential.objects.filter(project=project, kind="openstack", revoked=False).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+    )
+    if user is not None:
+        qs = qs.filter(user=user)
+    return qs.select_related("user").order_by("-created")
+
+
+def client_for(project: Project, user: Any = None) -> tuple[CloudClient, Credential]:
+    """A client acting for ``user`` (or for any member when None) in ``project``."""
+    credential = usable_credentials(project, user).first()
+    if credential is None:
+        raise UserFacingError(NO_CREDENTIAL.format(project=project.name))
+    client = connect_with_app_credential(
+        settings.OPENSTACK_AUTH_URL, credential.identifier, credential.secret, **_cloud_kwargs()
+    )
+    return client, credential
+
+
+def token_client(token: str, project_id: str | None = None) -> CloudClient:
+    return connect_with_token(settings.OPENSTACK_AUTH_URL, token, project_id=project_id, **_cloud_kwargs())
+
+
+def revoke_on_rejection(credential: Credential, exc: CredentialsRejected) -> None:
+    Credential.objects.filter(pk=credential.pk).update(revoked=True)

@@ -1,0 +1,264 @@
+"""One handler per VM-page action. Each records the cloud's id before waiting, so a rerun is safe."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from orchestration.cloud import CloudClient, CloudNotFound
+from orchestration.errors import UserFacingError, Wait
+from orchestration.operations import Progress, handler
+from orchestration.tasks.cloud import POLL, _with_client, refresh_after
+from portal.models import FloatingIP, Image, KeyPair, Operation, Server
+
+GIVE_UP = timedelta(minutes=15)
+
+
+def _remember(op: Operation, **values: Any) -> None:
+    op.params.update(values)
+    Operation.objects.filter(pk=op.pk).update(params=op.params)
+
+
+def _too_long(op: Operation, what: str) -> None:
+    if op.started and timezone.now() - op.started > GIVE_UP:
+        raise UserFacingError(
+            f"{what} did not finish within {GIVE_UP.seconds // 60} minutes. "
+            "Check the VM page; the cloud may still complete it."
+        )
+
+
+def _server(op: Operation, pk: int) -> Server:
+    server = Server.objects.filter(pk=pk, project=op.project).first()
+    if server is None:
+        raise UserFacingError("That VM no longer exists.")
+    return server
+
+
+# key pairs ----------------------------------------------------------------
+
+
+@handler("keypair_import")
+def keypair_import(op: Operation, progress: Progress) -> None:
+    name, public_key = op.params["name"], op.params["public_key"]
+    try:
+        info = _with_client(op, lambda c: c.import_keypair(name, public_key))
+    except UserFacingError:
+        KeyPair.objects.filter(project=op.project, owner=op.owner, name=name, pending=True).delete()
+        raise
+    KeyPair.objects.filter(project=op.project, owner=op.owner, name=name).update(
+        fingerprint=info.fingerprint, key_type=info.type, pending=False
+    )
+    progress(100, f"Imported {name} ({info.fingerprint})")
+
+
+@handler("keypair_delete")
+def keypair_delete(op: Operation, progress: Progress) -> None:
+    name = op.params["name"]
+    _with_client(op, lambda c: c.delete_keypair(name))
+    KeyPair.objects.filter(project=op.project, owner=op.owner, name=name).delete()
+
+
+# floating IPs -------------------------------------------------------------
+
+
+@handler("fip_allocate")
+def fip_allocate(op: Operation, progress: Progress) -> None:
+    if "ip_id" not in op.params:
+        info = _with_client(op, lambda c: c.allocate_floating_ip())
+        _remember(op, ip_id=info.id, address=info.address)
+    refresh_after(op)
+    progress(100, f"Allocated {op.params['address']}")
+
+
+def _fip(op: Operation) -> FloatingIP:
+    fip = FloatingIP.objects.filter(pk=op.params["fip_id"], project=op.project).first()
+    if fip is None:
+        raise UserFacingError("That floating IP is no longer allocated to this project.")
+    return fip
+
+
+@handler("fip_associate")
+def fip_associate(op: Operation, progress: Progress) -> None:
+    fip, server = _fip(op), _server(op, op.params["server_id"])
+    if not op.params.get("sent"):
+        _with_client(op, lambda c: c.associate_floating_ip(fip.external_id, server.external_id))
+        _remember(op, sent=True)
+    info = _with_client(op, lambda c: c.server(server.external_id))
+    if fip.address not in info.floating_ips:
+        _too_long(op, "Associating the IP")
+        raise Wait(POLL, f"Waiting for {fip.address} to reach {server.name}")
+    refresh_after(op)
+    progress(100, f"{server.name} is reachable at {fip.address}")
+
+
+@handler("fip_disassociate")
+def fip_disassociate(op: Operation, progress: Progress) -> None:
+    fip = _fip(op)
+    _with_client(op, lambda c: c.disassociate_floating_ip(fip.external_id))
+    refresh_after(op)
+
+
+@handler("fip_release")
+def fip_release(op: Operation, progress: Progress) -> None:
+    fip = _fip(op)
+    _with_client(op, lambda c: c.release_floating_ip(fip.external_id))
+    fip.delete()
+    refresh_after(op)
+
+
+# servers --------------------------------------------------------------------
+
+
+@handler("vm_launch")
+def vm_launch(op: Operation, progress: Progress) -> None:
+    p = op.params
+    servers = list(Server.objects.filter(pk__in=p["server_ids"], project=op.project).order_by("pk"))
+    if not servers:
+        raise UserFacingError("The VMs to launch were deleted before they could start.")
+    for index, server in enumerate(servers, start=1):
+        if server.external_id:
+            continue  # launched by an earlier attempt: never twice
+        info = _with_client(
+            op,
+            lambda c, s=server: c.create_server(
+                s.name, p["image_id"], p["flavor_id"], p.get("key_name") or None, p.get("user_data") or None
+            ),
+        )
+        Server.objects.filter(pk=server.pk).update(external_id=info.id, status=info.status or "BUILD")
+        server.external_id = info.id
+        progress(5 + 15 * index // len(servers), f"The cloud accepted {server.name}")
+    infos = _with_client(op, lambda c: [_get_or_none(c, s.external_id) for s in servers])
+    errors, active = [], 0
+    for server, info in zip(servers, infos, strict=True):
+        if info is None:
+            errors.append(f"{server.name} disappeared from the cloud")
+            continue
+        Server.objects.filter(pk=server.pk).update(
+            status=info.status, task_state=info.task_state, fault=info.fault[:500], fixed_ips=info.fixed_ips
+        )
+        if info.status == "ERROR":
+            errors.append(f"{server.name} failed to start: {info.fault or 'the cloud gave no reason'}")
+        elif info.status == "ACTIVE":
+            active += 1
+    done = active + len(errors)
+    if done < len(servers):
+        _too_long(op, "Launching")
+        progress(20 + 80 * active // len(servers), f"{active} of {len(servers)} running; booting")
+        raise Wait(POLL, "")
+    refresh_after(op)
+    if errors:
+        raise UserFacingError("; ".join(errors))
+    progress(100, f"{'All ' + str(active) + ' VMs are' if active > 1 else servers[0].name + ' is'} running")
+
+
+def _get_or_none(client: CloudClient, server_id: str) -> Any:
+    try:
+        return client.server(server_id)
+    except CloudNotFound:
+        return None
+
+
+TARGET = {"start": "ACTIVE", "reboot": "ACTIVE", "stop": "SHUTOFF"}
+
+
+@handler("vm_action")
+def vm_action(op: Operation, progress: Progress) -> None:
+    server, action = _server(op, op.params["server_id"]), op.params["action"]
+    if not op.params.get("sent"):
+        call = {
+            "start": CloudClient.start_server,
+            "stop": CloudClient.stop_server,
+            "reboot": CloudClient.reboot_server,
+        }[action]
+        _with_client(op, lambda c: call(c, server.external_id))
+        _remember(op, sent=True, sent_at=timezone.now().isoformat())
+        progress(30, f"Asked the cloud to {action} {server.name}")
+    info = _with_client(op, lambda c: c.server(server.external_id))
+    Server.objects.filter(pk=server.pk).update(status=info.status, task_state=info.task_state)
+    if info.status != TARGET[action] or info.task_state:
+        _too_long(op, action.capitalize())
+        raise Wait(POLL, f"{server.name} is {info.status.lower()}")
+    progress(100, f"{server.name} is {info.status.lower()}")
+
+
+@handler("vm_delete")
+def vm_delete(op: Operation, progress: Progress) -> None:
+    servers = list(Server.objects.filter(pk__in=op.params["server_ids"], project=op.project))
+    if not op.params.get("sent"):
+        for server in servers:
+            if server.external_id:
+                _with_client(op, lambda c, s=server: c.delete_server(s.external_id))
+        _remember(op, sent=True)
+    remaining = []
+    for server in servers:
+        info = (
+            _with_client(op, lambda c, s=server: _get_or_none(c, s.external_id))
+            if server.external_id
+            else None
+        )
+        if info is None or info.status == "DELETED":
+            server.delete()
+        else:
+            remaining.append(server.name)
+    if remaining:
+        _too_long(op, "Deleting")
+        total = len(op.params["server_ids"])
+        progress(100 * (total - len(remaining)) // total, f"Waiting for {', '.join(remaining)} to go")
+        raise Wait(POLL, "")
+    refresh_after(op)
+    progress(100, "Deleted")
+
+
+@handler("vm_snapshot")
+def vm_snapshot(op: Operation, progress: Progress) -> None:
+    server, name = _server(op, op.params["server_id"]), op.params["name"]
+    if "image_id" not in op.params:
+        image_id = _with_client(op, lambda c: c.snapshot_server(server.external_id, name))
+        _remember(op, image_id=image_id)
+        Image.objects.get_or_create(
+            project=op.project,
+            external_id=image_id,
+            defaults={
+                "name": name,
+                "status": "queued",
+                "is_snapshot": True,
+                "source_server_id": server.external_id,
+                "source_server_name": server.name,
+                "default_user": server.default_user,
+                "created_at": timezone.now(),
+            },
+        )
+        progress(15, "Snapshot requested; do not use the VM until it is saved")
+    try:
+        info = _with_client(op, lambda c: c.image(op.params["image_id"]))
+    except CloudNotFound as exc:
+        raise UserFacingError(f"The cloud dropped the snapshot {name} while saving it.") from exc
+    Image.objects.filter(project=op.project, external_id=info.id).update(status=info.status, size=info.size)
+    if info.status in ("killed", "deleted"):
+        raise UserFacingError(f"The cloud could not save the snapshot {name} (status {info.status}).")
+    if info.status != "active":
+        _too_long(op, "The snapshot")
+        progress(
+            40 if info.status == "saving" else 25, f"Snapshot {info.status}; do not use the VM meanwhile"
+        )
+        raise Wait(POLL, "")
+    refresh_after(op)
+    progress(100, f"Snapshot {name} is ready")
+
+
+@handler("image_delete")
+def image_delete(op: Operation, progress: Progress) -> None:
+    image = Image.objects.filter(pk=op.params["image_id"], project=op.project).first()
+    if image is None:
+        return
+    _with_client(op, lambda c: c.delete_image(image.external_id))
+    image.delete()
+
+
+@handler("vm_console")
+def vm_console(op: Operation, progress: Progress) -> None:
+    server = _server(op, op.params["server_id"])
+    output = _with_client(op, lambda c: c.console_output(server.external_id, lines=300))
+    Server.objects.filter(pk=server.pk).update(console_output=output[-200_000:], console_at=timezone.now())

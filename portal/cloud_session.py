@@ -1,0 +1,46 @@
+"""At sign-in, the password is used once to get a short-lived Keystone token.
+
+The token (encrypted at rest, never the password) is handed to a background
+operation that creates one application credential per project. This is the only
+cloud call made inside a request, because only the request has the password.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest
+
+from orchestration.cloud import CloudError, CredentialsRejected, connect_with_password
+from orchestration.errors import TransientError
+from portal.models import Credential, Operation
+
+log = logging.getLogger(__name__)
+SIGN_IN_TIMEOUT = 15
+
+
+def start_cloud_connection(request: HttpRequest, user: Any, password: str) -> Operation | None:
+    try:
+        client = connect_with_password(
+            settings.OPENSTACK_AUTH_URL, user.username, password,
+            user_domain=settings.OPENSTACK_USER_DOMAIN, project_domain=settings.OPENSTACK_PROJECT_DOMAIN,
+            region=settings.OPENSTACK_REGION or None, interface=settings.OPENSTACK_INTERFACE,
+        )
+        token, expires = client.token, client.token_expiry()
+    except CredentialsRejected:
+        messages.info(request, "Your account has no access to the cloud, so VM pages will be empty. "
+                               "Ask CANFAR support for an OpenStack project.")
+        return None
+    except (CloudError, TransientError) as exc:
+        log.warning("cloud unavailable at sign-in of %s: %s", user.username, type(exc).__name__)
+        messages.warning(request, "The cloud did not answer at sign-in. Pages show what the portal last knew; "
+                                  "sign in again later to refresh your cloud credentials.")
+        return None
+    row = Credential.objects.filter(user=user, kind="keystone_token").first() or Credential(
+        user=user, kind="keystone_token")
+    row.secret, row.expires_at, row.revoked = token, expires, False
+    row.save()
+    return Operation.start(owner=user, kind="cloud_connect", title="Connect to the cloud", target="keystone")

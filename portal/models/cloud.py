@@ -1,0 +1,225 @@
+"""The portal's view of each project's cloud, kept in sync by orchestration.tasks.cloud."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+TRANSITIONAL = {"BUILD", "REBOOT", "HARD_REBOOT", "RESIZE", "MIGRATING", "DELETING", "STOPPING", "STARTING"}
+
+
+class ProjectScopedQuerySet(models.QuerySet[Any]):
+    def for_user(self, user: Any) -> Any:
+        return self.filter(project__members=user)
+
+
+class Flavor(models.Model):
+    project = models.ForeignKey("portal.Project", on_delete=models.CASCADE, related_name="flavors")
+    external_id = models.CharField(max_length=64)
+    name = models.CharField(max_length=100)
+    vcpus = models.PositiveIntegerField()
+    ram_mb = models.PositiveIntegerField()
+    disk_gb = models.PositiveIntegerField()
+    ephemeral_gb = models.PositiveIntegerField()
+
+    objects = ProjectScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["vcpus", "ram_mb", "name"]
+        constraints = [models.UniqueConstraint(fields=["project", "external_id"], name="unique_flavor")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_persistent(self) -> bool:
+        return self.name.startswith("p") or self.ephemeral_gb == 0
+
+    @property
+    def label(self) -> str:
+        ram = f"{self.ram_mb / 1024:g} GB RAM"
+        scratch = f"{self.ephemeral_gb} GB scratch" if self.ephemeral_gb else "no scratch (persistent)"
+        return f"{self.name} — {self.vcpus} vCPU, {ram}, {self.disk_gb} GB root, {scratch}"
+
+
+class Image(models.Model):
+    project = models.ForeignKey("portal.Project", on_delete=models.CASCADE, related_name="images")
+    external_id = models.CharField(max_length=64)
+    name = models.CharField(max_length=255)
+    status = models.CharField(max_length=20)
+    size = models.BigIntegerField(null=True, blank=True)
+    is_snapshot = models.BooleanField(default=False)
+    source_server_id = models.CharField(max_length=64, blank=True)
+    source_server_name = models.CharField(max_length=255, blank=True)
+    default_user = models.CharField(max_length=40, default="ubuntu")
+    min_disk_gb = models.PositiveIntegerField(default=0)
+    visibility = models.CharField(max_length=20, blank=True)
+    created_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    objects = ProjectScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "name"]
+        constraints = [models.UniqueConstraint(fields=["project", "external_id"], name="unique_image")]
+        indexes = [models.Index(fields=["project", "is_snapshot", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_transitional(self) -> bool:
+        return self.status in ("queued", "saving", "importing", "uploading")
+
+
+class Server(models.Model):
+    project = models.ForeignKey("portal.Project", on_delete=models.CASCADE, related_name="servers")
+    external_id = models.CharField(max_length=64, blank=True, help_text="empty until the cloud accepted it")
+    name = models.CharField(max_length=255)
+    status = models.CharField(max_length=20, default="BUILD")
+    task_state = models.CharField(max_length=40, blank=True)
+    fault = models.CharField(max_length=500, blank=True)
+    flavor_id = models.CharField(max_length=64, blank=True)
+    flavor_name = models.CharField(max_length=100, blank=True)
+    image_id = models.CharField(max_length=64, blank=True)
+    image_name = models.CharField(max_length=255, blank=True)
+    default_user = models.CharField(max_length=40, default="ubuntu")
+    key_name = models.CharField(max_length=255, blank=True)
+    fixed_ips = models.JSONField(default=list, blank=True)
+    floating_ips = models.JSONField(default=list, blank=True)
+    launched_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(default=timezone.now)
+    console_output = models.TextField(blank=True)
+    console_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ProjectScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "name"]
+        indexes = [models.Index(fields=["project", "-created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "external_id"], condition=~models.Q(external_id=""), name="unique_server"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_transitional(self) -> bool:
+        return self.status in TRANSITIONAL or bool(self.task_state)
+
+    @property
+    def badge(self) -> str:
+        return {"ACTIVE": "success", "BUILD": "info", "ERROR": "danger", "SHUTOFF": "secondary",
+                "DELETING": "warning"}.get(self.status, "warning" if self.is_transitional else "secondary")
+
+    @property
+    def public_ip(self) -> str:
+        return self.floating_ips[0] if self.floating_ips else ""
+
+    @property
+    def ssh_command(self) -> str:
+        return f"ssh {self.default_user}@{self.public_ip}" if self.public_ip else ""
+
+    @property
+    def lifetime_left(self) -> timedelta | None:
+        return self.expires_at - timezone.now() if self.expires_at else None
+
+    @property
+    def is_expired(self) -> bool:
+        left = self.lifetime_left
+        return left is not None and left.total_seconds() <= 0
+
+    @property
+    def expires_soon(self) -> bool:
+        left = self.lifetime_left
+        return left is not None and left <= timedelta(days=settings.VM_EXPIRY_WARNING_DAYS)
+
+
+class KeyPair(models.Model):
+    """Key pairs belong to the Keystone user; the portal records them per user and project."""
+
+    project = models.ForeignKey("portal.Project", on_delete=models.CASCADE, related_name="keypairs")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="keypairs")
+    name = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=200, blank=True)
+    public_key = models.TextField()
+    key_type = models.CharField(max_length=20, default="ssh")
+    created = models.DateTimeField(default=timezone.now)
+    pending = models.BooleanField(default=False, help_text="being imported or deleted")
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [models.UniqueConstraint(fields=["project", "owner", "name"], name="unique_keypair")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FloatingIP(models.Model):
+    project = models.ForeignKey("portal.Project", on_delete=models.CASCADE, related_name="floating_ips")
+    external_id = models.CharField(max_length=64)
+    address = models.GenericIPAddressField()
+    status = models.CharField(max_length=20, blank=True)
+    port_id = models.CharField(max_length=64, blank=True)
+    fixed_address = models.CharField(max_length=64, blank=True)
+    server = models.ForeignKey(Server, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    objects = ProjectScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["address"]
+        constraints = [models.UniqueConstraint(fields=["project", "external_id"], name="unique_fip")]
+
+    def __str__(self) -> str:
+        return self.address
+
+
+class Quota(models.Model):
+    project = models.OneToOneField("portal.Project", on_delete=models.CASCADE, related_name="quota")
+    instances_used = models.IntegerField(default=0)
+    instances_limit = models.IntegerField(default=-1)
+    cores_used = models.IntegerField(default=0)
+    cores_limit = models.IntegerField(default=-1)
+    ram_used_mb = models.IntegerField(default=0)
+    ram_limit_mb = models.IntegerField(default=-1)
+    floating_ips_used = models.IntegerField(default=0)
+    floating_ips_limit = models.IntegerField(default=-1)
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"quota of {self.project}"
+
+    def rows(self) -> list[dict[str, Any]]:
+        def row(label: str, used: int, limit: int, unit: str = "") -> dict[str, Any]:
+            pct = 0 if limit <= 0 else min(100, round(100 * used / limit))
+            return {"label": label, "used": used, "limit": limit, "unit": unit, "percent": pct,
+                    "full": 0 <= limit <= used}
+
+        return [
+            row("Instances", self.instances_used, self.instances_limit),
+            row("vCPUs", self.cores_used, self.cores_limit),
+            row("RAM", round(self.ram_used_mb / 1024, 1), round(self.ram_limit_mb / 1024, 1)
+                if self.ram_limit_mb > 0 else self.ram_limit_mb, "GB"),
+            row("Floating IPs", self.floating_ips_used, self.floating_ips_limit),
+        ]
+
+    def launch_refusal(self, count: int, vcpus: int, ram_mb: int) -> str:
+        """Why ``count`` VMs of this size cannot fit, or "" when they can."""
+        problems = []
+        if 0 <= self.instances_limit < self.instances_used + count:
+            problems.append(f"instances ({self.instances_used} of {self.instances_limit} used)")
+        if 0 <= self.cores_limit < self.cores_used + count * vcpus:
+            problems.append(f"vCPUs ({self.cores_used} of {self.cores_limit} used)")
+        if 0 <= self.ram_limit_mb < self.ram_used_mb + count * ram_mb:
+            problems.append(f"RAM ({self.ram_used_mb // 1024} of {self.ram_limit_mb // 1024} GB used)")
+        return "Not enough quota: " + ", ".join(problems) + "." if problems else ""

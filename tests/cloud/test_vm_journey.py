@@ -1,0 +1,218 @@
+"""The VM journey through the portal's views and tasks, against the emulator over real HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import User
+
+from portal.models import Credential, Flavor, FloatingIP, Image, KeyPair, Operation, Project, Quota, Server
+from tests.cloud.conftest import drive, last_op, project, public_key, sync
+
+
+def test_it_turns_the_sign_in_into_app_credentials_without_storing_the_password(demo_client: Any, demo: User) -> None:
+    names = sorted(Project.objects.filter(members=demo).values_list("name", flat=True))
+    assert names == ["demo-lensing", "demo-survey"]
+    creds = Credential.objects.filter(user=demo, kind="openstack")
+    assert creds.count() == 2
+    for cred in creds:
+        assert cred.identifier and cred.expires_at and cred.secret
+        assert cred.secret.encode() not in bytes(cred.secret_encrypted)
+        assert b"canfar-demo" not in bytes(cred.secret_encrypted)
+    assert not Credential.objects.filter(kind="keystone_token").exists()
+    assert Flavor.objects.filter(project=project(), name="c2-7.5gb-31", ephemeral_gb=31).exists()
+    assert Image.objects.filter(project=project(), name="canfar-rocky-8", default_user="rocky").exists()
+    quota = Quota.objects.get(project=project())
+    assert (quota.floating_ips_limit, quota.instances_limit) == (1, 10)
+    html = demo_client.get("/").content.decode()
+    assert "demo-survey" in html and "Import an SSH key" in html
+
+
+def test_it_imports_a_key_pair_with_its_fingerprint(demo_client: Any, demo: User) -> None:
+    response = demo_client.post("/vms/keypairs/", {"name": "laptop", "public_key": public_key()})
+    assert response.status_code == 302
+    op = drive(last_op("keypair_import"))
+    assert op.state == "succeeded", op.error
+    key = KeyPair.objects.get(owner=demo, name="laptop", project=project())
+    assert key.fingerprint and not key.pending
+    assert key.fingerprint in demo_client.get("/vms/keypairs/").content.decode()
+
+
+def test_it_explains_a_broken_key_instead_of_failing(demo_client: Any) -> None:
+    for bad in ["ssh-rsa AAAAnotakey", "-----BEGIN OPENSSH PRIVATE KEY-----\nabc", "<script>alert(1)</script>"]:
+        response = demo_client.post("/vms/keypairs/", {"name": "bad", "public_key": bad})
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert "not a valid SSH public key" in html or "private key" in html
+        assert "<script>alert(1)</script>" not in html
+    assert not Operation.objects.filter(kind="keypair_import").exists()
+
+
+def _launch(client: Any, name: str, source: str | None = None, **extra: Any) -> Operation:
+    p = project()
+    image = source or Image.objects.get(project=p, name="canfar-ubuntu-20.04").external_id
+    flavor = Flavor.objects.get(project=p, name="c2-7.5gb-31").external_id
+    data = {"name": name, "source": image, "flavor": flavor, "key_name": "", "count": 1, "packages": ""}
+    data.update(extra)
+    response = client.post("/vms/launch/", data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    return last_op("vm_launch")
+
+
+def test_it_launches_a_vm_which_becomes_active(demo_client: Any) -> None:
+    op = _launch(demo_client, "pipeline", prepare_for_batch="on", packages="source-extractor libcfitsio-bin")
+    assert Server.objects.get(name="pipeline").status == "BUILD"
+    assert "#cloud-config" in op.params["user_data"] and "/mnt/scratch" in op.params["user_data"]
+    op = drive(op)
+    assert op.state == "succeeded", op.error
+    server = Server.objects.get(name="pipeline")
+    assert server.status == "ACTIVE" and server.external_id and server.fixed_ips
+    assert server.expires_at is not None
+    quota = Quota.objects.get(project=project())
+    assert (quota.instances_used, quota.cores_used, quota.ram_used_mb) == (1, 2, 7680)
+    html = demo_client.get("/vms/").content.decode()
+    assert "pipeline" in html and ">ACTIVE<" in html.replace("\n", "")
+
+
+def test_it_attaches_the_projects_one_ip_and_shows_the_ssh_command(demo_client: Any) -> None:
+    drive(_launch(demo_client, "web"))
+    demo_client.post("/vms/ips/allocate/")
+    op = drive(last_op("fip_allocate"))
+    assert op.state == "succeeded", op.error
+    fip = FloatingIP.objects.get(project=project())
+    assert fip.address.startswith("203.0.113.")
+    assert "Quota exceeded (1 of 1 used)" in demo_client.get("/vms/ips/").content.decode()
+    server = Server.objects.get(name="web")
+    demo_client.post(f"/vms/{server.pk}/associate/", {"fip": fip.pk})
+    op = drive(last_op("fip_associate"))
+    assert op.state == "succeeded", op.error
+    html = demo_client.get(f"/vms/{server.pk}/").content.decode()
+    assert f"ssh ubuntu@{fip.address}" in html
+    demo_client.post("/vms/ips/allocate/")  # a race past the disabled button
+    op = drive(last_op("fip_allocate"))
+    assert op.state == "failed" and op.error.startswith("Quota exceeded")
+
+
+def test_it_snapshots_a_vm_and_boots_another_from_the_snapshot(demo_client: Any) -> None:
+    drive(_launch(demo_client, "builder"))
+    server = Server.objects.get(name="builder")
+    response = demo_client.post(f"/vms/{server.pk}/snapshot/", {"name": "image-reduction-2023-08-21"}, follow=True)
+    assert "Do not use the VM" in response.content.decode()
+    op = drive(last_op("vm_snapshot"))
+    assert op.state == "succeeded", op.error
+    snap = Image.objects.get(name="image-reduction-2023-08-21")
+    assert snap.is_snapshot and snap.status == "active" and snap.source_server_name == "builder"
+    op = drive(_launch(demo_client, "worker", source=snap.external_id))
+    assert op.state == "succeeded", op.error
+    assert Server.objects.get(name="worker").image_name == "image-reduction-2023-08-21"
+
+
+def test_it_stops_starts_and_deletes_vms_in_bulk(demo_client: Any) -> None:
+    drive(_launch(demo_client, "one"))
+    drive(_launch(demo_client, "two"))
+    one, two = Server.objects.get(name="one"), Server.objects.get(name="two")
+    demo_client.post(f"/vms/{one.pk}/stop/")
+    assert drive(last_op("vm_action")).state == "succeeded"
+    assert Server.objects.get(pk=one.pk).status == "SHUTOFF"
+    demo_client.post(f"/vms/{one.pk}/start/")
+    assert drive(last_op("vm_action")).state == "succeeded"
+    demo_client.post("/vms/delete/", {"server": [one.pk, two.pk]})
+    assert drive(last_op("vm_delete")).state == "succeeded"
+    assert not Server.objects.filter(pk__in=[one.pk, two.pk]).exists()
+
+
+def test_it_forgets_a_vm_deleted_outside_the_portal_and_finds_one_made_outside(demo_client: Any, cloud: Any) -> None:
+    import openstack
+
+    drive(_launch(demo_client, "doomed"))
+    conn = openstack.connect(auth_url=cloud.auth_url, username="demo", password="canfar-demo",
+                             project_name="demo-lensing", user_domain_name="Default",
+                             project_domain_name="Default", load_yaml_config=False, load_envvars=False)
+    conn.compute.delete_server(Server.objects.get(name="doomed").external_id)
+    image = next(conn.image.images(name="canfar-rocky-8"))
+    flavor = next(f for f in conn.compute.flavors() if f.name == "p2-7.5gb")
+    conn.compute.create_server(name="from-cli", image_id=image.id, flavor_id=flavor.id, networks="auto")
+    sync()
+    assert not Server.objects.filter(name="doomed").exists()
+    outside = Server.objects.get(name="from-cli")
+    assert outside.launched_by is None and outside.default_user == "rocky"
+
+
+def test_it_refuses_a_launch_that_the_quota_cannot_fit(demo_client: Any) -> None:
+    Quota.objects.filter(project=project()).update(instances_used=10, instances_limit=10)
+    response = demo_client.get("/vms/launch/")
+    assert 'data-testid="launch-blocked"' in response.content.decode()
+    response = demo_client.post("/vms/launch/", {
+        "name": "toomany", "source": Image.objects.filter(project=project()).first().external_id,
+        "flavor": Flavor.objects.filter(project=project()).first().external_id, "count": 1})
+    assert response.status_code == 200 and "Not enough quota: instances (10 of 10 used)" in response.content.decode()
+
+
+def test_it_reports_the_clouds_instance_quota_refusal_in_words(demo_client: Any) -> None:
+    p = project()
+    ops = [_launch(demo_client, f"bulk{i}", count=1) for i in range(11)]
+    results = [drive(op) for op in ops]
+    failed = [op for op in results if op.state == "failed"]
+    assert len(failed) == 1 and "Quota exceeded" in failed[0].error and p.name
+
+
+def test_it_shows_a_vm_that_goes_to_error_with_the_clouds_reason(demo_client: Any) -> None:
+    p = project()
+    tiny = Flavor.objects.get(project=p, name="c2-7.5gb-31")
+    image = Image.objects.get(project=p, name="canfar-ubuntu-20.04")
+    server = Server.objects.create(project=p, name="broken", status="BUILD")
+    op = Operation.objects.create(owner=User.objects.get(username="demo"), project=p, kind="vm_launch", title="x",
+                                  params={"server_ids": [server.pk], "image_id": image.external_id,
+                                          "flavor_id": tiny.external_id, "key_name": "",
+                                          "user_data": ""})
+    # A snapshot that needs a bigger root disk than the flavor has: the cloud fails the build.
+    import openstack
+    from django.conf import settings
+
+    conn = openstack.connect(auth_url=settings.OPENSTACK_AUTH_URL, username="demo", password="canfar-demo",
+                             project_name="demo-lensing", user_domain_name="Default",
+                             project_domain_name="Default", load_yaml_config=False, load_envvars=False)
+    source = conn.compute.create_server(name="src", image_id=image.external_id, flavor_id=tiny.external_id,
+                                        networks="auto")
+    conn.compute.wait_for_server(source, wait=30)
+    snap = conn.compute.create_server_image(source, "big-root", wait=True, timeout=30)
+    conn.image.update_image(snap, min_disk=500)
+    op.params["image_id"] = snap.id
+    op.save()
+    op = drive(op)
+    assert op.state == "failed" and "broken failed to start" in op.error
+    assert Server.objects.get(pk=server.pk).status == "ERROR"
+
+
+def test_it_never_launches_twice_when_a_worker_dies_after_the_cloud_accepted(demo_client: Any, cloud: Any) -> None:
+    op = _launch(demo_client, "once")
+    from orchestration.operations import run_operation
+
+    run_operation.apply(args=[op.pk])  # first attempt: the server is created, then the task waits
+    external = Server.objects.get(name="once").external_id
+    assert external
+    Operation.objects.filter(pk=op.pk).update(waiting=False)  # as if the worker died mid-wait
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Operation.objects.filter(pk=op.pk).update(updated=timezone.now() - timedelta(minutes=10))
+    op = drive(op)
+    assert op.state == "succeeded"
+    sync()
+    assert list(Server.objects.filter(name="once").values_list("external_id", flat=True)) == [external]
+
+
+def test_it_asks_to_sign_in_again_when_the_credentials_are_revoked(demo_client: Any, demo: User, cloud: Any) -> None:
+    import openstack
+
+    cred = Credential.objects.get(user=demo, project=project(), kind="openstack")
+    conn = openstack.connect(auth_url=cloud.auth_url, username="demo", password="canfar-demo",
+                             project_name="demo-lensing", user_domain_name="Default",
+                             project_domain_name="Default", load_yaml_config=False, load_envvars=False)
+    conn.identity.delete_application_credential(conn.current_user_id, cred.identifier)
+    demo_client.post("/vms/keypairs/", {"name": "late", "public_key": public_key()})
+    op = drive(last_op("keypair_import"))
+    assert op.state == "failed" and "Sign out and sign in again" in op.error
+    assert Credential.objects.get(pk=cred.pk).revoked
+    assert not KeyPair.objects.filter(name="late").exists()
