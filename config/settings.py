@@ -211,3 +211,72 @@ OPENSTACK_REGION = env.str("OPENSTACK_REGION", default="")
 OPENSTACK_USER_DOMAIN = env.str("OPENSTACK_USER_DOMAIN", default="Default")
 OPENSTACK_PROJECT_DOMAIN = env.str("OPENSTACK_PROJECT_DOMAIN", default="Default")
 OPENSTACK_INTERFACE = _choice("OPENSTACK_INTERFACE", "public", ("public", "internal", "admin"))
+
+VM_LIFETIME_DAYS = _int("VM_LIFETIME_DAYS", 14, minimum=1)
+VM_EXPIRY_WARNING_DAYS = _int("VM_EXPIRY_WARNING_DAYS", 2, minimum=0)
+APP_CREDENTIAL_DAYS = _int("APP_CREDENTIAL_DAYS", 30, minimum=1)
+CLOUD_SYNC_SECONDS = _int("CLOUD_SYNC_SECONDS", 5, minimum=1)
+BATCH_PACKAGES_DEFAULT = env.str("BATCH_PACKAGES_DEFAULT", default="source-extractor libcfitsio-bin")
+CELERY_BEAT_SCHEDULE["sync-clouds"] = {
+    "task": "orchestration.tasks.cloud.sync_all_projects",
+    "schedule": float(CLOUD_SYNC_SECONDS),
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Batch processing (issue 5). The local executor runs jobs as sandboxed processes on the Celery
+# workers (single-user or trusted installs); HTCondor submits to a schedd (shared installs).
+BATCH_EXECUTOR = _choice("BATCH_EXECUTOR", "local", ("local", "htcondor"))
+BATCH_EXECUTORS = [
+    _choice("BATCH_EXECUTORS", name, ("local", "htcondor"))
+    for name in env.list("BATCH_EXECUTORS", default=[BATCH_EXECUTOR])
+]
+if BATCH_EXECUTOR not in BATCH_EXECUTORS:
+    raise ImproperlyConfigured("BATCH_EXECUTOR must be one of BATCH_EXECUTORS")
+BATCH_ROOT = Path(env.str("BATCH_ROOT", default=str(VAR_DIR / "batch")))
+BATCH_SCRATCH_ROOT = Path(env.str("BATCH_SCRATCH_ROOT", default="/tmp/portal-batch-scratch"))
+BATCH_MAX_ITEMS = _int("BATCH_MAX_ITEMS", 20000, minimum=1)
+BATCH_JOB_WALL_SECONDS = _int("BATCH_JOB_WALL_SECONDS", 24 * 3600, minimum=1)
+BATCH_JOB_MEMORY_MB = _int("BATCH_JOB_MEMORY_MB", 4096, minimum=16)
+BATCH_JOB_OUTPUT_MB = _int("BATCH_JOB_OUTPUT_MB", 1024, minimum=1)
+BATCH_JOB_RETRIES = _int("BATCH_JOB_RETRIES", 1)  # automatic re-runs of a job whose worker died
+BATCH_USE_BWRAP = env.bool("BATCH_USE_BWRAP", default=True)
+BATCH_REFRESH_SECONDS = _int("BATCH_REFRESH_SECONDS", 3, minimum=1)
+BATCH_QUEUE = env.str("BATCH_QUEUE", default="celery")  # the Celery queue local jobs run from
+HTCONDOR_POOL_PROFILE = _choice("HTCONDOR_POOL_PROFILE", "v1", ("v1", "csv2", "none"))
+HTCONDOR_COLLECTOR = env.str("HTCONDOR_COLLECTOR", default="")  # empty: the local schedd
+HTCONDOR_SCHEDD = env.str("HTCONDOR_SCHEDD", default="")  # schedd name at the collector
+CELERY_BEAT_SCHEDULE["refresh-batch"] = {
+    "task": "orchestration.tasks.batch.refresh_batch",
+    "schedule": float(BATCH_REFRESH_SECONDS),
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Storage and certificates (issue 7). Storage is a local directory per user (the embedded default) or
+# the user's VOSpace, reached with VOSPACE_TOKEN (a service token, for tests and demos) or the user's
+# proxy certificate (obtained at CADC sign-in). Uploads stream to the backend in 1 MiB chunks.
+STORAGE_BACKEND = _choice("STORAGE_BACKEND", "local", ("local", "vospace"))
+STORAGE_ROOT = Path(env.str("STORAGE_ROOT", default=str(VAR_DIR / "storage")))  # + /<username>
+STORAGE_UPLOAD_MAX_BYTES = _int("STORAGE_UPLOAD_MAX_BYTES", 2 * 1024**3, minimum=1)
+STORAGE_PAGE_SIZE = _int("STORAGE_PAGE_SIZE", 100, minimum=10)
+STORAGE_PREVIEW_MAX_BYTES = _int("STORAGE_PREVIEW_MAX_BYTES", 512 * 1024**2, minimum=1024)  # FITS previews
+VOSPACE_BASE_URI = env.str("VOSPACE_BASE_URI", default="vos:{username}")
+if "{username}" not in VOSPACE_BASE_URI or not VOSPACE_BASE_URI.startswith("vos:"):
+    raise ImproperlyConfigured("VOSPACE_BASE_URI must look like 'vos:{username}' or 'vos:{username}/portal'")
+VOSPACE_TOKEN = env.str("VOSPACE_TOKEN", default="")
+PROXY_CERT_DAYS = _int("PROXY_CERT_DAYS", 10, minimum=1)
+if PROXY_CERT_DAYS > 30:
+    raise ImproperlyConfigured("PROXY_CERT_DAYS must be 30 or less (CADC's limit)")
+# Where a proxy certificate is written (mode 0600) while the vos client uses it; empty: /dev/shm (memory).
+PROXY_CERT_DIR = env.str("PROXY_CERT_DIR", default="")
+
+# ---------------------------------------------------------------------------------------------------
+# Catalogues (issue 6). Input images come from CADC (cadcdata) or a local archive directory that the
+# embedded demo fills with synthetic MegaCam-like images. Work files and cached previews live under
+# CATALOGUE_WORK_DIR (one folder per catalogue); the catalogues themselves go to the user's storage.
+ARCHIVE_BACKEND = _choice("ARCHIVE_BACKEND", "local" if EMBEDDED else "cadc", ("local", "cadc"))
+ARCHIVE_DIR = Path(env.str("ARCHIVE_DIR", default=str(VAR_DIR / "archive")))
+CATALOGUE_WORK_DIR = Path(env.str("CATALOGUE_WORK_DIR", default=str(VAR_DIR / "catalogues")))
+CATALOGUE_MAX_DECOMPRESSED_BYTES = _int("CATALOGUE_MAX_DECOMPRESSED_BYTES", 2 * 1024**3, minimum=1024)
+CATALOGUE_UPLOAD_MAX_BYTES = _int("CATALOGUE_UPLOAD_MAX_BYTES", 1024**3, minimum=1024)
+CATALOGUE_MAX_OBSERVATIONS = _int("CATALOGUE_MAX_OBSERVATIONS", 200, minimum=1)  # per "many IDs" form
+CATALOGUE_DEMO_IMAGES = _int("CATALOGUE_DEMO_IMAGES", 4)  # synthetic images `bootstrap` puts in the archive

@@ -1,6 +1,9 @@
 from django.urls import path
 
-from portal.views import auth, dashboard, operations
+from portal.views import auth, cloud, dashboard, operations, vms
+from portal.views import batch as batch_views
+from portal.views import certificates as certificate_views
+from portal.views import storage as storage_views
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -11,4 +14,45 @@ urlpatterns = [
     path("operations/panel/", operations.panel, name="operations_panel"),
     path("operations/system-check/", operations.start_system_check, name="system_check"),
     path("operations/<int:pk>/", operations.operation_detail, name="operation"),
+    path("vms/", vms.vm_list, name="vms"),
+    path("vms/launch/", vms.vm_launch, name="vm_launch"),
+    path("vms/delete/", vms.vm_delete, name="vm_delete"),
+    path("vms/<int:pk>/", vms.vm_detail, name="vm_detail"),
+    path("vms/<int:pk>/snapshot/", vms.vm_snapshot, name="vm_snapshot"),
+    path("vms/<int:pk>/associate/", vms.vm_associate, name="vm_associate"),
+    path("vms/<int:pk>/extend/", vms.vm_extend, name="vm_extend"),
+    path("vms/<int:pk>/console/", vms.vm_console, name="vm_console"),
+    path("vms/<int:pk>/<str:action>/", vms.vm_action, name="vm_action"),
+    path("vms/overview/", cloud.overview, name="cloud_overview"),
+    path("vms/images/", cloud.image_list, name="images"),
+    path("vms/images/<int:pk>/delete/", cloud.image_delete, name="image_delete"),
+    path("vms/keypairs/", cloud.keypair_list, name="keypairs"),
+    path("vms/keypairs/<int:pk>/delete/", cloud.keypair_delete, name="keypair_delete"),
+    path("vms/ips/", cloud.ip_list, name="ips"),
+    path("vms/ips/allocate/", cloud.ip_allocate, name="ip_allocate"),
+    path("vms/ips/<int:pk>/<str:action>/", cloud.ip_action, name="ip_action"),
+    path("batch/", batch_views.batch_queue, name="batch"),
+    path("batch/new/", batch_views.batch_new, name="batch_new"),
+    path("batch/preview/", batch_views.batch_preview, name="batch_preview"),
+    path("batch/upload/", batch_views.batch_upload, name="batch_upload"),
+    path("batch/<int:pk>/", batch_views.batch_submission, name="batch_submission"),
+    path("batch/<int:pk>/rest/", batch_views.batch_run_rest, name="batch_run_rest"),
+    path("batch/<int:pk>/resubmit/", batch_views.batch_resubmit, name="batch_resubmit"),
+    path("batch/<int:pk>/<str:action>/", batch_views.batch_control, name="batch_control"),
+    path("batch/jobs/<int:pk>/", batch_views.batch_job, name="batch_job"),
+    path("batch/jobs/<int:pk>/<str:kind>/", batch_views.batch_job_file, name="batch_job_file"),
+]
+
+# Storage (issue 7): paths inside the user's own space; the storage adapter validates them.
+urlpatterns += [
+    path("storage/", storage_views.browse, name="storage"),
+    path("storage/browse/<path:path>", storage_views.browse, name="storage_browse"),
+    path("storage/file/<path:path>", storage_views.file_detail, name="storage_file"),
+    path("storage/thumbnail/<path:path>", storage_views.thumbnail, name="storage_thumbnail"),
+    path("storage/download/<path:path>", storage_views.download, name="storage_download"),
+    path("storage/upload/", storage_views.upload, name="storage_upload"),
+    path("storage/mkdir/", storage_views.mkdir, name="storage_mkdir"),
+    path("storage/move/", storage_views.move, name="storage_move"),
+    path("storage/delete/", storage_views.delete, name="storage_delete"),
+    path("certificate/renew/", certificate_views.renew_certificate, name="certificate_renew"),
 ]

@@ -183,7 +183,7 @@ class CloudClient:
             size=i.size,
             is_snapshot=image_type == "snapshot",
             created_at=_ts(i.created_at),
-            source_server_id=str(props.get("instance_uuid") or ""),
+            source_server_id=str(getattr(i, "instance_uuid", None) or props.get("instance_uuid") or ""),
             default_user=default_user,
             min_disk_gb=int(i.min_disk or 0),
             visibility=i.visibility or "",

@@ -1,4 +1,12 @@
 from .accounts import Credential, Membership, Project
+from .batch import Job, Submission
+from .catalogues import Catalogue, CatalogueCcd
+from .cloud import Flavor, FloatingIP, Image, KeyPair, Quota, Server
 from .operations import Operation
+from .storage import StorageUsage
 
-__all__ = ["Credential", "Membership", "Operation", "Project"]
+__all__ = [
+    "Catalogue", "CatalogueCcd",
+    "Credential", "Flavor", "FloatingIP", "Image", "Job", "KeyPair", "Membership", "Operation", "Project",
+    "Quota", "Server", "StorageUsage", "Submission",
+]

@@ -9,6 +9,8 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpResponse
 
+from portal import certificates
+from portal.cloud_session import start_cloud_connection
 from portal.demo import DEMO_PASSWORD, DEMO_USERNAME
 from portal.identity import IdentityUnavailable
 
@@ -45,6 +47,12 @@ class SignInView(auth_views.LoginView):
     form_class = SignInForm
     template_name = "registration/login.html"
     redirect_authenticated_user = True
+
+    def form_valid(self, form):  # type: ignore[no-untyped-def]
+        response = super().form_valid(form)
+        start_cloud_connection(self.request, form.get_user(), form.cleaned_data["password"])
+        certificates.obtain_at_sign_in(self.request, form.get_user(), form.cleaned_data["password"])
+        return response
 
     def get_context_data(self, **kwargs):  # type: ignore[no-untyped-def]
         ctx = super().get_context_data(**kwargs)

@@ -101,7 +101,10 @@ def test_it_snapshots_a_vm_and_boots_another_from_the_snapshot(demo_client: Any)
     op = drive(last_op("vm_snapshot"))
     assert op.state == "succeeded", op.error
     snap = Image.objects.get(name="image-reduction-2023-08-21")
+    sync()  # the periodic sync must keep the link to the source VM
+    snap = Image.objects.get(name="image-reduction-2023-08-21")
     assert snap.is_snapshot and snap.status == "active" and snap.source_server_name == "builder"
+    assert snap.source_server_id == server.external_id
     op = drive(_launch(demo_client, "worker", source=snap.external_id))
     assert op.state == "succeeded", op.error
     assert Server.objects.get(name="worker").image_name == "image-reduction-2023-08-21"

@@ -1,0 +1,347 @@
+"""The local executor's job runner: one user job as a sandboxed process on this machine.
+
+The job gets a private scratch directory (its cwd, HOME and TMPDIR), an argv list
+(never a shell), a scrubbed environment, its own process group and resource
+limits, and, where bubblewrap is installed, a read-only view of the system with
+only its scratch directory writable. The runner writes the job's .out, .err and
+HTCondor event log, so the log viewer reads local and HTCondor jobs alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from orchestration.batch.base import JobState
+from orchestration.batch.eventlog import (
+    HOLD_DURATION_EXCEEDED,
+    HOLD_FAILED_TO_START,
+    HOLD_OUT_OF_RESOURCES,
+    EventLogWriter,
+    JobEvent,
+    read_events,
+)
+
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+_PRLIMIT = shutil.which("prlimit")
+_BWRAP = shutil.which("bwrap")
+_FIRST_POLL = 0.002  # most jobs in a big batch are short: look early, then back off
+_MAX_POLL = 0.25
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one job may use. Memory is its resident size (all its processes); output per file."""
+
+    wall_seconds: float = 24 * 3600
+    memory_mb: int = 2048
+    output_mb: int = 1024
+    cpu_seconds: int | None = None
+    # Address space is capped too, to stop a runaway between two polls; programs
+    # reserve more address space than they touch, hence the headroom.
+    address_space_factor: float = 4.0
+    kill_grace_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class LocalJob:
+    """Everything the runner needs; paths are on this machine."""
+
+    cluster: int
+    proc: int
+    script: Path  # the user's script, copied into scratch and run as ./<name>
+    argv: list[str]
+    job_dir: Path  # where .out, .err and the log go (and output files come back)
+    output: str
+    error: str
+    log: str
+    scratch_root: Path  # outside the portal's data
+    limits: Limits = field(default_factory=Limits)
+    input_files: list[Path] = field(default_factory=list)
+    output_files: list[str] = field(default_factory=list)  # names copied back from scratch
+    env: dict[str, str] = field(default_factory=dict)  # e.g. X509_USER_PROXY
+    proxy: Path | None = None  # copied into scratch; X509_USER_PROXY points at it
+    use_bwrap: bool = True
+    hidden_paths: list[Path] = field(default_factory=list)  # masked inside bwrap
+    keep_scratch: bool = False
+    stop_file: Path | None = None  # appears when the portal holds or removes the job from any host
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How the job ended. `state` is DONE, FAILED, HELD or REMOVED."""
+
+    state: JobState
+    exit_code: int | None = None
+    signal: int | None = None
+    hold_reason: str = ""
+    hold_code: int | None = None
+    host: str = ""
+    pid: int | None = None
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+OnStart = Callable[[int, str], None]
+
+
+def job_environment(job: LocalJob, scratch: Path) -> dict[str, str]:
+    """The job's whole environment: nothing inherited from the worker but these."""
+    env = {
+        "PATH": os.environ.get("BATCH_JOB_PATH", DEFAULT_PATH),
+        "HOME": str(scratch),
+        "TMPDIR": str(scratch),
+        "_CONDOR_SCRATCH_DIR": str(scratch),
+        "LANG": "C.UTF-8",
+    }
+    if job.proxy is not None:
+        env["X509_USER_PROXY"] = str(scratch / job.proxy.name)
+    env.update(job.env)
+    return env
+
+
+def _limit_args(limits: Limits) -> list[tuple[int, int]]:
+    memory = int(limits.memory_mb * 1024 * 1024)
+    out = [
+        (resource.RLIMIT_AS, int(memory * limits.address_space_factor)),
+        (resource.RLIMIT_FSIZE, int(limits.output_mb * 1024 * 1024)),
+        (resource.RLIMIT_CORE, 0),
+    ]
+    if limits.cpu_seconds:
+        out.append((resource.RLIMIT_CPU, int(limits.cpu_seconds)))
+    return out
+
+
+def _command(job: LocalJob, scratch: Path) -> tuple[list[str], Callable[[], None] | None]:
+    """The argv to execute, and a preexec function only when prlimit is missing."""
+    argv = [f"./{job.script.name}", *job.argv]
+    if job.use_bwrap and _BWRAP:
+        wrap = [_BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        for hidden in job.hidden_paths:
+            wrap += ["--tmpfs", str(hidden)]
+        wrap += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--die-with-parent", "--"]
+        argv = wrap + argv
+    limits = _limit_args(job.limits)
+    if _PRLIMIT:
+        names = {resource.RLIMIT_AS: "as", resource.RLIMIT_FSIZE: "fsize", resource.RLIMIT_CORE: "core"}
+        names[resource.RLIMIT_CPU] = "cpu"
+        opts = [f"--{names[r]}={v}:{v + 5 if r == resource.RLIMIT_CPU else v}" for r, v in limits]
+        return [_PRLIMIT, *opts, "--", *argv], None
+
+    def preexec() -> None:  # pragma: no cover - only where util-linux is missing
+        for r, v in limits:
+            resource.setrlimit(r, (v, v + 5 if r == resource.RLIMIT_CPU else v))
+
+    return argv, preexec
+
+
+def _prepare_scratch(job: LocalJob) -> Path:
+    job.scratch_root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"job-{job.cluster}.{job.proc}-", dir=job.scratch_root))
+    target = scratch / job.script.name
+    shutil.copyfile(job.script, target)
+    target.chmod(0o700)
+    for path in [*job.input_files, *([job.proxy] if job.proxy else [])]:
+        shutil.copyfile(path, scratch / path.name)
+    if job.proxy is not None:
+        (scratch / job.proxy.name).chmod(0o600)
+    return scratch
+
+
+def _group_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants, from /proc."""
+    total, todo, page = 0, [pid], os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * page
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children", "rb") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue  # the process ended while we looked
+    return total
+
+
+def kill_job(pgid: int, grace_seconds: float = 5.0) -> bool:
+    """Terminate a job's process group: SIGTERM, then SIGKILL after the grace period.
+
+    Returns False when the group was already gone. Used for Remove and Hold.
+    """
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    return True
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1024:.1f} GB" if n >= 1024 else f"{n:.0f} MB"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def run_job(job: LocalJob, on_start: OnStart | None = None) -> JobResult:
+    """Run one job to the end and record it; never raises for anything the job does."""
+    host = socket.gethostname()
+    log = EventLogWriter(job.job_dir / job.log, job.cluster, job.proc)
+    job.job_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    try:
+        scratch = _prepare_scratch(job)
+    except OSError as exc:
+        reason = f"The job could not be prepared on {host}: {exc.strerror or exc}"
+        log.held(reason, HOLD_FAILED_TO_START)
+        return JobResult(JobState.HELD, hold_reason=reason, hold_code=HOLD_FAILED_TO_START, host=host)
+    try:
+        return _run_in(job, scratch, host, log, started, on_start)
+    finally:
+        if not job.keep_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_in(
+    job: LocalJob, scratch: Path, host: str, log: EventLogWriter, started: float, on_start: OnStart | None
+) -> JobResult:
+    argv, preexec = _command(job, scratch)
+    limits = job.limits
+    out_path, err_path = job.job_dir / job.output, job.job_dir / job.error
+    with open(out_path, "ab") as out, open(err_path, "ab") as err:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=scratch,
+                env=job_environment(job, scratch),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,  # own session and process group, so kill_job reaches all of it
+                close_fds=True,
+                preexec_fn=preexec,  # noqa: PLW1509 - None unless util-linux prlimit is missing
+            )
+        except OSError as exc:
+            reason = f"The job could not start on {host}: {exc.strerror or exc}"
+            log.held(reason, HOLD_FAILED_TO_START)
+            return JobResult(JobState.HELD, hold_reason=reason, hold_code=HOLD_FAILED_TO_START, host=host)
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    log.executing(host, when=started)
+    if on_start is not None:
+        on_start(proc.pid, host)
+    hold_reason, hold_code = "", None
+    deadline = time.monotonic() + limits.wall_seconds
+    memory_limit = limits.memory_mb * 1024 * 1024
+    poll = _FIRST_POLL
+    stopped = False
+    while True:
+        try:
+            proc.wait(timeout=poll)
+            break
+        except subprocess.TimeoutExpired:
+            poll = min(poll * 2, _MAX_POLL)
+        if job.stop_file is not None and job.stop_file.exists():
+            stopped = True
+            kill_job(proc.pid, limits.kill_grace_seconds)
+            proc.wait()
+            break
+        if time.monotonic() >= deadline:
+            hold_reason = (
+                f"The job ran longer than its wall-time limit of {_duration(limits.wall_seconds)} "
+                "and was stopped."
+            )
+            hold_code = HOLD_DURATION_EXCEEDED
+        elif (rss := _group_rss_bytes(proc.pid)) > memory_limit:
+            hold_reason = (
+                f"The job used {_mb(rss / 2**20)} of memory, more than its limit of "
+                f"{_mb(limits.memory_mb)}, and was stopped. Ask for more memory (request_memory)."
+            )
+            hold_code = HOLD_OUT_OF_RESOURCES
+        if hold_code is not None:
+            kill_job(proc.pid, limits.kill_grace_seconds)
+            proc.wait()
+            break
+    status = proc.returncode
+    sig = -status if status < 0 else None
+    code = status if status >= 0 else None
+    base = JobResult(
+        JobState.FAILED, code, sig, host=host, pid=proc.pid, started_at=started, finished_at=time.time()
+    )
+    if hold_code is None and (stopped or sig is not None or (code or 0) > 128):
+        # Hold or Remove from the portal log first, then kill the group: the log has the last word.
+        outside = _held_or_removed_since_start(job)
+        if outside is not None:
+            state = JobState.HELD if outside.kind == "held" else JobState.REMOVED
+            return replace(base, state=state, hold_reason=outside.reason, hold_code=outside.hold_code)
+    if hold_code is None:
+        hold_reason, hold_code = _limit_hit(sig, code, out_path, err_path, limits)
+    if hold_code is not None:
+        log.held(hold_reason, hold_code)
+        return replace(base, state=JobState.HELD, hold_reason=hold_reason, hold_code=hold_code)
+    _copy_back(job, scratch)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # cumulative over this worker's children
+    user_cpu, sys_cpu = usage.ru_utime - usage_before.ru_utime, usage.ru_stime - usage_before.ru_stime
+    log.terminated(return_value=code, signal=sig, user_cpu=user_cpu, sys_cpu=sys_cpu)
+    return replace(base, state=JobState.DONE if code == 0 else JobState.FAILED)
+
+
+def _held_or_removed_since_start(job: LocalJob) -> JobEvent | None:
+    events = [
+        e for e in read_events(job.job_dir / job.log) if e.proc == job.proc and e.cluster == job.cluster
+    ]
+    for event in reversed(events):
+        if event.kind == "execute":
+            return None
+        if event.kind in ("held", "aborted"):
+            return event
+    return None
+
+
+def _limit_hit(
+    sig: int | None, code: int | None, out_path: Path, err_path: Path, limits: Limits
+) -> tuple[str, int | None]:
+    """Recognise a job the kernel stopped at a resource limit (also inside a shell script: 128+signal)."""
+    fsize = limits.output_mb * 1024 * 1024
+    too_big = any(p.exists() and p.stat().st_size >= fsize for p in (out_path, err_path))
+    if sig == signal.SIGXFSZ or code == 128 + signal.SIGXFSZ or too_big:
+        return (
+            f"The job wrote a file larger than its output limit of {_mb(limits.output_mb)} and was stopped.",
+            HOLD_OUT_OF_RESOURCES,
+        )
+    if sig == signal.SIGXCPU or code == 128 + signal.SIGXCPU:
+        return (
+            f"The job used more than its CPU-time limit of {_duration(limits.cpu_seconds or 0)} "
+            "and was stopped.",
+            HOLD_DURATION_EXCEEDED,
+        )
+    return "", None
+
+
+def _copy_back(job: LocalJob, scratch: Path) -> None:
+    for name in job.output_files:
+        source = scratch / name
+        if source.is_file() and not source.is_symlink():
+            shutil.copyfile(source, job.job_dir / name)

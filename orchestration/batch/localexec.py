@@ -1,0 +1,299 @@
+"""The local executor: submissions kept as directories, jobs run by workers with `run_job`.
+
+Layout under `root` (a directory all workers share):
+  <cluster>/submission.json   the parsed jobs and the key
+  <cluster>/files/            the script and input files as uploaded
+  <cluster>/out/              each job's .out, .err and event log (the job state lives in the log)
+  <cluster>/claims/<proc>     which worker runs the job (created with O_EXCL: a job runs once)
+  <cluster>/stop/<proc>       asks the worker running the job to stop it (hold, remove)
+  keys/<key>                  symlink to the cluster: a repeated submit finds the first one
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from orchestration.batch.base import (
+    BatchError,
+    JobState,
+    JobStatus,
+    ParsedJob,
+    ParsedSubmit,
+    SubmitHandle,
+    WorkerTarget,
+)
+from orchestration.batch.eventlog import EventLogWriter, JobEvent, read_events
+from orchestration.batch.local import JobResult, Limits, LocalJob, OnStart, kill_job, run_job
+from orchestration.batch.submit import PROXY_FILE_NAME
+from orchestration.batch.validate import check_file_name
+
+Dispatch = Callable[[int, int], None]  # (cluster, proc): e.g. a Celery task's .delay
+
+
+def state_from_events(cluster: int, proc: int, events: list[JobEvent]) -> JobStatus:
+    """The state of a job from its event log, read the way condor_q would report it."""
+    state, exit_code, signal, host, reason = JobState.IDLE, None, None, "", ""
+    started = finished = None
+    for e in events:
+        if e.cluster != cluster or e.proc != proc:
+            continue
+        if e.kind in ("submit", "released", "evicted"):
+            state, reason = JobState.IDLE, ""
+        elif e.kind == "execute":
+            state, host, started, finished = JobState.RUNNING, e.host, e.time, None
+        elif e.kind == "terminated":
+            exit_code, signal, finished = e.return_value, e.signal, e.time
+            state = JobState.DONE if exit_code == 0 and signal is None else JobState.FAILED
+        elif e.kind == "held":
+            state, reason = JobState.HELD, e.reason
+        elif e.kind == "aborted":
+            state, finished = JobState.REMOVED, e.time
+    return JobStatus(cluster, proc, state, exit_code, signal, host, reason, started, finished)
+
+
+class LocalExecutor:
+    """The Executor interface over a shared directory; `dispatch` queues a job for a worker."""
+
+    def __init__(
+        self,
+        root: Path,
+        scratch_root: Path,
+        dispatch: Dispatch,
+        limits: Limits | None = None,
+        use_bwrap: bool = True,
+        hidden_paths: list[Path] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.scratch_root = Path(scratch_root)
+        self.dispatch = dispatch
+        self.limits = limits or Limits()
+        self.use_bwrap = use_bwrap
+        self.hidden_paths = list(hidden_paths or [])
+
+    # ------------------------------------------------------------------ submission
+    def _dir(self, cluster: int) -> Path:
+        return self.root / str(int(cluster))
+
+    def _key_link(self, key: str) -> Path:
+        problem = check_file_name(key, "submission key")
+        if problem:
+            raise BatchError(problem)
+        return self.root / "keys" / key
+
+    def find(self, key: str) -> int | None:
+        try:
+            return int(os.readlink(self._key_link(key)))
+        except FileNotFoundError:
+            return None
+
+    def _new_cluster(self) -> int:
+        self.root.mkdir(parents=True, exist_ok=True)
+        numbers = [int(p.name) for p in self.root.iterdir() if p.name.isdigit()]
+        cluster = max(numbers, default=0) + 1
+        while True:
+            try:
+                self._dir(cluster).mkdir()
+                return cluster
+            except FileExistsError:  # another worker took it
+                cluster += 1
+
+    def submit(
+        self,
+        parsed: ParsedSubmit,
+        files: dict[str, bytes],
+        key: str,
+        proxy: bytes | None = None,
+        target: WorkerTarget | None = None,  # unused: jobs run here, not on cloud workers
+    ) -> SubmitHandle:
+        """Record the submission, log each job as submitted, then dispatch. Safe to repeat with a key."""
+        existing = self.find(key)
+        if existing is not None:
+            self._dispatch_unclaimed(existing)  # the first attempt may have died before dispatching
+            return SubmitHandle(existing, len(self._jobs(existing)))
+        needed = [parsed.executable, *(n for n in parsed.transfer_input_files if n != PROXY_FILE_NAME)]
+        missing = [n for n in needed if n not in files]
+        if missing:
+            raise BatchError(
+                f"These files are named in the submit file but were not given: {', '.join(missing)}"
+            )
+        cluster = self._new_cluster()
+        base = self._dir(cluster)
+        for sub in ("files", "out", "claims", "stop"):
+            (base / sub).mkdir()
+        for name, content in files.items():
+            problem = check_file_name(name, "file")
+            if problem:
+                raise BatchError(problem)
+            (base / "files" / name).write_bytes(content)
+        if proxy is not None:
+            fd = os.open(base / "files" / PROXY_FILE_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(proxy)
+        record = {
+            "key": key,
+            "executable": parsed.executable,
+            "inputs": [n for n in parsed.transfer_input_files if n != PROXY_FILE_NAME],
+            "proxy": proxy is not None,
+            "jobs": [asdict(job) for job in parsed.jobs],
+        }
+        (base / "submission.json").write_text(json.dumps(record))
+        host = socket.gethostname()
+        for job in parsed.jobs:
+            EventLogWriter(base / "out" / self._log_name(job), cluster, job.proc).submitted(host)
+        link = self._key_link(key)
+        link.parent.mkdir(exist_ok=True)
+        try:
+            link.symlink_to(str(cluster))  # atomic: the submission now exists
+        except FileExistsError:  # a concurrent attempt with the same key won; leave ours unused
+            return SubmitHandle(self.find(key) or cluster, len(parsed.jobs))
+        for job in parsed.jobs:
+            self.dispatch(cluster, job.proc)
+        return SubmitHandle(cluster, len(parsed.jobs))
+
+    @staticmethod
+    def _log_name(job: ParsedJob) -> str:
+        return job.log or f"job-{job.proc}.log"
+
+    def _jobs(self, cluster: int) -> list[ParsedJob]:
+        try:
+            record = json.loads((self._dir(cluster) / "submission.json").read_text())
+        except FileNotFoundError as exc:
+            raise BatchError(f"There is no batch submission {cluster}.") from exc
+        return [ParsedJob(**job) for job in record["jobs"]]
+
+    def _dispatch_unclaimed(self, cluster: int) -> None:
+        for status in self.status(cluster):
+            if (
+                status.state == JobState.IDLE
+                and not (self._dir(cluster) / "claims" / str(status.proc)).exists()
+            ):
+                self.dispatch(cluster, status.proc)
+
+    # ------------------------------------------------------------------ running
+    def run(self, cluster: int, proc: int, on_start: OnStart | None = None) -> JobResult | None:
+        """Run one job on this worker; None if another worker claimed it or it is no longer idle."""
+        base = self._dir(cluster)
+        record = json.loads((base / "submission.json").read_text())
+        job = ParsedJob(**record["jobs"][proc])
+        if self._status_of(cluster, job).state != JobState.IDLE:
+            return None
+        try:
+            fd = os.open(base / "claims" / str(proc), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return None
+        claim = os.fdopen(fd, "w")
+
+        def started(pid: int, host: str) -> None:
+            claim.write(json.dumps({"host": host, "pid": pid}))
+            claim.close()
+            if on_start is not None:
+                on_start(pid, host)
+
+        files = base / "files"
+        local = LocalJob(
+            cluster=cluster,
+            proc=proc,
+            script=files / record["executable"],
+            argv=job.argv,
+            job_dir=base / "out",
+            output=job.output or f"job-{proc}.out",
+            error=job.error or f"job-{proc}.err",
+            log=self._log_name(job),
+            scratch_root=self.scratch_root,
+            limits=self.limits,
+            input_files=[files / n for n in record["inputs"]],
+            proxy=files / PROXY_FILE_NAME if record["proxy"] else None,
+            use_bwrap=self.use_bwrap,
+            hidden_paths=[*self.hidden_paths, self.root],
+            stop_file=base / "stop" / str(proc),
+        )
+        try:
+            return run_job(local, on_start=started)
+        finally:
+            claim.close()  # a no-op once the job started
+
+    # ------------------------------------------------------------------ watching
+    def _status_of(self, cluster: int, job: ParsedJob) -> JobStatus:
+        return state_from_events(
+            cluster, job.proc, read_events(self._dir(cluster) / "out" / self._log_name(job))
+        )
+
+    def status(self, cluster: int) -> list[JobStatus]:
+        jobs = self._jobs(cluster)
+        cache: dict[str, list[JobEvent]] = {}  # jobs may share one log
+        out = []
+        for job in jobs:
+            name = self._log_name(job)
+            if name not in cache:
+                cache[name] = read_events(self._dir(cluster) / "out" / name)
+            out.append(state_from_events(cluster, job.proc, cache[name]))
+        return out
+
+    def log_path(self, cluster: int, proc: int) -> Path:
+        return self._dir(cluster) / "out" / self._log_name(self._jobs(cluster)[proc])
+
+    # ------------------------------------------------------------------ control
+    def _select(self, cluster: int, procs: list[int] | None) -> list[ParsedJob]:
+        jobs = self._jobs(cluster)
+        return jobs if procs is None else [j for j in jobs if j.proc in set(procs)]
+
+    def _stop(self, cluster: int, job: ParsedJob) -> None:
+        """Ask the worker running the job to stop it; kill it directly when it runs on this host."""
+        base = self._dir(cluster)
+        (base / "stop" / str(job.proc)).touch()
+        try:
+            claim = json.loads((base / "claims" / str(job.proc)).read_text() or "{}")
+        except FileNotFoundError:
+            return
+        if claim.get("host") == socket.gethostname() and claim.get("pid"):
+            kill_job(int(claim["pid"]), self.limits.kill_grace_seconds)
+
+    def hold(self, cluster: int, procs: list[int] | None = None, reason: str = "") -> None:
+        for job, status in zip(self._select(cluster, procs), self._statuses(cluster, procs), strict=True):
+            if status.state in (JobState.IDLE, JobState.RUNNING):
+                log = EventLogWriter(self._dir(cluster) / "out" / self._log_name(job), cluster, job.proc)
+                log.held(reason or "via condor_hold (by the portal)")
+                self._stop(cluster, job)
+
+    def release(self, cluster: int, procs: list[int] | None = None) -> None:
+        base = self._dir(cluster)
+        for job, status in zip(self._select(cluster, procs), self._statuses(cluster, procs), strict=True):
+            if status.state == JobState.HELD:
+                (base / "stop" / str(job.proc)).unlink(missing_ok=True)
+                (base / "claims" / str(job.proc)).unlink(missing_ok=True)
+                EventLogWriter(base / "out" / self._log_name(job), cluster, job.proc).released()
+                self.dispatch(cluster, job.proc)
+
+    def remove(self, cluster: int, procs: list[int] | None = None) -> None:
+        for job, status in zip(self._select(cluster, procs), self._statuses(cluster, procs), strict=True):
+            if status.state in (JobState.IDLE, JobState.RUNNING, JobState.HELD):
+                log = EventLogWriter(self._dir(cluster) / "out" / self._log_name(job), cluster, job.proc)
+                log.aborted("via condor_rm (by the portal)")
+                self._stop(cluster, job)
+
+    def _statuses(self, cluster: int, procs: list[int] | None) -> list[JobStatus]:
+        return [s for s in self.status(cluster) if procs is None or s.proc in set(procs)]
+
+    def recover(self, cluster: int) -> list[int]:
+        """Hold jobs logged as running on this host whose process is gone (the worker died)."""
+        base, host, lost = self._dir(cluster), socket.gethostname(), []
+        for job, status in zip(self._jobs(cluster), self.status(cluster), strict=True):
+            if status.state != JobState.RUNNING or status.host != host:
+                continue
+            try:
+                claim = json.loads((base / "claims" / str(job.proc)).read_text() or "{}")
+                os.killpg(int(claim["pid"]), 0)
+            except (FileNotFoundError, KeyError, ValueError, ProcessLookupError):
+                reason = "The worker running this job stopped unexpectedly; release the job to run it again."
+                EventLogWriter(base / "out" / self._log_name(job), cluster, job.proc).held(reason, 6)
+                lost.append(job.proc)
+        return lost
+
+    def retrieve(self, cluster: int) -> Path:
+        """The jobs write straight into this directory: nothing to fetch."""
+        return self._dir(cluster) / "out"

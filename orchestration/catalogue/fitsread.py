@@ -1,0 +1,143 @@
+"""Read one image HDU as float32, fast for Rice tile-compressed integer images (fpack's default).
+
+astropy decompresses tile by tile with a lot of Python per tile; MegaCam files have one tile per row
+(4612 per CCD), so that overhead is as large as the decompression itself. The fast path reads the HDU's
+bytes once and calls astropy's own C Rice decoder in a tight loop. Anything unusual (quantised floats,
+other algorithms, extra columns, tiles not spanning full rows) goes through astropy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+try:  # astropy's compiled codec; private, so keep the public path as the fallback
+    from astropy.io.fits.hdu.compressed._compression import CfitsioException, decompress_rice_1_c
+except ImportError:  # pragma: no cover - depends on the astropy build
+    decompress_rice_1_c = None
+    CfitsioException = RuntimeError  # type: ignore[misc,assignment]
+
+from orchestration.catalogue.errors import CatalogueInputError
+from orchestration.catalogue.fitsindex import image_header, scan_hdus
+
+
+def _zvals(header: fits.Header) -> dict[str, int]:
+    return {
+        str(header[f"ZNAME{i}"]).upper(): header.get(f"ZVAL{i}")
+        for i in range(1, 20)
+        if f"ZNAME{i}" in header
+    }
+
+
+def _fast_rice(path: Path, index: int, row_step: int = 1) -> tuple[np.ndarray, fits.Header] | None:
+    """Decode a RICE_1 integer image with full-row tiles; None when the HDU does not qualify.
+
+    With ``row_step`` > 1 and one-row tiles, only every row_step-th row is decoded (for thumbnails).
+    """
+    if decompress_rice_1_c is None:
+        return None
+    entries = scan_hdus(path)
+    if index >= len(entries):
+        raise CatalogueInputError(f"{path.name}: there is no HDU {index}")
+    entry = entries[index]
+    raw_header = entry.header
+    if not (str(raw_header.get("XTENSION", "")).strip() == "BINTABLE" and raw_header.get("ZIMAGE")):
+        return None
+    h = raw_header
+    zbitpix = int(h.get("ZBITPIX", 0))
+    ok = (
+        str(h.get("ZCMPTYPE", "")).strip() in ("RICE_1", "RICE_ONE")
+        and zbitpix in (8, 16, 32)
+        and int(h.get("ZNAXIS", 0)) == 2
+        and int(h.get("TFIELDS", 0)) == 1
+        and str(h.get("TTYPE1", "")).strip() == "COMPRESSED_DATA"
+        and int(h.get("ZTILE1", 0)) == int(h.get("ZNAXIS1", -1))
+        and "ZBLANK" not in h
+        and (row_step == 1 or int(h.get("ZTILE2", 1)) == 1)
+    )
+    if not ok:
+        return None
+    nx, ny = int(h["ZNAXIS1"]), int(h["ZNAXIS2"])
+    zv = _zvals(h)
+    blocksize, bytepix = int(zv.get("BLOCKSIZE", 32)), int(zv.get("BYTEPIX", zbitpix // 8))
+    if bytepix != zbitpix // 8:
+        return None
+    rowlen, nrows = int(h["NAXIS1"]), int(h["NAXIS2"])
+    wide = "Q" in str(h["TFORM1"]).upper()
+    with open(path, "rb") as fh:
+        fh.seek(entry.data_offset)
+        buf = fh.read(entry.data_size)
+    if len(buf) < entry.data_size:
+        raise CatalogueInputError(f"{path.name}: HDU {index} is truncated")
+    desc = np.frombuffer(buf, dtype=">i8" if wide else ">i4", count=nrows * 2).reshape(nrows, 2).tolist()
+    theap = int(h.get("THEAP", rowlen * nrows))
+    heap = buf[theap:]
+    tile_pix = int(h["ZTILE1"]) * int(h.get("ZTILE2", 1))
+    total = nx * ny
+    parts = []
+    for k in range(0, len(desc), row_step):
+        n, off = desc[k]
+        npix = min(tile_pix, total - k * tile_pix)
+        if off + n > len(heap):
+            raise CatalogueInputError(f"{path.name}: HDU {index} compressed data is corrupted")
+        parts.append(decompress_rice_1_c(heap[off : off + n], blocksize, bytepix, npix))
+    pixels = b"".join(parts)
+    ny = len(range(0, ny, row_step))
+    if len(pixels) != (total if row_step == 1 else ny * nx) * bytepix:
+        raise CatalogueInputError(f"{path.name}: HDU {index} compressed data is corrupted")
+    ints = np.frombuffer(pixels, dtype={1: np.uint8, 2: np.int16, 4: np.int32}[bytepix]).reshape(ny, nx)
+    data = np.empty((ny, nx), np.float32)
+    bscale, bzero = float(h.get("BSCALE", 1.0)), float(h.get("BZERO", 0.0))
+    if bscale != 1.0:
+        np.multiply(ints, np.float32(bscale), out=data, dtype=np.float32)
+        data += np.float32(bzero)
+    else:
+        np.add(ints, np.float32(bzero), out=data, dtype=np.float32)
+    return data, image_header(raw_header)
+
+
+def _astropy_read(path: Path, index: int, row_step: int = 1) -> tuple[np.ndarray, fits.Header]:
+    with fits.open(path, memmap=True, do_not_scale_image_data=True, lazy_load_hdus=True) as hdul:
+        hdu = hdul[index]
+        header = hdu.header.copy()
+        if int(header.get("NAXIS", 0)) < 2:
+            raise CatalogueInputError(f"{path.name}: HDU {index} has no image data")
+        raw = hdu.data if row_step == 1 else hdu.section[::row_step, :]
+        if raw is None or raw.ndim < 2:
+            raise CatalogueInputError(f"{path.name}: HDU {index} has no image data")
+        data = np.array(raw.reshape(raw.shape[-2:]), dtype=np.float32)  # native byte order, contiguous
+        del raw
+    bscale, bzero = float(header.get("BSCALE", 1.0)), float(header.get("BZERO", 0.0))
+    if bscale != 1.0:
+        data *= np.float32(bscale)
+    if bzero != 0.0:
+        data += np.float32(bzero)
+    return data, header
+
+
+def read_ccd(path: str | Path, index: int, row_step: int = 1) -> tuple[np.ndarray, fits.Header]:
+    """One image HDU as float32 (BZERO/BSCALE applied) and its image header; only that HDU is read.
+
+    ``row_step`` > 1 returns every row_step-th row only (cheap thumbnails of compressed images).
+    """
+    path = Path(path)
+    try:
+        fast = _fast_rice(path, index, row_step)
+        return fast if fast is not None else _astropy_read(path, index, row_step)
+    except CatalogueInputError:
+        raise
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        RuntimeError,
+        EOFError,
+        CfitsioException,
+    ) as exc:
+        raise CatalogueInputError(
+            f"{path.name}: HDU {index} is corrupted and cannot be read ({exc})"
+        ) from exc

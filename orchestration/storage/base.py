@@ -1,0 +1,122 @@
+"""The storage interface shared by the local-directory and VOSpace implementations.
+
+Paths are always relative to the user's own space ("", "results", "results/cat 1.fits").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import IO, BinaryIO, Protocol
+
+from orchestration.errors import TransientError, UserFacingError
+
+CHUNK_SIZE = 1024 * 1024  # copy granularity: big enough to be fast, small enough to keep memory flat
+
+
+@dataclass(frozen=True)
+class Node:
+    """A file or folder; `path` is relative to the user's space ("" is the top)."""
+
+    name: str
+    path: str
+    is_dir: bool
+    size: int
+    modified: dt.datetime
+
+
+class StorageError(UserFacingError):
+    """Base class; `str(error)` is a message for the user."""
+
+
+class NotFound(StorageError):
+    pass
+
+
+class AlreadyExists(StorageError):
+    pass
+
+
+class PermissionDenied(StorageError):
+    pass
+
+
+class InvalidPath(PermissionDenied):
+    """A path that tries to leave the user's space or is not a valid name."""
+
+
+class StorageUnavailable(StorageError, TransientError):
+    """The storage service cannot be used right now; try again later."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail  # technical reason, for logs
+
+
+class Storage(Protocol):
+    def list(self, path: str = "", offset: int = 0, limit: int | None = None) -> list[Node]:
+        """Children of a folder, folders first then by name; a page when `limit` is given."""
+        ...
+
+    def count(self, path: str = "") -> int: ...
+
+    def info(self, path: str) -> Node: ...
+
+    def mkdir(self, path: str) -> Node: ...
+
+    def upload(
+        self, path: str, fileobj: BinaryIO, max_bytes: int | None = None, overwrite: bool = False
+    ) -> Node: ...
+
+    def open_read(self, path: str) -> BinaryIO:
+        """A binary file object streaming the content; the caller closes it."""
+        ...
+
+    def move(self, src: str, dest: str) -> Node:
+        """Move or rename; `dest` is the new full path and must not exist."""
+        ...
+
+    def delete(self, path: str, recursive: bool = False) -> None: ...
+
+    def usage(self) -> int:
+        """Bytes used by the user's files."""
+        ...
+
+
+def normalize(path: str) -> str:
+    """Canonical relative form of a user path; InvalidPath for anything that could escape."""
+    if not isinstance(path, str):
+        raise InvalidPath("A path must be text.")
+    if "\0" in path:
+        raise InvalidPath("File names cannot contain NUL characters.")
+    if path.startswith(("/", "\\")) or (len(path) > 1 and path[1] == ":"):
+        raise InvalidPath("Paths are relative to your storage space; absolute paths are not allowed.")
+    parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InvalidPath("Paths cannot contain '..'.")
+    for part in parts:
+        if len(part.encode()) > 255:
+            raise InvalidPath("A file or folder name is too long (255 bytes at most).")
+    return "/".join(parts)
+
+
+def sort_key(node: Node) -> tuple[bool, str, str]:
+    return (not node.is_dir, node.name.casefold(), node.name)
+
+
+def page(nodes: list[Node], offset: int, limit: int | None) -> list[Node]:
+    if offset < 0 or (limit is not None and limit < 0):
+        raise ValueError("offset and limit must not be negative")
+    nodes.sort(key=sort_key)
+    return nodes[offset : None if limit is None else offset + limit]
+
+
+def copy_stream(src: IO[bytes], dest: IO[bytes], max_bytes: int | None = None) -> int:
+    """Copy in chunks; StorageError when more than `max_bytes` arrive."""
+    total = 0
+    while chunk := src.read(CHUNK_SIZE):
+        total += len(chunk)
+        if max_bytes is not None and total > max_bytes:
+            raise StorageError(f"The file is larger than the {max_bytes // (1024 * 1024)} MB upload limit.")
+        dest.write(chunk)
+    return total

@@ -1,0 +1,419 @@
+"""Batch tasks: send submissions to an executor, run local jobs, follow and repair job states.
+
+- ``batch_submit`` (an Operation): sends one part of a recorded submission; the
+  executor's idempotency key makes a retry after a crash return the same cluster.
+- ``run_batch_job``: one local job on this worker (the local executor's dispatch).
+- ``refresh_batch`` (beat): reads job states from the executor into the database,
+  repairs jobs whose worker died, retrieves HTCondor output and announces
+  finished submissions in the activity panel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from orchestration.batch.base import (
+    BatchError,
+    ExecutorUnavailable,
+    JobStatus,
+    ParsedJob,
+    ParsedSubmit,
+    PoolProfile,
+    WorkerTarget,
+)
+from orchestration.batch.eventlog import HOLD_FAILED_TO_START, EventLogWriter, read_events
+from orchestration.batch.local import Limits, kill_job
+from orchestration.batch.localexec import LocalExecutor, state_from_events
+from orchestration.errors import TransientError, UserFacingError
+from orchestration.operations import Progress, handler
+from portal.models import Credential, Job, Operation, Submission
+from portal.models.batch import counts_for
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------- executors
+
+
+def _dispatch_local(cluster: int, proc: int) -> None:
+    run_batch_job.apply_async(args=[cluster, proc], queue=settings.BATCH_QUEUE)
+
+
+def local_executor() -> LocalExecutor:
+    return LocalExecutor(
+        root=settings.BATCH_ROOT / "local",
+        scratch_root=settings.BATCH_SCRATCH_ROOT,
+        dispatch=_dispatch_local,
+        limits=Limits(
+            wall_seconds=settings.BATCH_JOB_WALL_SECONDS,
+            memory_mb=settings.BATCH_JOB_MEMORY_MB,
+            output_mb=settings.BATCH_JOB_OUTPUT_MB,
+        ),
+        use_bwrap=settings.BATCH_USE_BWRAP,
+        hidden_paths=[settings.VAR_DIR, settings.BASE_DIR],
+    )
+
+
+def _schedd() -> Any:
+    import htcondor2
+
+    if settings.HTCONDOR_COLLECTOR or settings.HTCONDOR_SCHEDD:
+        collector = htcondor2.Collector(settings.HTCONDOR_COLLECTOR or None)
+        ad = collector.locate(htcondor2.DaemonType.Schedd, settings.HTCONDOR_SCHEDD or None)
+        return htcondor2.Schedd(ad)
+    return htcondor2.Schedd()
+
+
+SCHEDD_FACTORY = _schedd  # tests replace it with a stand-in that has the Schedd methods
+
+
+def executor_for(name: str) -> Any:
+    """The executor a submission was sent with ("local" or "htcondor")."""
+    if name == "local":
+        return local_executor()
+    from orchestration.batch.htcondor import HTCondorExecutor
+
+    return HTCondorExecutor(
+        lambda: SCHEDD_FACTORY(),
+        PoolProfile(settings.HTCONDOR_POOL_PROFILE),
+        settings.BATCH_ROOT / "htcondor",
+    )
+
+
+def job_dir(job: Job) -> Path | None:
+    """Where a job's .out, .err and .log are on this machine (None before it was sent)."""
+    if job.cluster is None:
+        return None
+    if job.submission.executor == "local":
+        return Path(settings.BATCH_ROOT) / "local" / str(job.cluster) / "out"
+    return Path(settings.BATCH_ROOT) / "htcondor" / job.submission.part_key(job.part)
+
+
+# ---------------------------------------------------------------------------- submitting
+
+
+def _proxy_for(user: Any) -> bytes | None:
+    cred = Credential.objects.filter(user=user, kind="proxy", project=None).first()
+    return cred.secret.encode() if cred is not None and cred.is_usable else None
+
+
+def _parsed(sub: Submission, jobs: list[Job]) -> ParsedSubmit:
+    return ParsedSubmit(
+        text=sub.submit_text,
+        executable=sub.script_name,
+        jobs=[
+            ParsedJob(j.proc, j.item, list(j.argv), j.output, j.error, j.log, dict(j.item_vars)) for j in jobs
+        ],
+        request_cpus=sub.request_cpus,
+        request_memory_mb=sub.request_memory_mb,
+        request_disk_mb=sub.request_disk_mb,
+        transfer_input_files=list(sub.transfer_input_files),
+        body=dict(sub.body),
+        queue_vars=list(sub.queue_vars),
+    )
+
+
+@handler("batch_submit")
+def batch_submit(op: Operation, progress: Progress) -> None:
+    sub = Submission.objects.select_related("project").get(pk=op.params["submission"], owner=op.owner)
+    part = op.params.get("part", "all")
+    jobs = list(sub.jobs.filter(part=part).order_by("index"))
+    if not jobs:
+        raise UserFacingError("This submission has no jobs to send.")
+    Submission.objects.filter(pk=sub.pk).exclude(state=Submission.FINISHED).update(
+        state=Submission.SUBMITTING
+    )
+    where = "the local workers" if sub.executor == "local" else "the HTCondor pool"
+    progress(10, f"Sending {len(jobs)} job{'s' if len(jobs) != 1 else ''} to {where}")
+    target = None
+    if sub.image_name or sub.flavor_name:
+        project = sub.project.name if sub.project else ""
+        target = WorkerTarget(project, sub.image_name, sub.image_id, sub.flavor_name)
+    try:
+        handle = executor_for(sub.executor).submit(
+            _parsed(sub, jobs),
+            {sub.script_name: sub.script.encode()},
+            key=sub.part_key(part),
+            proxy=_proxy_for(op.owner),
+            target=target,
+        )
+    except ExecutorUnavailable as exc:
+        raise TransientError(str(exc)) from exc
+    except BatchError as exc:
+        Submission.objects.filter(pk=sub.pk).update(state=Submission.FAILED, error=str(exc))
+        raise UserFacingError(str(exc)) from exc
+    Job.objects.filter(submission=sub, part=part).update(cluster=handle.cluster)
+    Job.objects.filter(submission=sub, part=part, state=Job.UNSENT).update(state=Job.IDLE)
+    Submission.objects.filter(pk=sub.pk).update(state=Submission.ACTIVE, error="")
+    op.result = {"cluster": handle.cluster, "jobs": handle.num_jobs}
+    op.save(update_fields=["result"])
+    progress(
+        100, f"Sent {handle.num_jobs} job{'s' if handle.num_jobs != 1 else ''} as cluster {handle.cluster}"
+    )
+
+
+# ---------------------------------------------------------------------------- control
+
+
+@handler("batch_control")
+def batch_control(op: Operation, progress: Progress) -> None:
+    """Hold, release or remove jobs of a submission (all of them, or the ids in params["jobs"])."""
+    sub = Submission.objects.get(pk=op.params["submission"], owner=op.owner)
+    action = op.params["action"]
+    jobs = sub.jobs.all()
+    if op.params.get("jobs"):
+        jobs = jobs.filter(pk__in=op.params["jobs"])
+    if action == "remove":  # jobs never sent are simply dropped
+        jobs.filter(state=Job.UNSENT).update(state=Job.REMOVED, finished_at=timezone.now())
+    executor = executor_for(sub.executor)
+    by_cluster: dict[int, list[int]] = {}
+    for cluster, proc in jobs.exclude(cluster=None).values_list("cluster", "proc"):
+        by_cluster.setdefault(int(cluster or 0), []).append(proc)
+    try:
+        for cluster, procs in by_cluster.items():
+            getattr(executor, action)(cluster, procs)
+    except ExecutorUnavailable as exc:
+        raise TransientError(str(exc)) from exc
+    except BatchError as exc:
+        raise UserFacingError(str(exc)) from exc
+    if action == "release":
+        Submission.objects.filter(pk=sub.pk, state__in=[Submission.FINISHED]).update(
+            state=Submission.ACTIVE, finished=None
+        )
+    sync_submission(sub)
+    progress(100, {"hold": "Held", "release": "Released", "remove": "Removed"}[action])
+
+
+# ---------------------------------------------------------------------------- running local jobs
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def run_batch_job(cluster: int, proc: int) -> str:
+    """Run one local job on this worker; a redelivered message finds it claimed and does nothing."""
+    local = Job.objects.filter(submission__executor="local", cluster=cluster, proc=proc)
+
+    def on_start(pid: int, host: str) -> None:
+        local.update(
+            state=Job.RUNNING,
+            host=host,
+            pid=pid,
+            worker_pid=os.getpid(),
+            started_at=timezone.now(),
+            finished_at=None,
+            exit_code=None,
+            signal=None,
+            hold_reason="",
+        )
+
+    result = local_executor().run(cluster, proc, on_start=on_start)
+    job = local.select_related("submission").first()
+    if job is not None:  # None while the dispatch has not recorded the cluster yet: beat catches up
+        sync_submission(job.submission, jobs=[job])
+    return "claimed elsewhere" if result is None else str(result.state)
+
+
+# ---------------------------------------------------------------------------- following
+
+
+def _when(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=UTC) if value else None
+
+
+def _apply(job: Job, status: JobStatus) -> bool:
+    """Copy an executor status onto the row; True when something changed."""
+    values = {
+        "state": str(status.state),
+        "exit_code": status.exit_code,
+        "signal": status.signal,
+        "host": status.host[:255],
+        "hold_reason": status.hold_reason[:1000],
+        "started_at": _when(status.started_at),
+        "finished_at": _when(status.finished_at),
+    }
+    changed = False
+    for field, value in values.items():
+        if getattr(job, field) != value:
+            setattr(job, field, value)
+            changed = True
+    return changed
+
+
+SYNC_FIELDS = ["state", "exit_code", "signal", "host", "hold_reason", "started_at", "finished_at"]
+FOLLOWED = [Job.IDLE, Job.RUNNING, Job.HELD]
+
+
+def _local_statuses(jobs: list[Job]) -> dict[int, JobStatus]:
+    """Local jobs' states straight from their event logs (a log may be shared by several jobs)."""
+    cache: dict[Path, list[Any]] = {}
+    out = {}
+    for job in jobs:
+        directory = job_dir(job)
+        if directory is None:
+            continue
+        path = directory / job.log
+        if path not in cache:
+            cache[path] = read_events(path)
+        out[job.pk] = state_from_events(job.cluster or 0, job.proc, cache[path])
+    return out
+
+
+def sync_submission(sub: Submission, jobs: list[Job] | None = None) -> int:
+    """Read the executor's view of the followed jobs (default: all in the queue) into their rows."""
+    if jobs is None:
+        jobs = list(sub.jobs.filter(state__in=FOLLOWED).exclude(cluster=None).select_related("submission"))
+    executor = executor_for(sub.executor)
+    if sub.executor == "local":
+        statuses = _local_statuses(jobs)
+    else:
+        statuses = {}
+        for cluster in sorted({j.cluster for j in jobs if j.cluster is not None}):
+            try:
+                by_proc = {s.proc: s for s in executor.status(cluster)}
+            except ExecutorUnavailable as exc:
+                log.warning("batch refresh: %s", exc)
+                continue
+            statuses.update(
+                {j.pk: by_proc[j.proc] for j in jobs if j.cluster == cluster and j.proc in by_proc}
+            )
+    changed = [j for j in jobs if j.pk in statuses and _apply(j, statuses[j.pk])]
+    Job.objects.bulk_update(changed, SYNC_FIELDS, batch_size=500)
+    _after_sync(sub, executor)
+    return len(changed)
+
+
+def _after_sync(sub: Submission, executor: Any) -> None:
+    counts = counts_for([sub.pk]).get(sub.pk, {})
+    live = sum(counts.get(s, 0) for s in (Job.IDLE, Job.RUNNING, Job.HELD))
+    if live or sub.state not in (Submission.ACTIVE, Submission.SUBMITTING):
+        return
+    if sub.executor == "htcondor":
+        _retrieve(sub, executor)
+    if counts.get(Job.UNSENT):
+        if Submission.objects.filter(pk=sub.pk, state=Submission.ACTIVE).update(state=Submission.PAUSED):
+            _notify(sub, counts, test=True)
+        return
+    if Submission.objects.filter(pk=sub.pk, state=Submission.ACTIVE).update(
+        state=Submission.FINISHED, finished=timezone.now()
+    ):
+        _notify(sub, counts, test=False)
+
+
+def _retrieve(sub: Submission, executor: Any) -> None:
+    done = set(sub.retrieved_clusters)
+    for cluster in set(sub.jobs.exclude(cluster=None).values_list("cluster", flat=True)) - done:
+        try:
+            executor.retrieve(cluster)
+        except ExecutorUnavailable as exc:
+            log.warning("batch retrieve: %s", exc)
+            continue
+        except BatchError:
+            pass  # already retrieved by an earlier run
+        done.add(cluster)
+    Submission.objects.filter(pk=sub.pk).update(retrieved_clusters=sorted(done))
+
+
+def summary_text(counts: dict[str, int]) -> str:
+    parts = [f"{counts.get(s, 0)} {s}" for s in (Job.DONE, Job.FAILED, Job.REMOVED) if counts.get(s)]
+    return " · ".join(parts) or "no jobs"
+
+
+def _notify(sub: Submission, counts: dict[str, int], test: bool) -> None:
+    """A finished submission appears in the activity panel, with its summary."""
+    failed = counts.get(Job.FAILED, 0)
+    now = timezone.now()
+    if test:
+        title = f"Test job of batch {sub.name} finished"
+        rest = counts.get(Job.UNSENT, 0)
+        message = (
+            f"The test job {'failed' if failed else 'succeeded'}; "
+            f"{rest} job{'s' if rest != 1 else ''} wait for you to start them."
+        )
+    else:
+        title = f"Batch {sub.name} finished"
+        message = f"{counts.get('total', 0)} jobs: {summary_text(counts)}"
+    Operation.objects.create(
+        owner_id=sub.owner_id,
+        project_id=sub.project_id,
+        kind="batch_finished",
+        title=title,
+        target=f"batch:{sub.pk}",
+        state=Operation.FAILED if failed else Operation.SUCCEEDED,
+        progress=100,
+        message=message[:500],
+        error=f"{failed} job{'s' if failed != 1 else ''} failed. {message}" if failed else "",
+        started=now,
+        finished=now,
+    )
+
+
+# ---------------------------------------------------------------------------- beat
+
+
+def _process_alive(pid: int) -> bool:
+    """True if the process exists and is not a zombie (an init that never reaps leaves zombies)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+LOST_REASON = "The worker running this job stopped unexpectedly"
+
+
+def _repair_local(sub: Submission, executor: LocalExecutor) -> None:
+    """Jobs whose worker died: stop the orphaned process, hold it, and run it again if allowed."""
+    host = socket.gethostname()
+    for job in sub.jobs.filter(state=Job.RUNNING, host=host).exclude(worker_pid=None):
+        if _process_alive(job.worker_pid or 0):
+            continue  # its worker is alive and still waiting on it
+        if job.pid and _process_alive(job.pid):
+            kill_job(job.pid, 1.0)  # the job runs in its own session, so it outlived its worker
+        directory = job_dir(job)
+        if directory is None:
+            continue
+        retry = job.restarts < settings.BATCH_JOB_RETRIES
+        reason = f"{LOST_REASON}; " + ("it runs again." if retry else "release the job to run it again.")
+        EventLogWriter(directory / job.log, job.cluster or 0, job.proc).held(reason, HOLD_FAILED_TO_START)
+        Job.objects.filter(pk=job.pk).update(worker_pid=None, pid=None)
+        if retry:
+            executor.release(job.cluster or 0, [job.proc])
+            Job.objects.filter(pk=job.pk).update(restarts=job.restarts + 1)
+            log.info("batch: re-queued job %s.%s after its worker died", job.cluster, job.proc)
+
+
+@shared_task(ignore_result=True)
+def refresh_batch() -> int:
+    """Beat: follow every submission with jobs in the queue; repair, retrieve and announce."""
+    changed = 0
+    live = Q(jobs__state__in=FOLLOWED)
+    active = Submission.objects.filter(
+        Q(state__in=[Submission.ACTIVE, Submission.SUBMITTING]) & live
+    ).distinct()
+    for sub in active[:200]:
+        try:
+            if sub.executor == "local":
+                _repair_local(sub, local_executor())
+            changed += sync_submission(sub)
+        except Exception:
+            log.exception("batch refresh of submission %s failed", sub.pk)
+    # Submissions whose last jobs changed state elsewhere (e.g. by the job task) but were not closed.
+    for sub in Submission.objects.filter(state=Submission.ACTIVE).exclude(live)[:200]:
+        _after_sync(sub, executor_for(sub.executor))
+    return changed

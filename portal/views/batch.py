@@ -1,0 +1,401 @@
+"""Batch pages: submit (form or upload), the queue, a submission's jobs, a job's files and log.
+
+Views read the database (and, for a job's files, the local files the executor
+wrote); every action that reaches the executor is an Operation sent on commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import Count, Q
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from orchestration.batch.base import JobState, ParsedJob, ParsedSubmit
+from orchestration.batch.eventlog import read_events
+from orchestration.batch.submit import render as render_submit
+from orchestration.tasks.batch import job_dir, summary_text
+from portal import summary
+from portal.forms.batch import BatchForm, BatchPlan, UploadForm
+from portal.models import Job, Operation, Submission
+from portal.models.batch import STATE_NAMES, counts_for, empty_counts, record_submission
+
+SUBMISSIONS_PER_PAGE = 15
+JOBS_PER_PAGE = 50
+TAIL_BYTES = 64 * 1024
+FILE_KINDS = {"out": "output", "err": "error", "log": "log"}
+
+
+def get_submission_for_user(request: HttpRequest, pk: int) -> Submission:
+    return get_object_or_404(Submission.objects.for_user(request.user), pk=pk)
+
+
+def get_job_for_user(request: HttpRequest, pk: int) -> Job:
+    return get_object_or_404(Job.objects.for_user(request.user).select_related("submission"), pk=pk)
+
+
+def _dispatch(sub: Submission, part: str, title: str) -> Operation:
+    return Operation.start(
+        owner=sub.owner,
+        project=sub.project,
+        kind="batch_submit",
+        title=title,
+        target=f"batch:{sub.pk}",
+        params={"submission": sub.pk, "part": part},
+    )
+
+
+def _record(request: HttpRequest, plan: BatchPlan, parent: Submission | None = None) -> Submission:
+    with transaction.atomic():
+        sub = record_submission(
+            owner=request.user,
+            project=request.project,  # type: ignore[attr-defined]
+            name=plan.name,
+            executor=plan.executor,
+            script_name=plan.script_name,
+            script=plan.script,
+            submit_text=plan.submit_text,
+            parsed=plan.parsed,
+            test_first=plan.test_first,
+            image=plan.image,
+            flavor=plan.flavor,
+            parent=parent,
+        )
+        first = sub.test_first
+        _dispatch(
+            sub, "first" if first else "all", f"Submit batch {sub.name}" + (" (test job)" if first else "")
+        )
+    return sub
+
+
+# ---------------------------------------------------------------------------- submitting
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def batch_new(request: HttpRequest) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    form = BatchForm(request.POST or None, request.FILES or None, project=project)
+    if request.method == "POST" and form.is_valid() and form.plan is not None:
+        sub = _record(request, form.plan)
+        messages.success(request, f"Batch {sub.name} recorded: {sub.num_jobs} jobs are on their way.")
+        return redirect("batch_submission", pk=sub.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "batch/new.html", {"form": form, "preview": _preview_context(form)}, status=status)
+
+
+def _preview_context(form: BatchForm) -> dict[str, Any]:
+    if not form.is_bound:
+        return {"bound": False}
+    problems = [str(e) for errors in form.errors.values() for e in errors]
+    plan = form.plan if not problems else None
+    return {
+        "bound": True,
+        "problems": problems,
+        "plan": plan,
+        "jobs": plan.parsed.jobs[:3] if plan else [],
+        "num_jobs": len(plan.parsed.jobs) if plan else 0,
+    }
+
+
+@login_required
+@require_POST
+def batch_preview(request: HttpRequest) -> HttpResponse:
+    """The htmx partial: the submit description the portal will send, or every problem found."""
+    form = BatchForm(request.POST, request.FILES or None, project=request.project)  # type: ignore[attr-defined]
+    form.is_valid()
+    return render(request, "batch/_preview.html", {"preview": _preview_context(form)})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def batch_upload(request: HttpRequest) -> HttpResponse:
+    project = request.project  # type: ignore[attr-defined]
+    form = UploadForm(request.POST or None, request.FILES or None, project=project)
+    if request.method == "POST" and form.is_valid() and form.plan is not None:
+        sub = _record(request, form.plan)
+        messages.success(request, f"Batch {sub.name} recorded from your submit file: {sub.num_jobs} jobs.")
+        return redirect("batch_submission", pk=sub.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "batch/upload.html", {"form": form}, status=status)
+
+
+# ---------------------------------------------------------------------------- watching
+
+
+def _pool_summary() -> dict[str, Any]:
+    """All users' jobs in the queue, like condor_q -all: owners and counts only."""
+    rows = (
+        Job.objects.filter(state__in=[Job.IDLE, Job.RUNNING, Job.HELD])
+        .values("submission__owner__username", "state")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    owners: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts = owners.setdefault(row["submission__owner__username"], {"idle": 0, "running": 0, "held": 0})
+        counts[row["state"]] = row["n"]
+    totals = {s: sum(c[s] for c in owners.values()) for s in ("idle", "running", "held")}
+    return {"owners": sorted(owners.items()), "totals": totals, "users": len(owners)}
+
+
+def _with_counts(subs: list[Submission]) -> list[Submission]:
+    counts = counts_for([s.pk for s in subs])
+    for s in subs:
+        c = counts.get(s.pk, empty_counts())
+        total = c["total"] or 1
+        s.counts = c  # type: ignore[attr-defined]
+        s.bars = [  # type: ignore[attr-defined]
+            (state, round(100 * c[state] / total, 2))
+            for state in ("done", "failed", "removed", "held", "running")
+        ]
+        s.live = s.is_active or c["idle"] + c["running"] > 0  # type: ignore[attr-defined]
+    return subs
+
+
+@login_required
+@require_GET
+def batch_queue(request: HttpRequest) -> HttpResponse:
+    show = request.GET.get("show", "all")
+    q = request.GET.get("q", "").strip()
+    subs = Submission.objects.for_user(request.user).select_related("parent")
+    if show == "active":
+        subs = subs.filter(Q(state__in=Submission.ACTIVE_STATES) | Q(state=Submission.PAUSED))
+    elif show == "finished":
+        subs = subs.filter(state__in=[Submission.FINISHED, Submission.FAILED])
+    if q:
+        subs = subs.filter(name__icontains=q)
+    page = Paginator(subs, SUBMISSIONS_PER_PAGE).get_page(request.GET.get("page"))
+    rows = _with_counts(list(page.object_list))
+    ctx = {
+        "page": page,
+        "submissions": rows,
+        "show": show,
+        "q": q,
+        "pool": _pool_summary(),
+        "polling": any(s.live for s in rows),  # type: ignore[attr-defined]
+        "query": request.GET.urlencode(),
+    }
+    template = "batch/_queue.html" if request.headers.get("HX-Request") else "batch/queue.html"
+    return render(request, template, ctx)
+
+
+@login_required
+@require_GET
+def batch_submission(request: HttpRequest, pk: int) -> HttpResponse:
+    sub = get_submission_for_user(request, pk)
+    state = request.GET.get("state", "")
+    q = request.GET.get("q", "").strip()
+    jobs = sub.jobs.all()
+    if state in STATE_NAMES:
+        jobs = jobs.filter(state=state)
+    if q:
+        jobs = jobs.filter(item__icontains=q)
+    page = Paginator(jobs, JOBS_PER_PAGE).get_page(request.GET.get("page"))
+    _with_counts([sub])
+    ctx = {
+        "sub": sub,
+        "page": page,
+        "jobs": list(page.object_list),
+        "state": state,
+        "q": q,
+        "states": Job.STATES,
+        "summary_text": summary_text(sub.counts),  # type: ignore[attr-defined]
+        "polling": sub.live,  # type: ignore[attr-defined]
+        "operations": Operation.objects.for_user(request.user).filter(target=f"batch:{sub.pk}")[:5],
+        "query": request.GET.urlencode(),
+    }
+    template = "batch/_submission_live.html" if request.headers.get("HX-Request") else "batch/submission.html"
+    return render(request, template, ctx)
+
+
+def _tail(path: Path | None) -> tuple[str, int, bool]:
+    """The end of a text file: (text, size, truncated)."""
+    if path is None or not path.is_file():
+        return "", 0, False
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - TAIL_BYTES))
+        data = f.read(TAIL_BYTES)
+    return data.decode("utf-8", "replace"), size, size > TAIL_BYTES
+
+
+def _file_path(job: Job, kind: str) -> Path | None:
+    directory = job_dir(job)
+    name = getattr(job, FILE_KINDS[kind])
+    if directory is None or not name or Path(name).name != name:
+        return None
+    return directory / name
+
+
+@login_required
+@require_GET
+def batch_job(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_job_for_user(request, pk)
+    out, out_size, out_cut = _tail(_file_path(job, "out"))
+    err, err_size, err_cut = _tail(_file_path(job, "err"))
+    log_path = _file_path(job, "log")
+    events = []
+    if log_path is not None and log_path.is_file():
+        events = [
+            {**asdict(e), "when": datetime.fromtimestamp(e.time, tz=UTC)}
+            for e in read_events(log_path)
+            if (e.cluster, e.proc) == (job.cluster, job.proc)
+        ]
+    ctx = {
+        "job": job,
+        "sub": job.submission,
+        "out": out,
+        "out_size": out_size,
+        "out_cut": out_cut,
+        "err": err,
+        "err_size": err_size,
+        "err_cut": err_cut,
+        "events": events,
+        "polling": job.state in (Job.UNSENT, Job.IDLE, Job.RUNNING),
+    }
+    template = "batch/_job_live.html" if request.headers.get("HX-Request") else "batch/job.html"
+    return render(request, template, ctx)
+
+
+@login_required
+@require_GET
+def batch_job_file(request: HttpRequest, pk: int, kind: str) -> FileResponse:
+    """Download a job's .out, .err or .log; files are found from the job, never from the request."""
+    job = get_job_for_user(request, pk)
+    if kind not in FILE_KINDS:
+        raise Http404("No such file kind.")
+    path = _file_path(job, kind)
+    if path is None or not path.is_file():
+        raise Http404("This file does not exist yet.")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name, content_type="text/plain")  # noqa: SIM115
+
+
+# ---------------------------------------------------------------------------- acting
+
+
+def _selected_jobs(request: HttpRequest, sub: Submission) -> list[int]:
+    wanted = [int(v) for v in request.POST.getlist("jobs") if v.isdigit()]
+    return list(sub.jobs.filter(pk__in=wanted).values_list("pk", flat=True)) if wanted else []
+
+
+@login_required
+@require_POST
+def batch_control(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Hold, release or remove a submission's jobs (all of them, or those ticked)."""
+    sub = get_submission_for_user(request, pk)
+    if action not in ("hold", "release", "remove"):
+        raise Http404("No such action.")
+    selected = _selected_jobs(request, sub)
+    what = f"{len(selected)} job{'s' if len(selected) != 1 else ''}" if selected else "all jobs"
+    with transaction.atomic():
+        Operation.start(
+            owner=request.user,
+            project=sub.project,
+            kind="batch_control",
+            title=f"{action.capitalize()} {what} of batch {sub.name}",
+            target=f"batch:{sub.pk}",
+            params={"submission": sub.pk, "action": action, "jobs": selected},
+        )
+    messages.info(request, f"{action.capitalize()} requested for {what}.")
+    return redirect("batch_submission", pk=sub.pk)
+
+
+@login_required
+@require_POST
+def batch_run_rest(request: HttpRequest, pk: int) -> HttpResponse:
+    """After the test job: send the remaining jobs."""
+    sub = get_submission_for_user(request, pk)
+    with transaction.atomic():
+        claimed = Submission.objects.filter(pk=sub.pk, state=Submission.PAUSED).update(
+            state=Submission.SUBMITTING
+        )
+        if not claimed:
+            messages.error(request, "The remaining jobs can be started once the test job has finished.")
+            return redirect("batch_submission", pk=sub.pk)
+        _dispatch(sub, "rest", f"Submit the remaining jobs of batch {sub.name}")
+    messages.success(request, "The remaining jobs are on their way.")
+    return redirect("batch_submission", pk=sub.pk)
+
+
+@login_required
+@require_POST
+def batch_resubmit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Resubmit the failed jobs (or those ticked) as a new submission linked to this one."""
+    sub = get_submission_for_user(request, pk)
+    selected = _selected_jobs(request, sub)
+    jobs = sub.jobs.filter(pk__in=selected) if selected else sub.jobs.filter(state=Job.FAILED)
+    old = list(jobs.order_by("index"))
+    if not old:
+        messages.error(request, "There are no failed jobs to resubmit; tick the jobs you want to run again.")
+        return redirect("batch_submission", pk=sub.pk)
+    parsed_jobs = [
+        ParsedJob(i, j.item, list(j.argv), j.output, j.error, j.log, dict(j.item_vars))
+        for i, j in enumerate(old)
+    ]
+    text = sub.submit_text
+    if len(sub.queue_vars) == 1 and all(j.item for j in old):
+        text = render_submit(
+            list(sub.body.items()), sub.queue_vars[0], [j.item for j in old], f"resubmission of {sub.name}"
+        )
+    parsed = ParsedSubmit(
+        text,
+        sub.script_name,
+        parsed_jobs,
+        sub.request_cpus,
+        sub.request_memory_mb,
+        sub.request_disk_mb,
+        list(sub.transfer_input_files),
+        dict(sub.body),
+        list(sub.queue_vars),
+    )
+    plan = BatchPlan(sub.name, sub.executor, sub.script_name, sub.script, text, parsed, False, None, None)
+    new = _record(request, plan, parent=sub)
+    Submission.objects.filter(pk=new.pk).update(
+        image_name=sub.image_name, image_id=sub.image_id, flavor_name=sub.flavor_name
+    )
+    messages.success(request, f"Resubmitted {len(old)} job{'s' if len(old) != 1 else ''} of {sub.name}.")
+    return redirect("batch_submission", pk=new.pk)
+
+
+# ---------------------------------------------------------------------------- dashboard
+
+
+def contribute(s: summary.Summary, user: Any, project: Any) -> None:
+    """The dashboard's Jobs card and the tutorial step "Submit a batch of jobs"."""
+    rows = (
+        Job.objects.filter(submission__owner=user, state__in=[Job.IDLE, Job.RUNNING, Job.HELD])
+        .values("state")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    by_state = {row["state"]: row["n"] for row in rows}
+    s.jobs_by_state = by_state
+    detail = " · ".join(
+        f"{by_state[k]} {k}" for k in (JobState.RUNNING, JobState.IDLE, JobState.HELD) if by_state.get(k)
+    )
+    s.counts["Jobs"] = {  # type: ignore[assignment]
+        "value": sum(by_state.values()),
+        "url": reverse("batch"),
+        "detail": detail or "none in the queue",
+    }
+    submitted = Submission.objects.for_user(user).exists()
+    s.steps.append(
+        summary.Step(
+            "Submit a batch of jobs", "Run your script over a list of items.", "batch_new", submitted
+        )
+    )
+
+
+if contribute not in summary.CONTRIBUTORS:
+    summary.CONTRIBUTORS.append(contribute)

@@ -1,0 +1,569 @@
+"""The storage page: browse, upload (streamed), download, create folders, move, delete, previews.
+
+Every path comes from the request as a path inside the user's own space; `storage_for(user)` only
+reaches that space and its adapter refuses anything that would leave it. Local storage is called in
+the request; VOSpace is too (listing is one request per 500 entries), and when it is slow or down the
+page says so instead of waiting on retries (the adapter turns the client's retries off).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, BinaryIO, cast
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from orchestration.storage.base import AlreadyExists, Node, Storage, StorageError, StorageUnavailable
+from portal import storage_backend, summary
+from portal.forms.storage import DeleteForm, MkdirForm, MoveForm, UploadForm
+from portal.storage_backend import storage_for
+
+log = logging.getLogger(__name__)
+SORTS = {"name", "size", "modified"}
+
+
+def _storage(request: HttpRequest) -> Storage:
+    return storage_for(request.user)
+
+
+def _browse_url(path: str) -> str:
+    return reverse("storage_browse", args=[path]) if path else reverse("storage")
+
+
+def _file_url(path: str) -> str:
+    return reverse("storage_file", args=[path])
+
+
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+def _refused(request: HttpRequest, exc: StorageError, back: str = "") -> HttpResponse:
+    """Show the adapter's message and go back to a folder that exists (the top one by default)."""
+    messages.error(request, str(exc))
+    return redirect(_browse_url(back))
+
+
+def _breadcrumbs(path: str) -> list[tuple[str, str]]:
+    crumbs = [("My storage", reverse("storage"))]
+    parts = path.split("/") if path else []
+    for i, part in enumerate(parts):
+        crumbs.append((part, _browse_url("/".join(parts[: i + 1]))))
+    return crumbs
+
+
+def _sorted(nodes: list[Node], sort: str) -> list[Node]:
+    key = sort.lstrip("-")
+    if key == "size":
+        nodes.sort(key=lambda n: (not n.is_dir, n.size, n.name.casefold()))
+    elif key == "modified":
+        nodes.sort(key=lambda n: (not n.is_dir, n.modified, n.name.casefold()))
+    else:
+        nodes.sort(key=lambda n: (not n.is_dir, n.name.casefold(), n.name))
+    if sort.startswith("-"):
+        # Folders stay first whichever way the files are sorted.
+        folders = [n for n in nodes if n.is_dir][::-1]
+        nodes = folders + [n for n in nodes if not n.is_dir][::-1]
+    return nodes
+
+
+def _catalogue_url(path: str) -> str | None:
+    """The catalogue preview page for a stored catalogue, once that page exists."""
+    try:
+        return reverse("catalogue_preview", kwargs={"path": path})
+    except NoReverseMatch:
+        pass
+    try:
+        return reverse("catalogue_preview") + "?" + urlencode({"path": path})
+    except NoReverseMatch:
+        return None
+
+
+# -- pages ---------------------------------------------------------------------------------------------
+@login_required
+@require_GET
+def browse(request: HttpRequest, path: str = "") -> HttpResponse:
+    sort = request.GET.get("sort", "name")
+    if sort.lstrip("-") not in SORTS:
+        sort = "name"
+    try:
+        storage = _storage(request)
+        node = storage.info(path)
+        if not node.is_dir:
+            return redirect(_file_url(node.path))
+        nodes = storage.list(node.path)
+    except StorageError as exc:
+        if path:
+            return _refused(request, exc, _parent(path) if not isinstance(exc, StorageUnavailable) else "")
+        status = 503 if isinstance(exc, StorageUnavailable) else 400
+        failed = {"error": str(exc), "breadcrumbs": _breadcrumbs(""), "path": "", "page": None}
+        return render(request, "storage/browse.html", failed, status=status)
+    page = Paginator(_sorted(nodes, sort), settings.STORAGE_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [
+        {
+            "node": n,
+            "url": _browse_url(n.path) if n.is_dir else _file_url(n.path),
+            "download": None if n.is_dir else reverse("storage_download", args=[n.path]),
+        }
+        for n in page.object_list
+    ]
+    usage = getattr(request.user, "storage_usage", None)
+    if usage is None and not storage_backend.is_remote():
+        storage_backend.refresh_usage(request.user, storage)  # first visit: measure once
+        usage = getattr(request.user, "storage_usage", None)
+    ctx: dict[str, Any] = {
+        "path": node.path,
+        "breadcrumbs": _breadcrumbs(node.path),
+        "page": page,
+        "rows": rows,
+        "total": len(nodes),
+        "sort": sort,
+        "usage": usage,
+        "mkdir_form": MkdirForm(initial={"folder": node.path}),
+        "max_bytes": settings.STORAGE_UPLOAD_MAX_BYTES,
+        "remote": storage_backend.is_remote(),
+    }
+    return render(request, "storage/browse.html", ctx)
+
+
+@login_required
+@require_GET
+def file_detail(request: HttpRequest, path: str) -> HttpResponse:
+    try:
+        storage = _storage(request)
+        node = storage.info(path)
+        if node.is_dir:
+            return redirect(_browse_url(node.path))
+        kind = preview_kind(node.name)
+        ctx: dict[str, Any] = {"node": node, "kind": kind, "breadcrumbs": _breadcrumbs(node.path)}
+        ctx["download"] = reverse("storage_download", args=[node.path])
+        if kind == "fits":
+            if node.size > settings.STORAGE_PREVIEW_MAX_BYTES:
+                ctx["too_big"] = filesizeformat(settings.STORAGE_PREVIEW_MAX_BYTES)
+            else:
+                with storage.open_read(node.path) as fh:
+                    ctx["fits"] = read_fits(fh)
+                if ctx["fits"].image_hdu is not None:
+                    ctx["thumbnail"] = reverse("storage_thumbnail", args=[node.path])
+        elif kind == "catalogue":
+            ctx["catalogue_url"] = _catalogue_url(node.path)
+            with storage.open_read(node.path) as fh:
+                ctx["table"] = read_table_head(fh, node.name)
+                if ctx["table"] is None:
+                    fh.seek(0)
+                    ctx["text"] = read_text(fh, node.size)
+        elif node.size <= settings.STORAGE_PREVIEW_MAX_BYTES or not storage_backend.is_remote():
+            # (VOSpace reads fetch the whole file first, so big files get no preview there)
+            with storage.open_read(node.path) as fh:
+                if kind == "text" or looks_like_text(fh):
+                    ctx["text"] = read_text(fh, node.size)
+    except StorageError as exc:
+        return _refused(request, exc, "" if isinstance(exc, StorageUnavailable) else _parent(path))
+    return render(request, "storage/file.html", ctx)
+
+
+@login_required
+@require_GET
+def thumbnail(request: HttpRequest, path: str) -> HttpResponse:
+    try:
+        storage = _storage(request)
+        node = storage.info(path)
+        if node.is_dir or node.size > settings.STORAGE_PREVIEW_MAX_BYTES:
+            return HttpResponse("No thumbnail for this file.", status=404, content_type="text/plain")
+        with storage.open_read(node.path) as fh:
+            png = thumbnail_png(fh)
+    except StorageError as exc:
+        return HttpResponse(str(exc), status=404, content_type="text/plain")
+    if png is None:
+        return HttpResponse("This file has no image to show.", status=404, content_type="text/plain")
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+@login_required
+@require_GET
+def download(request: HttpRequest, path: str) -> HttpResponseBase:
+    try:
+        storage = _storage(request)
+        node = storage.info(path)
+        stream = storage.open_read(node.path)
+    except StorageError as exc:
+        return _refused(request, exc, _parent(path))
+    # Control characters cannot go in a header; Django encodes the rest (filename*=utf-8''...).
+    safe_name = "".join(c if c.isprintable() else "_" for c in node.name) or "download"
+    response = FileResponse(
+        stream, as_attachment=True, filename=safe_name, content_type="application/octet-stream"
+    )
+    response.block_size = 1024 * 1024  # Django's 4 KB default costs a lot of CPU per GB
+    return response
+
+
+# -- changes -------------------------------------------------------------------------------------------
+class _RequestBody:
+    """The raw request body as a file; a short body (client gone mid-upload) is an error, not a file."""
+
+    def __init__(self, request: HttpRequest, length: int) -> None:
+        self.request, self.remaining = request, length
+
+    def read(self, size: int = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        want = self.remaining if size < 0 else min(size, self.remaining)
+        data = self.request.read(want)
+        if not data:
+            raise StorageError("The upload was interrupted before the whole file arrived.")
+        self.remaining -= len(data)
+        return data
+
+
+def _upload_error(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"ok": False, "error": message}, status=status)
+
+
+@csrf_exempt  # checked below, after the size check, so an oversized body is never parsed or stored
+@login_required
+@require_POST
+def upload(request: HttpRequest) -> HttpResponse:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        length = -1
+    limit = settings.STORAGE_UPLOAD_MAX_BYTES
+    multipart = request.content_type == "multipart/form-data"
+    if length > limit + (64 * 1024 if multipart else 0):  # multipart adds a little framing
+        message = f"The file is larger than the {filesizeformat(limit)} upload limit."
+        if multipart:
+            messages.error(request, message)
+            return redirect(_browse_url(request.GET.get("folder", "")))
+        return _upload_error(message, 413)
+    return _upload_checked(request, length, multipart)
+
+
+@csrf_protect
+def _upload_checked(request: HttpRequest, length: int, multipart: bool) -> HttpResponse:
+    limit = settings.STORAGE_UPLOAD_MAX_BYTES
+    if multipart:
+        # The no-JavaScript form: Django spools the file to disk (never memory) before this runs.
+        sent = request.FILES.get("file")
+        form = UploadForm({**request.POST.dict(), "name": sent.name if sent else ""})
+        if sent is None or not form.is_valid():
+            messages.error(request, "Choose a file to upload." if sent is None else _first_error(form))
+            return redirect(_browse_url(request.POST.get("folder", "")))
+        try:
+            node = _storage(request).upload(
+                form.target(), cast(BinaryIO, sent), limit, form.cleaned_data["overwrite"]
+            )
+        except StorageError as exc:
+            return _refused(request, exc, form.cleaned_data["folder"])
+        storage_backend.refresh_usage(request.user)
+        messages.success(request, f"Uploaded {node.name} ({filesizeformat(node.size)}).")
+        return redirect(_browse_url(form.cleaned_data["folder"]))
+    if length < 0:
+        return _upload_error("The upload must say how long it is (Content-Length).", 411)
+    form = UploadForm(request.GET)
+    if not form.is_valid():
+        return _upload_error(_first_error(form), 400)
+    try:
+        storage = _storage(request)
+        body = cast(BinaryIO, _RequestBody(request, length))
+        node = storage.upload(form.target(), body, limit, form.cleaned_data["overwrite"])
+    except StorageError as exc:
+        status = (
+            409 if isinstance(exc, AlreadyExists) else 503 if isinstance(exc, StorageUnavailable) else 400
+        )
+        return _upload_error(str(exc), status)
+    storage_backend.refresh_usage(request.user, storage)
+    return JsonResponse({"ok": True, "name": node.name, "path": node.path, "size": node.size})
+
+
+def _first_error(form: Any) -> str:
+    for field, errors in form.errors.items():
+        label = "" if field == "__all__" else f"{form.fields[field].label or field}: "
+        return f"{label}{errors[0]}"
+    return "The request was not valid."
+
+
+@login_required
+@require_POST
+def mkdir(request: HttpRequest) -> HttpResponse:
+    form = MkdirForm(request.POST)
+    folder = request.POST.get("folder", "")
+    if not form.is_valid():
+        messages.error(request, _first_error(form))
+        return redirect(_browse_url(folder))
+    try:
+        node = _storage(request).mkdir(form.target())
+    except StorageError as exc:
+        return _refused(request, exc, folder if not isinstance(exc, StorageUnavailable) else "")
+    messages.success(request, f"Folder '{node.name}' created.")
+    return redirect(_browse_url(form.cleaned_data["folder"]))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def move(request: HttpRequest) -> HttpResponse:
+    path = request.POST.get("path") if request.method == "POST" else request.GET.get("path", "")
+    try:
+        storage = _storage(request)
+        node = storage.info(path or "")
+    except StorageError as exc:
+        return _refused(request, exc)
+    form = MoveForm(request.POST or None, initial={"path": node.path, "dest": node.path})
+    if request.method == "POST" and form.is_valid():
+        try:
+            moved = storage.move(node.path, form.cleaned_data["dest"])
+        except StorageError as exc:
+            form.add_error("dest", str(exc))
+        else:
+            messages.success(request, f"Moved '{node.path}' to '{moved.path}'.")
+            return redirect(_browse_url(_parent(moved.path)))
+    folders = [n.path for n in _safe_list(storage, _parent(node.path)) if n.is_dir and n.path != node.path]
+    ctx = {
+        "action": "move",
+        "node": node,
+        "form": form,
+        "folders": folders,
+        "breadcrumbs": _breadcrumbs(node.path),
+    }
+    return render(request, "storage/action.html", ctx)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete(request: HttpRequest) -> HttpResponse:
+    path = request.POST.get("path") if request.method == "POST" else request.GET.get("path", "")
+    try:
+        storage = _storage(request)
+        node = storage.info(path or "")
+        if not node.path:
+            raise StorageError("Your top folder cannot be deleted.")
+    except StorageError as exc:
+        return _refused(request, exc)
+    count = _safe_count(storage, node) if node.is_dir else 0
+    if request.method == "POST":
+        form = DeleteForm(request.POST)
+        if form.is_valid():
+            if node.is_dir and count and not form.cleaned_data["recursive"]:
+                messages.error(
+                    request, f"The folder '{node.name}' is not empty: confirm to delete everything in it."
+                )
+            else:
+                try:
+                    storage.delete(node.path, recursive=node.is_dir)
+                except StorageError as exc:
+                    return _refused(request, exc, _parent(node.path))
+                storage_backend.refresh_usage(request.user, storage)
+                messages.success(request, f"Deleted '{node.path}'.")
+                return redirect(_browse_url(_parent(node.path)))
+    ctx = {"action": "delete", "node": node, "count": count, "breadcrumbs": _breadcrumbs(node.path)}
+    return render(request, "storage/action.html", ctx)
+
+
+def _safe_list(storage: Storage, path: str) -> list[Node]:
+    try:
+        return storage.list(path)
+    except StorageError:
+        return []  # only suggestions for the move form: the move itself reports real errors
+
+
+def _safe_count(storage: Storage, node: Node) -> int:
+    try:
+        return storage.count(node.path)
+    except StorageError:
+        return -1  # unknown: the confirmation then asks as for a non-empty folder
+
+
+# -- dashboard -----------------------------------------------------------------------------------------
+def contribute_storage(result: summary.Summary, user: Any, project: Any) -> None:
+    """Storage used, as last measured (the dashboard never calls the storage service)."""
+    usage = getattr(user, "storage_usage", None)
+    result.storage_used = usage.bytes_used if usage else None
+    result.counts["Storage"] = {  # type: ignore[assignment]  # the dashboard's card format
+        "value": filesizeformat(usage.bytes_used) if usage else "–",
+        "url": reverse("storage"),
+        "detail": "used in your space" if usage else "open Storage to measure",
+    }
+
+
+if contribute_storage not in summary.CONTRIBUTORS:
+    summary.CONTRIBUTORS.append(contribute_storage)
+
+
+# -- previews (plain Python; the lead may move them under orchestration/) -------------------------------
+TEXT_PREVIEW_BYTES = 64 * 1024
+TABLE_PREVIEW_ROWS = 20
+MAX_HEADER_CARDS = 500
+_FITS = (".fits", ".fit", ".fts", ".fits.fz", ".fz", ".fits.gz", ".fit.gz")
+_CATALOGUES = (".cat", ".ecsv", ".csv", ".tsv")
+_TEXT = (
+    ".txt",
+    ".log",
+    ".out",
+    ".err",
+    ".json",
+    ".yaml",
+    ".yml",
+    ".md",
+    ".py",
+    ".sh",
+    ".bash",
+    ".sub",
+    ".xml",
+    ".vot",
+    ".param",
+    ".conv",
+    ".sex",
+    ".reg",
+    ".dat",
+    ".conf",
+    ".cfg",
+    ".ini",
+    ".list",
+    ".lst",
+)
+
+
+@dataclass
+class FitsPreview:
+    hdus: list[tuple[int, str, str, str]]  # index, EXTNAME, type, dimensions
+    cards: list[tuple[str, str, str]]  # keyword, value, comment of the header shown
+    shown_hdu: int
+    image_hdu: int | None
+    error: str = ""
+
+
+@dataclass
+class TablePreview:
+    columns: list[str]
+    rows: list[list[str]]
+    partial: bool
+
+
+@dataclass
+class TextPreview:
+    text: str
+    truncated: bool
+    limit: int = TEXT_PREVIEW_BYTES
+
+
+def preview_kind(name: str) -> str:
+    lower = name.lower()
+    if lower.endswith(_FITS):
+        return "fits"
+    if lower.endswith(_CATALOGUES):
+        return "catalogue"
+    if lower.endswith(_TEXT):
+        return "text"
+    return "other"
+
+
+def _first_image(hdul: Any) -> int | None:
+    for index, hdu in enumerate(hdul):
+        if hdu.is_image and len(getattr(hdu, "shape", ()) or ()) >= 2:
+            return index
+    return None
+
+
+def read_fits(fh: BinaryIO) -> FitsPreview:
+    """The HDU list and the header of the first image HDU (or the primary header)."""
+    from astropy.io import fits
+
+    try:
+        with fits.open(fh, memmap=False, lazy_load_hdus=False) as hdul:
+            hdus = [
+                (
+                    i,
+                    str(h.header.get("EXTNAME", "PRIMARY" if i == 0 else "")),
+                    type(h).__name__,
+                    " × ".join(str(n) for n in reversed(getattr(h, "shape", ()) or ())),
+                )
+                for i, h in enumerate(hdul)
+            ]
+            image = _first_image(hdul)
+            shown = image if image is not None else 0
+            cards = [
+                (c.keyword, str(c.value), c.comment) for c in hdul[shown].header.cards[:MAX_HEADER_CARDS]
+            ]
+    except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError) as exc:
+        return FitsPreview([], [], 0, None, f"This file could not be read as FITS ({exc}).")
+    return FitsPreview(hdus, cards, shown, image)
+
+
+def thumbnail_png(fh: BinaryIO, size: int = 320) -> bytes | None:
+    """A zscaled greyscale PNG of the first image HDU, reading only every n-th pixel."""
+    import io
+
+    import numpy as np
+    from astropy.io import fits
+    from astropy.visualization import ZScaleInterval
+    from PIL import Image
+
+    try:
+        with fits.open(fh, memmap=False, lazy_load_hdus=True) as hdul:
+            index = _first_image(hdul)
+            if index is None:
+                return None
+            hdu = hdul[index]
+            shape = hdu.shape
+            step = max(1, -(-max(shape[-2:]) // size))
+            lead = (0,) * (len(shape) - 2)  # first plane of a cube
+            data = np.asarray(
+                hdu.section[lead + (slice(None, None, step), slice(None, None, step))], dtype=np.float32
+            )
+    except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError):
+        return None  # the page already says the file cannot be read
+    finite = data[np.isfinite(data)]
+    lo, hi = ZScaleInterval().get_limits(finite) if finite.size else (0.0, 1.0)
+    scaled = np.clip((np.nan_to_num(data, nan=lo) - lo) / max(hi - lo, 1e-12), 0, 1)
+    image = Image.fromarray((scaled[::-1] * 255 + 0.5).astype(np.uint8), mode="L")  # FITS rows go up
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def read_text(fh: BinaryIO, size: int) -> TextPreview:
+    head = fh.read(TEXT_PREVIEW_BYTES)
+    return TextPreview(head.decode("utf-8", errors="replace"), size > len(head))
+
+
+def looks_like_text(fh: BinaryIO) -> bool:
+    head = fh.read(8192)
+    fh.seek(0)
+    return b"\0" not in head
+
+
+def read_table_head(fh: BinaryIO, name: str) -> TablePreview | None:
+    """The first rows of a text catalogue (SExtractor ASCII_HEAD, CSV, ECSV, whitespace columns)."""
+    from astropy.io import ascii as astro_ascii
+
+    head = fh.read(TEXT_PREVIEW_BYTES)
+    partial = len(head) == TEXT_PREVIEW_BYTES
+    text = head.decode("utf-8", errors="replace")
+    if partial:
+        text = text[: text.rfind("\n") + 1]  # whole lines only
+    if text.lstrip().startswith("# %ECSV"):
+        fmt: str | None = "ecsv"
+    elif text.lstrip().startswith("#") and " 1 " in text.splitlines()[0]:
+        fmt = "sextractor"
+    elif name.lower().endswith(".csv"):
+        fmt = "csv"
+    else:
+        fmt = None
+    try:
+        table = astro_ascii.read(text, format=fmt, guess=fmt is None)
+    except (ValueError, TypeError, IndexError, KeyError):
+        return None  # not a table after all: the page shows it as text
+    rows = [[str(v) for v in row] for row in table[:TABLE_PREVIEW_ROWS]]
+    return TablePreview(list(table.colnames), rows, partial or len(table) > TABLE_PREVIEW_ROWS)

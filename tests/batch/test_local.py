@@ -1,0 +1,155 @@
+"""The local runner: real processes, real limits, real event logs."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestration.batch.base import JobState
+from orchestration.batch.eventlog import read_events
+from orchestration.batch.local import Limits, LocalJob, kill_job, run_job
+
+
+def _job(tmp_path: Path, script: str, argv: list[str] | None = None, **kw: object) -> LocalJob:
+    path = tmp_path / "job.sh"
+    path.write_text(script)
+    return LocalJob(
+        cluster=7,
+        proc=0,
+        script=path,
+        argv=argv or [],
+        job_dir=tmp_path / "out",
+        output="job.out",
+        error="job.err",
+        log="job.log",
+        scratch_root=tmp_path / "scratch",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _out(job: LocalJob) -> str:
+    return (job.job_dir / job.output).read_text()
+
+
+def test_it_records_the_exit_code_and_logs(tmp_path: Path) -> None:
+    job = _job(tmp_path, "#!/bin/sh\necho hello\necho oops >&2\nexit 3\n")
+    result = run_job(job)
+    assert (result.state, result.exit_code, result.signal) == (JobState.FAILED, 3, None)
+    assert _out(job) == "hello\n"
+    assert (job.job_dir / "job.err").read_text() == "oops\n"
+    events = read_events(job.job_dir / "job.log")
+    assert [e.kind for e in events] == ["execute", "terminated"]
+    assert events[1].return_value == 3
+
+
+def test_it_reports_a_signal(tmp_path: Path) -> None:
+    result = run_job(_job(tmp_path, "#!/bin/sh\nkill -SEGV $$\n"))
+    assert (result.state, result.exit_code, result.signal) == (JobState.FAILED, None, signal.SIGSEGV)
+    assert read_events(tmp_path / "out" / "job.log")[-1].signal == signal.SIGSEGV
+
+
+def test_it_passes_arguments_without_a_shell(tmp_path: Path) -> None:
+    argv = ["two words", 'it\'s "quoted"', "$(touch pwned)", "`id`", "*", "; ls"]
+    job = _job(tmp_path, '#!/bin/sh\nfor a in "$@"; do echo "[$a]"; done\nls\n', argv)
+    assert run_job(job).state == JobState.DONE
+    lines = _out(job).splitlines()
+    assert lines[:6] == [f"[{a}]" for a in argv]
+    assert lines[6:] == ["job.sh"]  # the scratch dir holds only the script: nothing was touched
+
+
+def test_it_scrubs_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_KEY", "django-secret")
+    monkeypatch.setenv("DATABASE_URL", "postgres://portal:pw@db/portal")
+    job = _job(tmp_path, "#!/bin/sh\nenv\npwd\n", env={"X509_USER_PROXY": "/nowhere/proxy.pem"})
+    run_job(job)
+    lines = _out(job).splitlines()
+    env = dict(line.split("=", 1) for line in lines[:-1])
+    scratch = lines[-1]
+    assert "django-secret" not in _out(job) and "postgres://" not in _out(job)
+    assert env["HOME"] == env["TMPDIR"] == scratch
+    assert scratch.startswith(str(tmp_path / "scratch"))
+    assert env["X509_USER_PROXY"] == "/nowhere/proxy.pem"
+    assert set(env) <= {
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "LANG",
+        "_CONDOR_SCRATCH_DIR",
+        "X509_USER_PROXY",
+        "PWD",
+        "SHLVL",
+        "_",
+    }
+    assert not Path(scratch).exists()  # cleaned up afterwards
+
+
+def test_it_holds_a_job_over_its_wall_time(tmp_path: Path) -> None:
+    job = _job(
+        tmp_path, "#!/bin/sh\nsleep 30 &\nwait\n", limits=Limits(wall_seconds=0.5, kill_grace_seconds=1)
+    )
+    result = run_job(job)
+    assert result.state == JobState.HELD
+    assert "wall-time limit of 0 s" in result.hold_reason
+    held = read_events(job.job_dir / "job.log")[-1]
+    assert (held.kind, held.hold_code) == ("held", 46)
+
+
+def test_it_holds_a_job_over_its_memory(tmp_path: Path) -> None:
+    script = "#!/usr/bin/env python3\nimport time\nx = b'x' * (200 * 1024 * 1024)\ntime.sleep(30)\n"
+    job = _job(tmp_path, script, limits=Limits(memory_mb=50, address_space_factor=20, kill_grace_seconds=1))
+    result = run_job(job)
+    assert result.state == JobState.HELD
+    assert "more than its limit of 50 MB" in result.hold_reason
+    assert "request_memory" in result.hold_reason
+
+
+def test_it_holds_a_job_over_its_output_size(tmp_path: Path) -> None:
+    script = "#!/bin/sh\nhead -c 3000000 /dev/zero\necho still running\n"
+    job = _job(tmp_path, script, limits=Limits(output_mb=1))
+    result = run_job(job)
+    assert result.state == JobState.HELD
+    assert result.hold_reason == "The job wrote a file larger than its output limit of 1 MB and was stopped."
+    assert (job.job_dir / "job.out").stat().st_size <= 1024 * 1024
+
+
+def test_it_kills_the_whole_process_group(tmp_path: Path) -> None:
+    job = _job(
+        tmp_path, "#!/bin/sh\nsleep 60 &\necho $! > child.pid\ncp child.pid $HOME/../child.pid\nwait\n"
+    )
+    started = threading.Event()
+    pids: list[int] = []
+
+    def on_start(pid: int, host: str) -> None:
+        pids.append(pid)
+        started.set()
+
+    thread = threading.Thread(target=lambda: pids.append(run_job(job, on_start).signal or 0))
+    thread.start()
+    assert started.wait(10)
+    child_file = tmp_path / "scratch" / "child.pid"
+    for _ in range(100):
+        if child_file.exists() and child_file.read_text().strip():
+            break
+        time.sleep(0.05)
+    child = int(child_file.read_text())
+    assert kill_job(pids[0], grace_seconds=2)
+    thread.join(10)
+    assert pids[1] == signal.SIGTERM
+    assert _gone(child)
+
+
+def _gone(pid: int) -> bool:
+    """True once the process is dead (a zombie waiting for init to reap it counts as dead)."""
+    for _ in range(100):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False

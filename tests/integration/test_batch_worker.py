@@ -1,0 +1,171 @@
+"""The seeds' example on the local executor, with real Celery worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from orchestration.batch.base import BatchSpec
+from orchestration.batch.submit import build_submit, parse_spec
+from orchestration.operations import Progress
+from orchestration.tasks.batch import _process_alive, batch_control, batch_submit, job_dir, refresh_batch
+from portal.models import Job, Operation, Submission
+from portal.models.batch import record_submission
+from tests.conftest import ROOT, make_user, worker_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+ITEMS = ["1056215p", "1056216p", "1056217p", "1056218p"]
+# The tutorial's pipeline without the network: one "catalogue" per observation ID.
+SCRIPT = (
+    '#!/bin/bash\nid=$1\necho "catalogue of ${id}" > ${id}.cat\ncat ${id}.cat\necho "log for ${id}" >&2\n'
+)
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_it_runs_the_seeds_example_on_a_worker_and_announces_the_end(
+    client: Any, celery_worker_process: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    alice = make_user("alice", ["alice-lensing"])
+    client.force_login(alice)
+    response = client.post(
+        "/batch/new/",
+        {
+            "name": "do_catalogue",
+            "script_name": "do_catalogue.bash",
+            "script": SCRIPT,
+            "items": "\n".join(ITEMS),
+            "request_cpus": 1,
+            "request_memory_mb": 512,
+            "request_disk_mb": 1024,
+            "executor": "local",
+        },
+    )
+    assert response.status_code == 302
+    sub = Submission.objects.get(owner=alice)
+    wait_for(
+        lambda: Submission.objects.get(pk=sub.pk).state == Submission.FINISHED, 90, "the batch to finish"
+    )
+    jobs = list(sub.jobs.order_by("index"))
+    assert [(j.item, j.state, j.exit_code) for j in jobs] == [(i, "done", 0) for i in ITEMS]
+    assert all(j.host and j.started_at and j.finished_at for j in jobs)
+    page = client.get(f"/batch/jobs/{jobs[2].pk}/").content.decode()
+    assert "catalogue of 1056217p" in page and "log for 1056217p" in page and "Finished, exit code 0" in page
+    note = Operation.objects.get(owner=alice, kind="batch_finished")
+    assert (note.title, note.state, note.message) == (
+        "Batch do_catalogue finished",
+        "succeeded",
+        "4 jobs: 4 done",
+    )
+    assert "Batch do_catalogue finished" in client.get("/operations/panel/").content.decode()
+
+
+def _worker(queue: str, name: str) -> subprocess.Popen[bytes]:
+    env = worker_env()
+    env["BATCH_QUEUE"] = queue
+    log = open(settings.VAR_DIR / f"{name}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            queue,
+            "--concurrency",
+            "1",
+            "-n",
+            f"{name}-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_for(lambda: b"ready." in (settings.VAR_DIR / f"{name}.log").read_bytes(), 60, f"worker {name}")
+    return proc
+
+
+def _alive(pid: int) -> bool:
+    return _process_alive(pid)
+
+
+def test_it_repairs_a_job_whose_worker_was_killed(tmp_path: Any) -> None:
+    queue = f"batch-repair-{os.getpid()}"
+    alice = make_user("alice", ["alice-lensing"])
+    spec = BatchSpec(name="slow", script_name="slow.bash", items=["obs1"])
+    parsed = parse_spec(spec)
+    sub = record_submission(
+        owner=alice,
+        project=None,
+        name="slow",
+        executor="local",
+        script_name="slow.bash",
+        script="#!/bin/bash\nsleep 120\n",
+        submit_text=build_submit(spec),
+        parsed=parsed,
+    )
+    op = Operation.objects.create(
+        owner=alice,
+        kind="batch_submit",
+        title="t",
+        state="running",
+        params={"submission": sub.pk, "part": "all"},
+    )
+    first = _worker(queue, "repair-a")
+    second = None
+    try:
+        with override_settings(BATCH_QUEUE=queue, BATCH_JOB_RETRIES=1):
+            batch_submit(op, Progress(op))
+            wait_for(lambda: Job.objects.get(submission=sub).state == Job.RUNNING, 60, "the job to start")
+            job = Job.objects.get(submission=sub)
+            orphan = job.pid or 0
+            assert _alive(orphan)
+            os.killpg(first.pid, signal.SIGKILL)  # the worker dies mid-job; the job's own session survives
+            first.wait(10)
+            refresh_batch()
+            job.refresh_from_db()
+            assert not _alive(orphan)  # the orphaned job was stopped
+            assert (job.state, job.restarts) == (Job.IDLE, 1)
+            events = (job_dir(job) / job.log).read_text()
+            assert "stopped unexpectedly; it runs again." in events and "Job was released" in events
+            second = _worker(queue, "repair-b")  # the re-queued job runs again on a live worker
+            wait_for(lambda: Job.objects.get(submission=sub).state == Job.RUNNING, 60, "the job to run again")
+            control = Operation.objects.create(
+                owner=alice,
+                kind="batch_control",
+                title="rm",
+                state="running",
+                params={"submission": sub.pk, "action": "remove", "jobs": []},
+            )
+            batch_control(control, Progress(control))
+            wait_for(lambda: Job.objects.get(submission=sub).state == Job.REMOVED, 30, "the removal")
+            assert Job.objects.get(submission=sub).failure_reason == "The job was removed before it finished."
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(15)
