@@ -18,7 +18,7 @@ class Step:
 
 @dataclass
 class Summary:
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> value, url, detail
     jobs_by_state: dict[str, int] = field(default_factory=dict)
     storage_used: int | None = None
     steps: list[Step] = field(default_factory=list)

@@ -16,7 +16,9 @@ def run_manage(env_overrides: dict[str, str], *args: str) -> subprocess.Complete
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DATABASE_URL", "CELERY_", "SECRET_KEY", "DJANGO_ALLOW_ASYNC", "OPENSTACK_", "PORTAL_"))
+        if not k.startswith(
+            ("DATABASE_URL", "CELERY_", "SECRET_KEY", "DJANGO_ALLOW_ASYNC", "OPENSTACK_", "PORTAL_")
+        )
     }
     env.update({"DJANGO_SETTINGS_MODULE": "config.settings", "PORTAL_VAR_DIR": str(ROOT / "var" / "test")})
     env.update(env_overrides)

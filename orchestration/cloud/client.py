@@ -93,6 +93,11 @@ def connect_with_app_credential(
     return CloudClient(conn)
 
 
+def _limit(value: Any) -> int:
+    """A quota limit; -1 (unlimited) when the cloud does not say."""
+    return -1 if value is None else int(value)
+
+
 def _ts(value: Any) -> datetime | None:
     if not value:
         return None
@@ -112,6 +117,10 @@ class CloudClient:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
+    @property
+    def _identity(self) -> Any:
+        return self.conn.identity  # always v3 here; the SDK types it as v2 | v3
+
     # identity ---------------------------------------------------------------
     @property
     def token(self) -> str:
@@ -120,13 +129,13 @@ class CloudClient:
 
     def token_expiry(self) -> datetime | None:
         with translate("read the sign-in token"):
-            access = self.conn.session.auth.get_access(self.conn.session)
+            auth: Any = self.conn.session.auth
+            access = auth.get_access(self.conn.session)
         return _ts(getattr(access, "expires", None))
 
     def projects(self) -> list[ProjectInfo]:
         with translate("list your projects"):
-            user_id = self.conn.current_user_id
-            found = list(self.conn.identity.user_projects(user_id))
+            found = list(self._identity.user_projects(self.conn.current_user_id))
         return sorted(
             (ProjectInfo(p.id, p.name, p.description or "") for p in found if p.is_enabled is not False),
             key=lambda p: p.name,
@@ -135,7 +144,7 @@ class CloudClient:
     def create_app_credential(self, name: str, days: int) -> AppCredential:
         expires = datetime.now(UTC) + timedelta(days=days)
         with translate("create an application credential"):
-            cred = self.conn.identity.create_application_credential(
+            cred = self._identity.create_application_credential(
                 user=self.conn.current_user_id,
                 name=name,
                 description="Created by CANFAR Workbench to act for you in this project",
@@ -146,7 +155,7 @@ class CloudClient:
 
     def delete_app_credential(self, credential_id: str) -> None:
         with translate("delete an application credential"):
-            self.conn.identity.delete_application_credential(
+            self._identity.delete_application_credential(
                 self.conn.current_user_id, credential_id, ignore_missing=True
             )
 
@@ -204,7 +213,8 @@ class CloudClient:
 
     @staticmethod
     def _server(s: Any) -> ServerInfo:
-        fixed, floating = [], []
+        fixed: list[str] = []
+        floating: list[str] = []
         for entries in (s.addresses or {}).values():
             for entry in entries:
                 (floating if entry.get("OS-EXT-IPS:type") == "floating" else fixed).append(entry.get("addr"))
@@ -333,16 +343,16 @@ class CloudClient:
     def quotas(self) -> QuotaInfo:
         with translate("read the quotas"):
             limits = self.conn.compute.get_limits().absolute
-            net = self.conn.network.get_quota(self.conn.current_project_id, details=True)
-        fip = (
+            net = self.conn.network.get_quota(str(self.conn.current_project_id), details=True)
+        fip: dict[str, Any] = (
             net.floating_ips if isinstance(net.floating_ips, dict) else {"used": 0, "limit": net.floating_ips}
         )
         return QuotaInfo(
-            instances=(int(limits.instances_used or 0), int(limits.instances)),
-            cores=(int(limits.total_cores_used or 0), int(limits.total_cores)),
-            ram_mb=(int(limits.total_ram_used or 0), int(limits.total_ram)),
+            instances=(int(limits.instances_used or 0), _limit(limits.instances)),
+            cores=(int(limits.total_cores_used or 0), _limit(limits.total_cores)),
+            ram_mb=(int(limits.total_ram_used or 0), _limit(limits.total_ram)),
             floating_ips=(
                 int(fip.get("used") or 0),
-                int(fip.get("limit") if fip.get("limit") is not None else -1),
+                _limit(fip.get("limit")),
             ),
         )

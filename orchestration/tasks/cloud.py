@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -36,11 +37,14 @@ log = logging.getLogger(__name__)
 POLL = 1.5
 
 
-def _with_client(op: Operation, action: Callable[[CloudClient], Any]) -> Any:
-    """Run ``action`` with the operation owner's client; a rejected credential is marked revoked."""
+@contextmanager
+def acting_for(op: Operation) -> Iterator[CloudClient]:
+    """A client acting for the operation's owner in its project; a rejected credential is marked revoked."""
+    if op.project is None:
+        raise UserFacingError("This operation belongs to no project.")
     client, credential = client_for(op.project, op.owner)
     try:
-        return action(client)
+        yield client
     except CredentialsRejected as exc:
         revoke_on_rejection(credential, exc)
         raise
@@ -302,4 +306,5 @@ def _sync_keypairs(project: Project, user: Any, keypairs: list[Any]) -> None:
 
 def refresh_after(op: Operation) -> None:
     """Re-read the project after an action so pages show its effect at once."""
-    sync_project_now(op.project, force=True)
+    if op.project is not None:
+        sync_project_now(op.project, force=True)

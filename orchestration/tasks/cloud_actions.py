@@ -10,7 +10,7 @@ from django.utils import timezone
 from orchestration.cloud import CloudClient, CloudNotFound
 from orchestration.errors import UserFacingError, Wait
 from orchestration.operations import Progress, handler
-from orchestration.tasks.cloud import POLL, _with_client, refresh_after
+from orchestration.tasks.cloud import POLL, acting_for, refresh_after
 from portal.models import FloatingIP, Image, KeyPair, Operation, Server
 
 GIVE_UP = timedelta(minutes=15)
@@ -36,6 +36,13 @@ def _server(op: Operation, pk: int) -> Server:
     return server
 
 
+def _get_or_none(cloud: CloudClient, server_id: str) -> Any:
+    try:
+        return cloud.server(server_id)
+    except CloudNotFound:
+        return None
+
+
 # key pairs ----------------------------------------------------------------
 
 
@@ -43,7 +50,8 @@ def _server(op: Operation, pk: int) -> Server:
 def keypair_import(op: Operation, progress: Progress) -> None:
     name, public_key = op.params["name"], op.params["public_key"]
     try:
-        info = _with_client(op, lambda c: c.import_keypair(name, public_key))
+        with acting_for(op) as cloud:
+            info = cloud.import_keypair(name, public_key)
     except UserFacingError:
         KeyPair.objects.filter(project=op.project, owner=op.owner, name=name, pending=True).delete()
         raise
@@ -56,7 +64,8 @@ def keypair_import(op: Operation, progress: Progress) -> None:
 @handler("keypair_delete")
 def keypair_delete(op: Operation, progress: Progress) -> None:
     name = op.params["name"]
-    _with_client(op, lambda c: c.delete_keypair(name))
+    with acting_for(op) as cloud:
+        cloud.delete_keypair(name)
     KeyPair.objects.filter(project=op.project, owner=op.owner, name=name).delete()
 
 
@@ -66,7 +75,8 @@ def keypair_delete(op: Operation, progress: Progress) -> None:
 @handler("fip_allocate")
 def fip_allocate(op: Operation, progress: Progress) -> None:
     if "ip_id" not in op.params:
-        info = _with_client(op, lambda c: c.allocate_floating_ip())
+        with acting_for(op) as cloud:
+            info = cloud.allocate_floating_ip()
         _remember(op, ip_id=info.id, address=info.address)
     refresh_after(op)
     progress(100, f"Allocated {op.params['address']}")
@@ -82,10 +92,11 @@ def _fip(op: Operation) -> FloatingIP:
 @handler("fip_associate")
 def fip_associate(op: Operation, progress: Progress) -> None:
     fip, server = _fip(op), _server(op, op.params["server_id"])
-    if not op.params.get("sent"):
-        _with_client(op, lambda c: c.associate_floating_ip(fip.external_id, server.external_id))
-        _remember(op, sent=True)
-    info = _with_client(op, lambda c: c.server(server.external_id))
+    with acting_for(op) as cloud:
+        if not op.params.get("sent"):
+            cloud.associate_floating_ip(fip.external_id, server.external_id)
+            _remember(op, sent=True)
+        info = cloud.server(server.external_id)
     if fip.address not in info.floating_ips:
         _too_long(op, "Associating the IP")
         raise Wait(POLL, f"Waiting for {fip.address} to reach {server.name}")
@@ -96,14 +107,16 @@ def fip_associate(op: Operation, progress: Progress) -> None:
 @handler("fip_disassociate")
 def fip_disassociate(op: Operation, progress: Progress) -> None:
     fip = _fip(op)
-    _with_client(op, lambda c: c.disassociate_floating_ip(fip.external_id))
+    with acting_for(op) as cloud:
+        cloud.disassociate_floating_ip(fip.external_id)
     refresh_after(op)
 
 
 @handler("fip_release")
 def fip_release(op: Operation, progress: Progress) -> None:
     fip = _fip(op)
-    _with_client(op, lambda c: c.release_floating_ip(fip.external_id))
+    with acting_for(op) as cloud:
+        cloud.release_floating_ip(fip.external_id)
     fip.delete()
     refresh_after(op)
 
@@ -117,19 +130,21 @@ def vm_launch(op: Operation, progress: Progress) -> None:
     servers = list(Server.objects.filter(pk__in=p["server_ids"], project=op.project).order_by("pk"))
     if not servers:
         raise UserFacingError("The VMs to launch were deleted before they could start.")
-    for index, server in enumerate(servers, start=1):
-        if server.external_id:
-            continue  # launched by an earlier attempt: never twice
-        info = _with_client(
-            op,
-            lambda c, s=server: c.create_server(
-                s.name, p["image_id"], p["flavor_id"], p.get("key_name") or None, p.get("user_data") or None
-            ),
-        )
-        Server.objects.filter(pk=server.pk).update(external_id=info.id, status=info.status or "BUILD")
-        server.external_id = info.id
-        progress(5 + 15 * index // len(servers), f"The cloud accepted {server.name}")
-    infos = _with_client(op, lambda c: [_get_or_none(c, s.external_id) for s in servers])
+    with acting_for(op) as cloud:
+        for index, server in enumerate(servers, start=1):
+            if server.external_id:
+                continue  # launched by an earlier attempt: never twice
+            info = cloud.create_server(
+                server.name,
+                p["image_id"],
+                p["flavor_id"],
+                p.get("key_name") or None,
+                p.get("user_data") or None,
+            )
+            Server.objects.filter(pk=server.pk).update(external_id=info.id, status=info.status or "BUILD")
+            server.external_id = info.id
+            progress(5 + 15 * index // len(servers), f"The cloud accepted {server.name}")
+        infos = [_get_or_none(cloud, s.external_id) for s in servers]
     errors, active = [], 0
     for server, info in zip(servers, infos, strict=True):
         if info is None:
@@ -142,42 +157,35 @@ def vm_launch(op: Operation, progress: Progress) -> None:
             errors.append(f"{server.name} failed to start: {info.fault or 'the cloud gave no reason'}")
         elif info.status == "ACTIVE":
             active += 1
-    done = active + len(errors)
-    if done < len(servers):
+    if active + len(errors) < len(servers):
         _too_long(op, "Launching")
         progress(20 + 80 * active // len(servers), f"{active} of {len(servers)} running; booting")
         raise Wait(POLL, "")
     refresh_after(op)
     if errors:
         raise UserFacingError("; ".join(errors))
-    progress(100, f"{'All ' + str(active) + ' VMs are' if active > 1 else servers[0].name + ' is'} running")
+    progress(100, f"All {active} VMs are running" if active > 1 else f"{servers[0].name} is running")
 
 
-def _get_or_none(client: CloudClient, server_id: str) -> Any:
-    try:
-        return client.server(server_id)
-    except CloudNotFound:
-        return None
-
-
-TARGET = {"start": "ACTIVE", "reboot": "ACTIVE", "stop": "SHUTOFF"}
+ACTIONS = {
+    "start": ("ACTIVE", CloudClient.start_server),
+    "reboot": ("ACTIVE", CloudClient.reboot_server),
+    "stop": ("SHUTOFF", CloudClient.stop_server),
+}
 
 
 @handler("vm_action")
 def vm_action(op: Operation, progress: Progress) -> None:
     server, action = _server(op, op.params["server_id"]), op.params["action"]
-    if not op.params.get("sent"):
-        call = {
-            "start": CloudClient.start_server,
-            "stop": CloudClient.stop_server,
-            "reboot": CloudClient.reboot_server,
-        }[action]
-        _with_client(op, lambda c: call(c, server.external_id))
-        _remember(op, sent=True, sent_at=timezone.now().isoformat())
-        progress(30, f"Asked the cloud to {action} {server.name}")
-    info = _with_client(op, lambda c: c.server(server.external_id))
+    target, call = ACTIONS[action]
+    with acting_for(op) as cloud:
+        if not op.params.get("sent"):
+            call(cloud, server.external_id)
+            _remember(op, sent=True)
+            progress(30, f"Asked the cloud to {action} {server.name}")
+        info = cloud.server(server.external_id)
     Server.objects.filter(pk=server.pk).update(status=info.status, task_state=info.task_state)
-    if info.status != TARGET[action] or info.task_state:
+    if info.status != target or info.task_state:
         _too_long(op, action.capitalize())
         raise Wait(POLL, f"{server.name} is {info.status.lower()}")
     progress(100, f"{server.name} is {info.status.lower()}")
@@ -186,22 +194,19 @@ def vm_action(op: Operation, progress: Progress) -> None:
 @handler("vm_delete")
 def vm_delete(op: Operation, progress: Progress) -> None:
     servers = list(Server.objects.filter(pk__in=op.params["server_ids"], project=op.project))
-    if not op.params.get("sent"):
-        for server in servers:
-            if server.external_id:
-                _with_client(op, lambda c, s=server: c.delete_server(s.external_id))
-        _remember(op, sent=True)
     remaining = []
-    for server in servers:
-        info = (
-            _with_client(op, lambda c, s=server: _get_or_none(c, s.external_id))
-            if server.external_id
-            else None
-        )
-        if info is None or info.status == "DELETED":
-            server.delete()
-        else:
-            remaining.append(server.name)
+    with acting_for(op) as cloud:
+        if not op.params.get("sent"):
+            for server in servers:
+                if server.external_id:
+                    cloud.delete_server(server.external_id)
+            _remember(op, sent=True)
+        for server in servers:
+            info = _get_or_none(cloud, server.external_id) if server.external_id else None
+            if info is None or info.status == "DELETED":
+                server.delete()
+            else:
+                remaining.append(server.name)
     if remaining:
         _too_long(op, "Deleting")
         total = len(op.params["server_ids"])
@@ -214,27 +219,28 @@ def vm_delete(op: Operation, progress: Progress) -> None:
 @handler("vm_snapshot")
 def vm_snapshot(op: Operation, progress: Progress) -> None:
     server, name = _server(op, op.params["server_id"]), op.params["name"]
-    if "image_id" not in op.params:
-        image_id = _with_client(op, lambda c: c.snapshot_server(server.external_id, name))
-        _remember(op, image_id=image_id)
-        Image.objects.get_or_create(
-            project=op.project,
-            external_id=image_id,
-            defaults={
-                "name": name,
-                "status": "queued",
-                "is_snapshot": True,
-                "source_server_id": server.external_id,
-                "source_server_name": server.name,
-                "default_user": server.default_user,
-                "created_at": timezone.now(),
-            },
-        )
-        progress(15, "Snapshot requested; do not use the VM until it is saved")
-    try:
-        info = _with_client(op, lambda c: c.image(op.params["image_id"]))
-    except CloudNotFound as exc:
-        raise UserFacingError(f"The cloud dropped the snapshot {name} while saving it.") from exc
+    with acting_for(op) as cloud:
+        if "image_id" not in op.params:
+            image_id = cloud.snapshot_server(server.external_id, name)
+            _remember(op, image_id=image_id)
+            Image.objects.get_or_create(
+                project=op.project,
+                external_id=image_id,
+                defaults={
+                    "name": name,
+                    "status": "queued",
+                    "is_snapshot": True,
+                    "source_server_id": server.external_id,
+                    "source_server_name": server.name,
+                    "default_user": server.default_user,
+                    "created_at": timezone.now(),
+                },
+            )
+            progress(15, "Snapshot requested; do not use the VM until it is saved")
+        try:
+            info = cloud.image(op.params["image_id"])
+        except CloudNotFound as exc:
+            raise UserFacingError(f"The cloud dropped the snapshot {name} while saving it.") from exc
     Image.objects.filter(project=op.project, external_id=info.id).update(status=info.status, size=info.size)
     if info.status in ("killed", "deleted"):
         raise UserFacingError(f"The cloud could not save the snapshot {name} (status {info.status}).")
@@ -253,12 +259,14 @@ def image_delete(op: Operation, progress: Progress) -> None:
     image = Image.objects.filter(pk=op.params["image_id"], project=op.project).first()
     if image is None:
         return
-    _with_client(op, lambda c: c.delete_image(image.external_id))
+    with acting_for(op) as cloud:
+        cloud.delete_image(image.external_id)
     image.delete()
 
 
 @handler("vm_console")
 def vm_console(op: Operation, progress: Progress) -> None:
     server = _server(op, op.params["server_id"])
-    output = _with_client(op, lambda c: c.console_output(server.external_id, lines=300))
+    with acting_for(op) as cloud:
+        output = cloud.console_output(server.external_id, lines=300)
     Server.objects.filter(pk=server.pk).update(console_output=output[-200_000:], console_at=timezone.now())

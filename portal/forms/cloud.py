@@ -20,8 +20,12 @@ PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
 
 
 def _name_field(label: str, help_text: str = "") -> forms.CharField:
-    return forms.CharField(label=label, max_length=63, help_text=help_text,
-                           widget=forms.TextInput(attrs={"class": "form-control", "autocomplete": "off"}))
+    return forms.CharField(
+        label=label,
+        max_length=63,
+        help_text=help_text,
+        widget=forms.TextInput(attrs={"class": "form-control", "autocomplete": "off"}),
+    )
 
 
 def _check_name(value: str, what: str) -> str:
@@ -29,17 +33,26 @@ def _check_name(value: str, what: str) -> str:
     if not NAME_RE.match(value):
         raise forms.ValidationError(
             f"Use letters, digits, '.', '_' or '-' for the {what} (up to 63 characters, starting with a letter "
-            "or digit).")
+            "or digit)."
+        )
     return value
 
 
 class KeyPairForm(forms.Form):
     name = _name_field("Key pair name", "A name you will recognise, e.g. laptop-2024.")
     public_key = forms.CharField(
-        label="Public key", max_length=16384,
+        label="Public key",
+        max_length=16384,
         help_text="Paste the contents of your public key file, e.g. ~/.ssh/id_ed25519.pub or ~/.ssh/id_rsa.pub.",
-        widget=forms.Textarea(attrs={"class": "form-control mono", "rows": 4, "spellcheck": "false",
-                                     "placeholder": "ssh-ed25519 AAAA... you@laptop"}))
+        widget=forms.Textarea(
+            attrs={
+                "class": "form-control mono",
+                "rows": 4,
+                "spellcheck": "false",
+                "placeholder": "ssh-ed25519 AAAA... you@laptop",
+            }
+        ),
+    )
 
     def __init__(self, *args: Any, existing: set[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -57,14 +70,21 @@ class KeyPairForm(forms.Form):
             raise forms.ValidationError("This is a private key. Never share it: paste the .pub file instead.")
         invalid = forms.ValidationError(
             "This is not a valid SSH public key. It should be one line starting with ssh-ed25519, "
-            "ssh-rsa or ecdsa-sha2-nistp256, as in your ~/.ssh/*.pub file.")
+            "ssh-rsa or ecdsa-sha2-nistp256, as in your ~/.ssh/*.pub file."
+        )
         try:
             serialization.load_ssh_public_key(text.encode())
         except (ValueError, TypeError):
             raise invalid from None
         except UnsupportedAlgorithm:
-            if text.split(" ", 1)[0] in ("ssh-dss", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"):
-                raise forms.ValidationError("This key type is not supported; use an ed25519 or RSA key.") from None
+            if text.split(" ", 1)[0] in (
+                "ssh-dss",
+                "sk-ssh-ed25519@openssh.com",
+                "sk-ecdsa-sha2-nistp256@openssh.com",
+            ):
+                raise forms.ValidationError(
+                    "This key type is not supported; use an ed25519 or RSA key."
+                ) from None
             raise invalid from None
         return text
 
@@ -73,30 +93,50 @@ class LaunchForm(forms.Form):
     name = _name_field("Name", "With a count above 1, VMs are named name-1, name-2, ...")
     source = forms.ChoiceField(label="Boot source", widget=forms.Select(attrs={"class": "form-select"}))
     flavor = forms.ChoiceField(label="Flavor", widget=forms.Select(attrs={"class": "form-select"}))
-    key_name = forms.ChoiceField(label="Key pair", required=False, widget=forms.Select(attrs={"class": "form-select"}))
-    count = forms.IntegerField(label="Count", min_value=1, max_value=20, initial=1,
-                               widget=forms.NumberInput(attrs={"class": "form-control"}))
+    key_name = forms.ChoiceField(
+        label="Key pair", required=False, widget=forms.Select(attrs={"class": "form-select"})
+    )
+    count = forms.IntegerField(
+        label="Count",
+        min_value=1,
+        max_value=20,
+        initial=1,
+        widget=forms.NumberInput(attrs={"class": "form-control"}),
+    )
     prepare_for_batch = forms.BooleanField(
-        label="Prepare for batch", required=False, widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
-        help_text="Creates your CADC user on the VM, sets up /mnt/scratch and installs the packages below.")
-    packages = forms.CharField(label="Packages", required=False, max_length=500,
-                               widget=forms.TextInput(attrs={"class": "form-control mono"}))
+        label="Prepare for batch",
+        required=False,
+        widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
+        help_text="Creates your CADC user on the VM, sets up /mnt/scratch and installs the packages below.",
+    )
+    packages = forms.CharField(
+        label="Packages",
+        required=False,
+        max_length=500,
+        widget=forms.TextInput(attrs={"class": "form-control mono"}),
+    )
 
     def __init__(self, *args: Any, project: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.project, self.user = project, user
         images = list(Image.objects.filter(project=project, status="active").order_by("-created_at"))
         self.images = {i.external_id: i for i in images}
-        self.fields["source"].choices = [
+        self.fields["source"].choices = [  # type: ignore[attr-defined]
             ("Images", [(i.external_id, i.name) for i in images if not i.is_snapshot]),
-            ("Instance snapshots", [(i.external_id, f"{i.name} ({i.created_at:%Y-%m-%d})" if i.created_at else i.name)
-                                    for i in images if i.is_snapshot]),
+            (
+                "Instance snapshots",
+                [
+                    (i.external_id, f"{i.name} ({i.created_at:%Y-%m-%d})" if i.created_at else i.name)
+                    for i in images
+                    if i.is_snapshot
+                ],
+            ),
         ]
         self.flavors = {f.external_id: f for f in Flavor.objects.filter(project=project)}
-        self.fields["flavor"].choices = [(f.external_id, f.label) for f in self.flavors.values()]
+        self.fields["flavor"].choices = [(f.external_id, f.label) for f in self.flavors.values()]  # type: ignore[attr-defined]
         keys = list(KeyPair.objects.filter(project=project, owner=user, pending=False).order_by("-created"))
-        self.fields["key_name"].choices = [(k.name, f"{k.name} ({k.fingerprint[:23]}…)") for k in keys] + [
-            ("", "No key pair (console only)")]
+        key_choices = [(k.name, f"{k.name} ({k.fingerprint[:23]}…)") for k in keys]
+        self.fields["key_name"].choices = key_choices + [("", "No key pair (console only)")]  # type: ignore[attr-defined]
         if keys and not self.is_bound:
             self.initial["key_name"] = keys[0].name
         default = next((f for f in self.flavors.values() if f.name == "c2-7.5gb-31"), None)
@@ -117,7 +157,7 @@ class LaunchForm(forms.Form):
         return packages
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         flavor = self.flavors.get(data.get("flavor", ""))
         image = self.images.get(data.get("source", ""))
         count = data.get("count") or 1
@@ -135,15 +175,22 @@ class LaunchForm(forms.Form):
             if taken:
                 self.add_error("name", f"A VM named {', '.join(taken)} already exists in this project.")
         if data.get("prepare_for_batch") and not LINUX_USER_RE.match(self.user.username):
-            self.add_error("prepare_for_batch", f"Your username {self.user.username!r} is not a valid Linux user name.")
+            self.add_error(
+                "prepare_for_batch", f"Your username {self.user.username!r} is not a valid Linux user name."
+            )
         return data
 
     def user_data(self) -> str:
         if not self.cleaned_data.get("prepare_for_batch"):
             return ""
-        key = KeyPair.objects.filter(project=self.project, owner=self.user,
-                                     name=self.cleaned_data.get("key_name") or "").first()
-        user: dict[str, Any] = {"name": self.user.username, "sudo": "ALL=(ALL) NOPASSWD:ALL", "shell": "/bin/bash"}
+        key = KeyPair.objects.filter(
+            project=self.project, owner=self.user, name=self.cleaned_data.get("key_name") or ""
+        ).first()
+        user: dict[str, Any] = {
+            "name": self.user.username,
+            "sudo": "ALL=(ALL) NOPASSWD:ALL",
+            "shell": "/bin/bash",
+        }
         if key:
             user["ssh_authorized_keys"] = [key.public_key]
         config = {

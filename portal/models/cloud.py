@@ -91,7 +91,9 @@ class Server(models.Model):
     key_name = models.CharField(max_length=255, blank=True)
     fixed_ips = models.JSONField(default=list, blank=True)
     floating_ips = models.JSONField(default=list, blank=True)
-    launched_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    launched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField(default=timezone.now)
@@ -118,8 +120,13 @@ class Server(models.Model):
 
     @property
     def badge(self) -> str:
-        return {"ACTIVE": "success", "BUILD": "info", "ERROR": "danger", "SHUTOFF": "secondary",
-                "DELETING": "warning"}.get(self.status, "warning" if self.is_transitional else "secondary")
+        return {
+            "ACTIVE": "success",
+            "BUILD": "info",
+            "ERROR": "danger",
+            "SHUTOFF": "secondary",
+            "DELETING": "warning",
+        }.get(self.status, "warning" if self.is_transitional else "secondary")
 
     @property
     def public_ip(self) -> str:
@@ -200,16 +207,26 @@ class Quota(models.Model):
         return f"quota of {self.project}"
 
     def rows(self) -> list[dict[str, Any]]:
-        def row(label: str, used: int, limit: int, unit: str = "") -> dict[str, Any]:
+        def row(label: str, used: float, limit: float, unit: str = "") -> dict[str, Any]:
             pct = 0 if limit <= 0 else min(100, round(100 * used / limit))
-            return {"label": label, "used": used, "limit": limit, "unit": unit, "percent": pct,
-                    "full": 0 <= limit <= used}
+            return {
+                "label": label,
+                "used": used,
+                "limit": limit,
+                "unit": unit,
+                "percent": pct,
+                "full": 0 <= limit <= used,
+            }
 
         return [
             row("Instances", self.instances_used, self.instances_limit),
             row("vCPUs", self.cores_used, self.cores_limit),
-            row("RAM", round(self.ram_used_mb / 1024, 1), round(self.ram_limit_mb / 1024, 1)
-                if self.ram_limit_mb > 0 else self.ram_limit_mb, "GB"),
+            row(
+                "RAM",
+                round(self.ram_used_mb / 1024, 1),
+                round(self.ram_limit_mb / 1024, 1) if self.ram_limit_mb > 0 else self.ram_limit_mb,
+                "GB",
+            ),
             row("Floating IPs", self.floating_ips_used, self.floating_ips_limit),
         ]
 

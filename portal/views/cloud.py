@@ -2,51 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.forms.cloud import KeyPairForm
+from portal.http import ProjectRequest, project_required
 from portal.models import FloatingIP, Image, KeyPair, Operation, Quota, Server
 
 
-def _project(request: HttpRequest) -> Any:
-    return request.project  # type: ignore[attr-defined]
-
-
-@login_required
+@project_required
 @require_GET
-def overview(request: HttpRequest) -> HttpResponse:
-    project = _project(request)
-    if project is None:
-        return redirect("dashboard")
+def overview(request: ProjectRequest) -> HttpResponse:
+    project = request.project
     servers = Server.objects.filter(project=project)
-    return render(request, "vms/overview.html", {
-        "quota": Quota.objects.filter(project=project).first(),
-        "server_count": servers.count(),
-        "active_count": servers.filter(status="ACTIVE").count(),
-        "snapshot_count": Image.objects.filter(project=project, is_snapshot=True).count(),
-        "keypair_count": KeyPair.objects.filter(project=project, owner=request.user).count(),
-        "ip_count": FloatingIP.objects.filter(project=project).count(),
-        "project": project,
-    })
+    return render(
+        request,
+        "vms/overview.html",
+        {
+            "quota": Quota.objects.filter(project=project).first(),
+            "server_count": servers.count(),
+            "active_count": servers.filter(status="ACTIVE").count(),
+            "snapshot_count": Image.objects.filter(project=project, is_snapshot=True).count(),
+            "keypair_count": KeyPair.objects.filter(project=project, owner=request.user).count(),
+            "ip_count": FloatingIP.objects.filter(project=project).count(),
+            "project": project,
+        },
+    )
 
 
-@login_required
+@project_required
 @require_GET
-def image_list(request: HttpRequest) -> HttpResponse:
-    project = _project(request)
-    if project is None:
-        return redirect("dashboard")
+def image_list(request: ProjectRequest) -> HttpResponse:
+    project = request.project
     images = list(Image.objects.filter(project=project).order_by("-created_at", "name"))
     snapshots = [i for i in images if i.is_snapshot]
-    ctx = {"images": [i for i in images if not i.is_snapshot], "snapshots": snapshots,
-           "polling": any(i.is_transitional for i in images), "in_use": _snapshots_in_use(snapshots)}
+    ctx = {
+        "images": [i for i in images if not i.is_snapshot],
+        "snapshots": snapshots,
+        "polling": any(i.is_transitional for i in images),
+        "in_use": _snapshots_in_use(snapshots),
+    }
     template = "vms/_images.html" if request.headers.get("HX-Request") else "vms/images.html"
     return render(request, template, ctx)
 
@@ -58,10 +56,10 @@ def _snapshots_in_use(snapshots: list[Image]) -> dict[int, str]:
     return batch_hooks.snapshots_in_use(snapshots)
 
 
-@login_required
+@project_required
 @require_POST
-def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    image = get_object_or_404(Image.objects.for_user(request.user), pk=pk, project=_project(request))
+def image_delete(request: ProjectRequest, pk: int) -> HttpResponse:
+    image = get_object_or_404(Image.objects.for_user(request.user), pk=pk, project=request.project)
     if not image.is_snapshot:
         messages.error(request, f"{image.name} is a shared image; only your snapshots can be deleted here.")
         return redirect("images")
@@ -70,93 +68,141 @@ def image_delete(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"{image.name} cannot be deleted: {reason}")
         return redirect("images")
     Image.objects.filter(pk=image.pk).update(status="deleting")
-    Operation.start(owner=request.user, project=image.project, kind="image_delete", title=f"Delete snapshot {image.name}",
-                    target=f"image:{image.pk}", params={"image_id": image.pk})
+    Operation.start(
+        owner=request.user,
+        project=image.project,
+        kind="image_delete",
+        title=f"Delete snapshot {image.name}",
+        target=f"image:{image.pk}",
+        params={"image_id": image.pk},
+    )
     messages.success(request, f"Deleting snapshot {image.name}.")
     return redirect("images")
 
 
-@login_required
-def keypair_list(request: HttpRequest) -> HttpResponse:
-    project = _project(request)
-    if project is None:
-        return redirect("dashboard")
+@project_required
+def keypair_list(request: ProjectRequest) -> HttpResponse:
+    project = request.project
     keys = KeyPair.objects.filter(project=project, owner=request.user)
     form = KeyPairForm(request.POST or None, existing=set(keys.values_list("name", flat=True)))
     if request.method == "POST" and form.is_valid():
         name, key = form.cleaned_data["name"], form.cleaned_data["public_key"]
         try:
             with transaction.atomic():
-                KeyPair.objects.create(project=project, owner=request.user, name=name, public_key=key, pending=True)
-                Operation.start(owner=request.user, project=project, kind="keypair_import",
-                                title=f"Import key pair {name}", target=f"keypair:{name}",
-                                params={"name": name, "public_key": key})
+                KeyPair.objects.create(
+                    project=project, owner=request.user, name=name, public_key=key, pending=True
+                )
+                Operation.start(
+                    owner=request.user,
+                    project=project,
+                    kind="keypair_import",
+                    title=f"Import key pair {name}",
+                    target=f"keypair:{name}",
+                    params={"name": name, "public_key": key},
+                )
         except IntegrityError:
             form.add_error("name", f"You already have a key pair named {name}.")
         else:
             messages.success(request, f"Importing key pair {name}.")
             return redirect("keypairs")
-    return render(request, "vms/keypairs.html", {"form": form, "keypairs": keys,
-                                                 "polling": keys.filter(pending=True).exists()})
+    return render(
+        request,
+        "vms/keypairs.html",
+        {"form": form, "keypairs": keys, "polling": keys.filter(pending=True).exists()},
+    )
 
 
-@login_required
+@project_required
 @require_POST
-def keypair_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    key = get_object_or_404(KeyPair, pk=pk, owner=request.user, project=_project(request))
+def keypair_delete(request: ProjectRequest, pk: int) -> HttpResponse:
+    key = get_object_or_404(KeyPair, pk=pk, owner=request.user, project=request.project)
     KeyPair.objects.filter(pk=key.pk).update(pending=True)
-    Operation.start(owner=request.user, project=key.project, kind="keypair_delete", title=f"Delete key pair {key.name}",
-                    target=f"keypair:{key.name}", params={"name": key.name})
+    Operation.start(
+        owner=request.user,
+        project=key.project,
+        kind="keypair_delete",
+        title=f"Delete key pair {key.name}",
+        target=f"keypair:{key.name}",
+        params={"name": key.name},
+    )
     messages.success(request, f"Deleting key pair {key.name}.")
     return redirect("keypairs")
 
 
-@login_required
+@project_required
 @require_GET
-def ip_list(request: HttpRequest) -> HttpResponse:
-    project = _project(request)
-    if project is None:
-        return redirect("dashboard")
+def ip_list(request: ProjectRequest) -> HttpResponse:
+    project = request.project
     quota = Quota.objects.filter(project=project).first()
     ips = list(FloatingIP.objects.filter(project=project).select_related("server"))
     full = quota is not None and 0 <= quota.floating_ips_limit <= max(quota.floating_ips_used, len(ips))
-    allocating = Operation.objects.filter(project=project, kind="fip_allocate", state__in=Operation.ACTIVE_STATES)
-    return render(request, "vms/ips.html", {
-        "ips": ips, "quota": quota, "quota_full": full, "allocating": allocating.exists(),
-        "servers": Server.objects.filter(project=project, status="ACTIVE").exclude(external_id=""),
-        "polling": allocating.exists()})
+    allocating = Operation.objects.filter(
+        project=project, kind="fip_allocate", state__in=Operation.ACTIVE_STATES
+    )
+    return render(
+        request,
+        "vms/ips.html",
+        {
+            "ips": ips,
+            "quota": quota,
+            "quota_full": full,
+            "allocating": allocating.exists(),
+            "servers": Server.objects.filter(project=project, status="ACTIVE").exclude(external_id=""),
+            "polling": allocating.exists(),
+        },
+    )
 
 
-@login_required
+@project_required
 @require_POST
-def ip_allocate(request: HttpRequest) -> HttpResponse:
-    project = _project(request)
-    if project is None:
-        return redirect("dashboard")
-    Operation.start(owner=request.user, project=project, kind="fip_allocate", title="Allocate a floating IP",
-                    target="fip:new")
+def ip_allocate(request: ProjectRequest) -> HttpResponse:
+    project = request.project
+    Operation.start(
+        owner=request.user,
+        project=project,
+        kind="fip_allocate",
+        title="Allocate a floating IP",
+        target="fip:new",
+    )
     messages.success(request, "Allocating a floating IP.")
     return redirect("ips")
 
 
-@login_required
+@project_required
 @require_POST
-def ip_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    fip = get_object_or_404(FloatingIP.objects.for_user(request.user), pk=pk, project=_project(request))
+def ip_action(request: ProjectRequest, pk: int, action: str) -> HttpResponse:
+    fip = get_object_or_404(FloatingIP.objects.for_user(request.user), pk=pk, project=request.project)
     if action == "associate":
         server = Server.objects.filter(project=fip.project, pk=request.POST.get("server") or 0).first()
         if server is None:
             messages.error(request, "Choose a running VM of this project.")
             return redirect("ips")
-        Operation.start(owner=request.user, project=fip.project, kind="fip_associate",
-                        title=f"Attach {fip.address} to {server.name}", target=f"vm:{server.pk}",
-                        params={"fip_id": fip.pk, "server_id": server.pk})
+        Operation.start(
+            owner=request.user,
+            project=fip.project,
+            kind="fip_associate",
+            title=f"Attach {fip.address} to {server.name}",
+            target=f"vm:{server.pk}",
+            params={"fip_id": fip.pk, "server_id": server.pk},
+        )
     elif action == "disassociate":
-        Operation.start(owner=request.user, project=fip.project, kind="fip_disassociate",
-                        title=f"Detach {fip.address}", target=f"fip:{fip.pk}", params={"fip_id": fip.pk})
+        Operation.start(
+            owner=request.user,
+            project=fip.project,
+            kind="fip_disassociate",
+            title=f"Detach {fip.address}",
+            target=f"fip:{fip.pk}",
+            params={"fip_id": fip.pk},
+        )
     elif action == "release":
-        Operation.start(owner=request.user, project=fip.project, kind="fip_release",
-                        title=f"Release {fip.address}", target=f"fip:{fip.pk}", params={"fip_id": fip.pk})
+        Operation.start(
+            owner=request.user,
+            project=fip.project,
+            kind="fip_release",
+            title=f"Release {fip.address}",
+            target=f"fip:{fip.pk}",
+            params={"fip_id": fip.pk},
+        )
     else:
         messages.error(request, "Unknown action.")
         return redirect("ips")

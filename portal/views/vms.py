@@ -7,23 +7,23 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.forms.cloud import LaunchForm, SnapshotForm
+from portal.http import ProjectRequest, project_required
 from portal.models import FloatingIP, Image, Operation, Quota, Server
 
 PAGE_SIZE = 50
 ACTIONS = {"start": "Start", "stop": "Stop", "reboot": "Reboot"}
 
 
-def get_server_for_user(request: HttpRequest, pk: int) -> Server:
+def get_server_for_user(request: ProjectRequest, pk: int) -> Server:
     """The VM, if it is in one of the user's projects; otherwise 404."""
     server = get_object_or_404(Server.objects.for_user(request.user).select_related("project"), pk=pk)
     if request.project is None or server.project_id != request.project.pk:  # type: ignore[attr-defined]
@@ -32,40 +32,36 @@ def get_server_for_user(request: HttpRequest, pk: int) -> Server:
     return server
 
 
-def _project_or_redirect(request: HttpRequest) -> Any:
-    project = request.project  # type: ignore[attr-defined]
-    if project is None:
-        messages.info(request, "You are not a member of any OpenStack project yet.")
-    return project
-
-
-def _servers(request: HttpRequest) -> Any:
+def _servers(request: ProjectRequest) -> Any:
     qs = Server.objects.filter(project=request.project)  # type: ignore[attr-defined]
     query = request.GET.get("q", "").strip()
     if query:
-        qs = qs.filter(Q(name__icontains=query) | Q(floating_ips__icontains=query) | Q(fixed_ips__icontains=query))
+        qs = qs.filter(
+            Q(name__icontains=query) | Q(floating_ips__icontains=query) | Q(fixed_ips__icontains=query)
+        )
     status = request.GET.get("status", "")
     if status:
         qs = qs.filter(status=status.upper())
     return qs
 
 
-def _list_context(request: HttpRequest) -> dict[str, Any]:
+def _list_context(request: ProjectRequest) -> dict[str, Any]:
     page = Paginator(_servers(request), PAGE_SIZE).get_page(request.GET.get("page"))
     servers = list(page.object_list)
     return {
-        "page": page, "servers": servers, "query": request.GET.get("q", ""), "status": request.GET.get("status", ""),
+        "page": page,
+        "servers": servers,
+        "query": request.GET.get("q", ""),
+        "status": request.GET.get("status", ""),
         "polling": any(s.is_transitional or not s.external_id for s in servers),
         "warning_days": settings.VM_EXPIRY_WARNING_DAYS,
     }
 
 
-@login_required
+@project_required
 @require_GET
-def vm_list(request: HttpRequest) -> HttpResponse:
-    project = _project_or_redirect(request)
-    if project is None:
-        return redirect("dashboard")
+def vm_list(request: ProjectRequest) -> HttpResponse:
+    project = request.project
     ctx = _list_context(request)
     if request.headers.get("HX-Request"):
         return render(request, "vms/_table.html", ctx)
@@ -75,13 +71,15 @@ def vm_list(request: HttpRequest) -> HttpResponse:
     return render(request, "vms/list.html", ctx)
 
 
-@login_required
-def vm_launch(request: HttpRequest) -> HttpResponse:
-    project = _project_or_redirect(request)
-    if project is None:
-        return redirect("dashboard")
-    form = LaunchForm(request.POST or None, project=project, user=request.user,
-                      initial={"source": request.GET.get("source", "")})
+@project_required
+def vm_launch(request: ProjectRequest) -> HttpResponse:
+    project = request.project
+    form = LaunchForm(
+        request.POST or None,
+        project=project,
+        user=request.user,
+        initial={"source": request.GET.get("source", "")},
+    )
     quota = Quota.objects.filter(project=project).first()
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -90,54 +88,92 @@ def vm_launch(request: HttpRequest) -> HttpResponse:
         names = [data["name"]] if count == 1 else [f"{data['name']}-{i}" for i in range(1, count + 1)]
         expires = timezone.now() + timedelta(days=settings.VM_LIFETIME_DAYS)
         with transaction.atomic():
-            servers = [Server.objects.create(
-                project=project, name=name, status="BUILD", flavor_id=flavor.external_id, flavor_name=flavor.name,
-                image_id=image.external_id, image_name=image.name, default_user=image.default_user,
-                key_name=data["key_name"], launched_by=request.user, expires_at=expires) for name in names]
+            servers = [
+                Server.objects.create(
+                    project=project,
+                    name=name,
+                    status="BUILD",
+                    flavor_id=flavor.external_id,
+                    flavor_name=flavor.name,
+                    image_id=image.external_id,
+                    image_name=image.name,
+                    default_user=image.default_user,
+                    key_name=data["key_name"],
+                    launched_by=request.user,
+                    expires_at=expires,
+                )
+                for name in names
+            ]
             Operation.start(
-                owner=request.user, project=project, kind="vm_launch",
+                owner=request.user,
+                project=project,
+                kind="vm_launch",
                 title=f"Launch {names[0]}" + (f" and {count - 1} more" if count > 1 else ""),
                 target=f"vm:{servers[0].pk}",
-                params={"server_ids": [s.pk for s in servers], "image_id": image.external_id,
-                        "flavor_id": flavor.external_id, "key_name": data["key_name"],
-                        "user_data": form.user_data()})
+                params={
+                    "server_ids": [s.pk for s in servers],
+                    "image_id": image.external_id,
+                    "flavor_id": flavor.external_id,
+                    "key_name": data["key_name"],
+                    "user_data": form.user_data(),
+                },
+            )
         messages.success(request, f"Launching {', '.join(names)}. Their status updates below.")
         return redirect("vms")
     flavors = list(form.flavors.values())
     fits = {f.external_id: (quota.launch_refusal(1, f.vcpus, f.ram_mb) if quota else "") for f in flavors}
     blocked = bool(flavors) and all(fits.values())
-    return render(request, "vms/launch.html", {"form": form, "quota": quota, "blocked": blocked,
-                                               "blocked_reason": next(iter(fits.values()), "") if blocked else "",
-                                               "has_sources": bool(form.images), "has_flavors": bool(flavors)})
+    return render(
+        request,
+        "vms/launch.html",
+        {
+            "form": form,
+            "quota": quota,
+            "blocked": blocked,
+            "blocked_reason": next(iter(fits.values()), "") if blocked else "",
+            "has_sources": bool(form.images),
+            "has_flavors": bool(flavors),
+        },
+    )
 
 
-@login_required
+@project_required
 @require_GET
-def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def vm_detail(request: ProjectRequest, pk: int) -> HttpResponse:
     server = get_server_for_user(request, pk)
     operations = list(Operation.objects.for_user(request.user).filter(target=f"vm:{server.pk}")[:20])
-    ctx = {"server": server, "operations": operations,
-           "free_ips": FloatingIP.objects.filter(project=server.project, port_id="").order_by("address"),
-           "snapshot_form": SnapshotForm(initial={"name": f"{server.name}-{timezone.now():%Y-%m-%d}"}),
-           "polling": server.is_transitional or any(op.is_active for op in operations),
-           "snapshots": Image.objects.filter(project=server.project, source_server_id=server.external_id,
-                                             is_snapshot=True).exclude(source_server_id="")}
+    ctx = {
+        "server": server,
+        "operations": operations,
+        "free_ips": FloatingIP.objects.filter(project=server.project, port_id="").order_by("address"),
+        "snapshot_form": SnapshotForm(initial={"name": f"{server.name}-{timezone.now():%Y-%m-%d}"}),
+        "polling": server.is_transitional or any(op.is_active for op in operations),
+        "snapshots": Image.objects.filter(
+            project=server.project, source_server_id=server.external_id, is_snapshot=True
+        ).exclude(source_server_id=""),
+    }
     template = "vms/_detail_body.html" if request.headers.get("HX-Request") else "vms/detail.html"
     return render(request, template, ctx)
 
 
-def _start(request: HttpRequest, server: Server, kind: str, title: str, **params: Any) -> None:
-    Operation.start(owner=request.user, project=server.project, kind=kind, title=title, target=f"vm:{server.pk}",
-                    params={"server_id": server.pk, **params})
+def _start(request: ProjectRequest, server: Server, kind: str, title: str, **params: Any) -> None:
+    Operation.start(
+        owner=request.user,
+        project=server.project,
+        kind=kind,
+        title=title,
+        target=f"vm:{server.pk}",
+        params={"server_id": server.pk, **params},
+    )
 
 
-def _back(request: HttpRequest, server: Server) -> HttpResponse:
+def _back(request: ProjectRequest, server: Server) -> HttpResponse:
     return redirect("vm_detail", pk=server.pk) if request.POST.get("from") == "detail" else redirect("vms")
 
 
-@login_required
+@project_required
 @require_POST
-def vm_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def vm_action(request: ProjectRequest, pk: int, action: str) -> HttpResponse:
     server = get_server_for_user(request, pk)
     if action not in ACTIONS:
         return HttpResponseBadRequest("Unknown action")
@@ -149,30 +185,37 @@ def vm_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     return _back(request, server)
 
 
-@login_required
+@project_required
 @require_POST
-def vm_snapshot(request: HttpRequest, pk: int) -> HttpResponse:
+def vm_snapshot(request: ProjectRequest, pk: int) -> HttpResponse:
     server = get_server_for_user(request, pk)
     form = SnapshotForm(request.POST)
     if not form.is_valid():
-        messages.error(request, " ".join(form.errors.get("name", ["Invalid snapshot name."])))
+        messages.error(
+            request, " ".join(str(e) for e in form.errors.get("name") or ["Invalid snapshot name."])
+        )
         return _back(request, server)
     if server.status not in ("ACTIVE", "SHUTOFF"):
-        messages.error(request, f"{server.name} is {server.status}: a snapshot needs a running or stopped VM.")
+        messages.error(
+            request, f"{server.name} is {server.status}: a snapshot needs a running or stopped VM."
+        )
         return _back(request, server)
     name = form.cleaned_data["name"]
     if Image.objects.filter(project=server.project, name=name).exists():
         messages.error(request, f"An image named {name} already exists; choose another name.")
         return _back(request, server)
     _start(request, server, "vm_snapshot", f"Snapshot {server.name} as {name}", name=name)
-    messages.warning(request, f"Snapshotting {server.name} as {name}. Do not use the VM until the snapshot is "
-                              "active: changes made meanwhile may be lost or leave the snapshot inconsistent.")
+    messages.warning(
+        request,
+        f"Snapshotting {server.name} as {name}. Do not use the VM until the snapshot is "
+        "active: changes made meanwhile may be lost or leave the snapshot inconsistent.",
+    )
     return _back(request, server)
 
 
-@login_required
+@project_required
 @require_POST
-def vm_associate(request: HttpRequest, pk: int) -> HttpResponse:
+def vm_associate(request: ProjectRequest, pk: int) -> HttpResponse:
     server = get_server_for_user(request, pk)
     fip = FloatingIP.objects.filter(project=server.project, pk=request.POST.get("fip") or 0).first()
     if fip is None:
@@ -187,9 +230,9 @@ def vm_associate(request: HttpRequest, pk: int) -> HttpResponse:
     return _back(request, server)
 
 
-@login_required
+@project_required
 @require_POST
-def vm_extend(request: HttpRequest, pk: int) -> HttpResponse:
+def vm_extend(request: ProjectRequest, pk: int) -> HttpResponse:
     server = get_server_for_user(request, pk)
     server.expires_at = timezone.now() + timedelta(days=settings.VM_LIFETIME_DAYS)
     server.save(update_fields=["expires_at"])
@@ -197,18 +240,18 @@ def vm_extend(request: HttpRequest, pk: int) -> HttpResponse:
     return _back(request, server)
 
 
-@login_required
+@project_required
 @require_POST
-def vm_console(request: HttpRequest, pk: int) -> HttpResponse:
+def vm_console(request: ProjectRequest, pk: int) -> HttpResponse:
     server = get_server_for_user(request, pk)
     if server.external_id:
         _start(request, server, "vm_console", f"Read the console of {server.name}")
     return redirect("vm_detail", pk=server.pk)
 
 
-@login_required
+@project_required
 @require_POST
-def vm_delete(request: HttpRequest) -> HttpResponse:
+def vm_delete(request: ProjectRequest) -> HttpResponse:
     ids = [int(i) for i in request.POST.getlist("server") if i.isdigit()]
     project = request.project  # type: ignore[attr-defined]
     servers = list(Server.objects.for_user(request.user).filter(pk__in=ids, project=project))
@@ -218,7 +261,13 @@ def vm_delete(request: HttpRequest) -> HttpResponse:
     names = ", ".join(s.name for s in servers)
     with transaction.atomic():
         Server.objects.filter(pk__in=[s.pk for s in servers]).update(status="DELETING")
-        Operation.start(owner=request.user, project=project, kind="vm_delete", title=f"Delete {names}",
-                        target=f"vm:{servers[0].pk}", params={"server_ids": [s.pk for s in servers]})
+        Operation.start(
+            owner=request.user,
+            project=project,
+            kind="vm_delete",
+            title=f"Delete {names}",
+            target=f"vm:{servers[0].pk}",
+            params={"server_ids": [s.pk for s in servers]},
+        )
     messages.success(request, f"Deleting {names}.")
     return redirect("vms")

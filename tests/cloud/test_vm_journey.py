@@ -10,7 +10,9 @@ from portal.models import Credential, Flavor, FloatingIP, Image, KeyPair, Operat
 from tests.cloud.conftest import drive, last_op, project, public_key, sync
 
 
-def test_it_turns_the_sign_in_into_app_credentials_without_storing_the_password(demo_client: Any, demo: User) -> None:
+def test_it_turns_the_sign_in_into_app_credentials_without_storing_the_password(
+    demo_client: Any, demo: User
+) -> None:
     names = sorted(Project.objects.filter(members=demo).values_list("name", flat=True))
     assert names == ["demo-lensing", "demo-survey"]
     creds = Credential.objects.filter(user=demo, kind="openstack")
@@ -39,7 +41,11 @@ def test_it_imports_a_key_pair_with_its_fingerprint(demo_client: Any, demo: User
 
 
 def test_it_explains_a_broken_key_instead_of_failing(demo_client: Any) -> None:
-    for bad in ["ssh-rsa AAAAnotakey", "-----BEGIN OPENSSH PRIVATE KEY-----\nabc", "<script>alert(1)</script>"]:
+    for bad in [
+        "ssh-rsa AAAAnotakey",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nabc",
+        "<script>alert(1)</script>",
+    ]:
         response = demo_client.post("/vms/keypairs/", {"name": "bad", "public_key": bad})
         assert response.status_code == 200
         html = response.content.decode()
@@ -96,7 +102,9 @@ def test_it_attaches_the_projects_one_ip_and_shows_the_ssh_command(demo_client: 
 def test_it_snapshots_a_vm_and_boots_another_from_the_snapshot(demo_client: Any) -> None:
     drive(_launch(demo_client, "builder"))
     server = Server.objects.get(name="builder")
-    response = demo_client.post(f"/vms/{server.pk}/snapshot/", {"name": "image-reduction-2023-08-21"}, follow=True)
+    response = demo_client.post(
+        f"/vms/{server.pk}/snapshot/", {"name": "image-reduction-2023-08-21"}, follow=True
+    )
     assert "Do not use the VM" in response.content.decode()
     op = drive(last_op("vm_snapshot"))
     assert op.state == "succeeded", op.error
@@ -124,13 +132,22 @@ def test_it_stops_starts_and_deletes_vms_in_bulk(demo_client: Any) -> None:
     assert not Server.objects.filter(pk__in=[one.pk, two.pk]).exists()
 
 
-def test_it_forgets_a_vm_deleted_outside_the_portal_and_finds_one_made_outside(demo_client: Any, cloud: Any) -> None:
+def test_it_forgets_a_vm_deleted_outside_the_portal_and_finds_one_made_outside(
+    demo_client: Any, cloud: Any
+) -> None:
     import openstack
 
     drive(_launch(demo_client, "doomed"))
-    conn = openstack.connect(auth_url=cloud.auth_url, username="demo", password="canfar-demo",
-                             project_name="demo-lensing", user_domain_name="Default",
-                             project_domain_name="Default", load_yaml_config=False, load_envvars=False)
+    conn = openstack.connect(
+        auth_url=cloud.auth_url,
+        username="demo",
+        password="canfar-demo",
+        project_name="demo-lensing",
+        user_domain_name="Default",
+        project_domain_name="Default",
+        load_yaml_config=False,
+        load_envvars=False,
+    )
     conn.compute.delete_server(Server.objects.get(name="doomed").external_id)
     image = next(conn.image.images(name="canfar-rocky-8"))
     flavor = next(f for f in conn.compute.flavors() if f.name == "p2-7.5gb")
@@ -145,10 +162,19 @@ def test_it_refuses_a_launch_that_the_quota_cannot_fit(demo_client: Any) -> None
     Quota.objects.filter(project=project()).update(instances_used=10, instances_limit=10)
     response = demo_client.get("/vms/launch/")
     assert 'data-testid="launch-blocked"' in response.content.decode()
-    response = demo_client.post("/vms/launch/", {
-        "name": "toomany", "source": Image.objects.filter(project=project()).first().external_id,
-        "flavor": Flavor.objects.filter(project=project()).first().external_id, "count": 1})
-    assert response.status_code == 200 and "Not enough quota: instances (10 of 10 used)" in response.content.decode()
+    response = demo_client.post(
+        "/vms/launch/",
+        {
+            "name": "toomany",
+            "source": Image.objects.filter(project=project()).first().external_id,
+            "flavor": Flavor.objects.filter(project=project()).first().external_id,
+            "count": 1,
+        },
+    )
+    assert (
+        response.status_code == 200
+        and "Not enough quota: instances (10 of 10 used)" in response.content.decode()
+    )
 
 
 def test_it_reports_the_clouds_instance_quota_refusal_in_words(demo_client: Any) -> None:
@@ -164,19 +190,36 @@ def test_it_shows_a_vm_that_goes_to_error_with_the_clouds_reason(demo_client: An
     tiny = Flavor.objects.get(project=p, name="c2-7.5gb-31")
     image = Image.objects.get(project=p, name="canfar-ubuntu-20.04")
     server = Server.objects.create(project=p, name="broken", status="BUILD")
-    op = Operation.objects.create(owner=User.objects.get(username="demo"), project=p, kind="vm_launch", title="x",
-                                  params={"server_ids": [server.pk], "image_id": image.external_id,
-                                          "flavor_id": tiny.external_id, "key_name": "",
-                                          "user_data": ""})
+    op = Operation.objects.create(
+        owner=User.objects.get(username="demo"),
+        project=p,
+        kind="vm_launch",
+        title="x",
+        params={
+            "server_ids": [server.pk],
+            "image_id": image.external_id,
+            "flavor_id": tiny.external_id,
+            "key_name": "",
+            "user_data": "",
+        },
+    )
     # A snapshot that needs a bigger root disk than the flavor has: the cloud fails the build.
     import openstack
     from django.conf import settings
 
-    conn = openstack.connect(auth_url=settings.OPENSTACK_AUTH_URL, username="demo", password="canfar-demo",
-                             project_name="demo-lensing", user_domain_name="Default",
-                             project_domain_name="Default", load_yaml_config=False, load_envvars=False)
-    source = conn.compute.create_server(name="src", image_id=image.external_id, flavor_id=tiny.external_id,
-                                        networks="auto")
+    conn = openstack.connect(
+        auth_url=settings.OPENSTACK_AUTH_URL,
+        username="demo",
+        password="canfar-demo",
+        project_name="demo-lensing",
+        user_domain_name="Default",
+        project_domain_name="Default",
+        load_yaml_config=False,
+        load_envvars=False,
+    )
+    source = conn.compute.create_server(
+        name="src", image_id=image.external_id, flavor_id=tiny.external_id, networks="auto"
+    )
     conn.compute.wait_for_server(source, wait=30)
     snap = conn.compute.create_server_image(source, "big-root", wait=True, timeout=30)
     conn.image.update_image(snap, min_disk=500)
@@ -187,7 +230,9 @@ def test_it_shows_a_vm_that_goes_to_error_with_the_clouds_reason(demo_client: An
     assert Server.objects.get(pk=server.pk).status == "ERROR"
 
 
-def test_it_never_launches_twice_when_a_worker_dies_after_the_cloud_accepted(demo_client: Any, cloud: Any) -> None:
+def test_it_never_launches_twice_when_a_worker_dies_after_the_cloud_accepted(
+    demo_client: Any, cloud: Any
+) -> None:
     op = _launch(demo_client, "once")
     from orchestration.operations import run_operation
 
@@ -206,13 +251,22 @@ def test_it_never_launches_twice_when_a_worker_dies_after_the_cloud_accepted(dem
     assert list(Server.objects.filter(name="once").values_list("external_id", flat=True)) == [external]
 
 
-def test_it_asks_to_sign_in_again_when_the_credentials_are_revoked(demo_client: Any, demo: User, cloud: Any) -> None:
+def test_it_asks_to_sign_in_again_when_the_credentials_are_revoked(
+    demo_client: Any, demo: User, cloud: Any
+) -> None:
     import openstack
 
     cred = Credential.objects.get(user=demo, project=project(), kind="openstack")
-    conn = openstack.connect(auth_url=cloud.auth_url, username="demo", password="canfar-demo",
-                             project_name="demo-lensing", user_domain_name="Default",
-                             project_domain_name="Default", load_yaml_config=False, load_envvars=False)
+    conn = openstack.connect(
+        auth_url=cloud.auth_url,
+        username="demo",
+        password="canfar-demo",
+        project_name="demo-lensing",
+        user_domain_name="Default",
+        project_domain_name="Default",
+        load_yaml_config=False,
+        load_envvars=False,
+    )
     conn.identity.delete_application_credential(conn.current_user_id, cred.identifier)
     demo_client.post("/vms/keypairs/", {"name": "late", "public_key": public_key()})
     op = drive(last_op("keypair_import"))
