@@ -20,8 +20,20 @@ def _nav_areas() -> list[tuple[str, str]]:
     return found
 
 
+def _credentials_lapsed(request: HttpRequest) -> bool:
+    """The user had cloud credentials for the current project, and none of them is usable any more."""
+    from portal.models import Credential
+
+    project = getattr(request, "project", None)
+    if project is None or not request.user.is_authenticated:
+        return False
+    creds = list(Credential.objects.filter(user=request.user, project=project, kind="openstack"))
+    return bool(creds) and not any(c.is_usable for c in creds)
+
+
 def portal(request: HttpRequest) -> dict[str, Any]:
     return {
+        "credentials_lapsed": _credentials_lapsed(request),
         "current_project": getattr(request, "project", None),
         "user_projects": getattr(request, "projects", []),
         "cloud_is_emulated": getattr(settings, "CLOUD_IS_EMULATED", False),

@@ -272,4 +272,52 @@ def test_it_asks_to_sign_in_again_when_the_credentials_are_revoked(
     op = drive(last_op("keypair_import"))
     assert op.state == "failed" and "Sign out and sign in again" in op.error
     assert Credential.objects.get(pk=cred.pk).revoked
+    assert 'data-testid="credentials-lapsed"' in demo_client.get("/vms/").content.decode()
     assert not KeyPair.objects.filter(name="late").exists()
+
+
+def test_it_reboots_reads_the_console_detaches_and_releases_and_deletes_keys_and_snapshots(
+    demo_client: Any, demo: User
+) -> None:
+    drive(_launch(demo_client, "busy"))
+    server = Server.objects.get(name="busy")
+    demo_client.post(f"/vms/{server.pk}/reboot/")
+    assert drive(last_op("vm_action")).state == "succeeded"
+    demo_client.post(f"/vms/{server.pk}/console/")
+    assert drive(last_op("vm_console")).state == "succeeded"
+    assert Server.objects.get(pk=server.pk).console_output
+    assert "console" in demo_client.get(f"/vms/{server.pk}/").content.decode()
+
+    demo_client.post("/vms/ips/allocate/")
+    drive(last_op("fip_allocate"))
+    fip = FloatingIP.objects.get(project=project())
+    demo_client.post(f"/vms/ips/{fip.pk}/associate/", {"server": server.pk})
+    assert drive(last_op("fip_associate")).state == "succeeded"
+    assert FloatingIP.objects.get(pk=fip.pk).server == server
+    demo_client.post(f"/vms/ips/{fip.pk}/disassociate/")
+    assert drive(last_op("fip_disassociate")).state == "succeeded"
+    assert FloatingIP.objects.get(pk=fip.pk).port_id == ""
+    demo_client.post(f"/vms/ips/{fip.pk}/release/")
+    assert drive(last_op("fip_release")).state == "succeeded"
+    sync()
+    assert not FloatingIP.objects.filter(project=project()).exists()
+
+    demo_client.post("/vms/keypairs/", {"name": "old", "public_key": public_key()})
+    drive(last_op("keypair_import"))
+    key = KeyPair.objects.get(name="old", owner=demo, project=project())
+    demo_client.post(f"/vms/keypairs/{key.pk}/delete/")
+    assert drive(last_op("keypair_delete")).state == "succeeded"
+    sync()
+    assert not KeyPair.objects.filter(name="old").exists()
+
+    demo_client.post(f"/vms/{server.pk}/snapshot/", {"name": "busy-snap"})
+    drive(last_op("vm_snapshot"))
+    snap = Image.objects.get(name="busy-snap")
+    demo_client.post(f"/vms/images/{snap.pk}/delete/")
+    assert drive(last_op("image_delete")).state == "succeeded"
+    sync()
+    assert not Image.objects.filter(name="busy-snap").exists()
+
+    before = Server.objects.get(pk=server.pk).expires_at
+    demo_client.post(f"/vms/{server.pk}/extend/")
+    assert Server.objects.get(pk=server.pk).expires_at > before
