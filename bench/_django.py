@@ -71,13 +71,21 @@ def measure(session: Any, url: str, n: int = 60, warmup: int = 5) -> dict[str, f
         times.append((time.perf_counter() - start) * 1000)
         response.raise_for_status()
     times.sort()
-    return {"p50": statistics.median(times), "p95": times[int(0.95 * (len(times) - 1))], "bytes": len(response.content)}
+    return {
+        "p50": statistics.median(times),
+        "p95": times[int(0.95 * (len(times) - 1))],
+        "bytes": len(response.content),
+    }
 
 
-def report(name: str, figures: dict[str, float], reference: dict[str, float], target_ms: float | None) -> None:
+def report(
+    name: str, figures: dict[str, float], reference: dict[str, float], target_ms: float | None
+) -> None:
     ratio = figures["p95"] / reference["p95"] if reference["p95"] else float("nan")
     verdict = ""
     if target_ms is not None:
         verdict = f"  target p95 < {target_ms:.0f} ms: {'OK' if figures['p95'] < target_ms else 'MISSED'}"
-    print(f"{name:<34} p50 {figures['p50']:7.1f} ms  p95 {figures['p95']:7.1f} ms  "
-          f"{figures['bytes'] / 1024:6.0f} KiB  x{ratio:5.2f} of reference{verdict}")
+    print(
+        f"{name:<34} p50 {figures['p50']:7.1f} ms  p95 {figures['p95']:7.1f} ms  "
+        f"{figures['bytes'] / 1024:6.0f} KiB  x{ratio:5.2f} of reference{verdict}"
+    )

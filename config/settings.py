@@ -280,3 +280,13 @@ CATALOGUE_MAX_DECOMPRESSED_BYTES = _int("CATALOGUE_MAX_DECOMPRESSED_BYTES", 2 * 
 CATALOGUE_UPLOAD_MAX_BYTES = _int("CATALOGUE_UPLOAD_MAX_BYTES", 1024**3, minimum=1024)
 CATALOGUE_MAX_OBSERVATIONS = _int("CATALOGUE_MAX_OBSERVATIONS", 200, minimum=1)  # per "many IDs" form
 CATALOGUE_DEMO_IMAGES = _int("CATALOGUE_DEMO_IMAGES", 4)  # synthetic images `bootstrap` puts in the archive
+
+# Batch outputs, proxies and local dispatch (issues 5 and 7). Local jobs are pulled by worker slots:
+# a submission sends at most BATCH_PULLERS messages (set it to at least the job slots of all workers);
+# a puller hands its slot back after BATCH_PULL_SECONDS. Beat wakes workers again for idle jobs nobody
+# pulls, at most every BATCH_WAKE_SECONDS. A proxy certificate must outlive BATCH_PROXY_MIN_SECONDS
+# when jobs are sent.
+BATCH_PULLERS = _int("BATCH_PULLERS", 16, minimum=1)
+BATCH_PULL_SECONDS = _int("BATCH_PULL_SECONDS", 60, minimum=1)
+BATCH_WAKE_SECONDS = _int("BATCH_WAKE_SECONDS", 30, minimum=1)
+BATCH_PROXY_MIN_SECONDS = _int("BATCH_PROXY_MIN_SECONDS", BATCH_JOB_WALL_SECONDS, minimum=0)

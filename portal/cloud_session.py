@@ -25,22 +25,33 @@ SIGN_IN_TIMEOUT = 15
 def start_cloud_connection(request: HttpRequest, user: Any, password: str) -> Operation | None:
     try:
         client = connect_with_password(
-            settings.OPENSTACK_AUTH_URL, user.username, password,
-            user_domain=settings.OPENSTACK_USER_DOMAIN, project_domain=settings.OPENSTACK_PROJECT_DOMAIN,
-            region=settings.OPENSTACK_REGION or None, interface=settings.OPENSTACK_INTERFACE,
+            settings.OPENSTACK_AUTH_URL,
+            user.username,
+            password,
+            user_domain=settings.OPENSTACK_USER_DOMAIN,
+            project_domain=settings.OPENSTACK_PROJECT_DOMAIN,
+            region=settings.OPENSTACK_REGION or None,
+            interface=settings.OPENSTACK_INTERFACE,
         )
         token, expires = client.token, client.token_expiry()
     except CredentialsRejected:
-        messages.info(request, "Your account has no access to the cloud, so VM pages will be empty. "
-                               "Ask CANFAR support for an OpenStack project.")
+        messages.info(
+            request,
+            "Your account has no access to the cloud, so VM pages will be empty. "
+            "Ask CANFAR support for an OpenStack project.",
+        )
         return None
     except (CloudError, TransientError) as exc:
         log.warning("cloud unavailable at sign-in of %s: %s", user.username, type(exc).__name__)
-        messages.warning(request, "The cloud did not answer at sign-in. Pages show what the portal last knew; "
-                                  "sign in again later to refresh your cloud credentials.")
+        messages.warning(
+            request,
+            "The cloud did not answer at sign-in. Pages show what the portal last knew; "
+            "sign in again later to refresh your cloud credentials.",
+        )
         return None
     row = Credential.objects.filter(user=user, kind="keystone_token").first() or Credential(
-        user=user, kind="keystone_token")
+        user=user, kind="keystone_token"
+    )
     row.secret, row.expires_at, row.revoked = token, expires, False
     row.save()
     return Operation.start(owner=user, kind="cloud_connect", title="Connect to the cloud", target="keystone")

@@ -2,6 +2,7 @@ from django.urls import path
 
 from portal.views import auth, cloud, dashboard, operations, vms
 from portal.views import batch as batch_views
+from portal.views import catalogues as catalogue_views
 from portal.views import certificates as certificate_views
 from portal.views import storage as storage_views
 
@@ -55,4 +56,31 @@ urlpatterns += [
     path("storage/move/", storage_views.move, name="storage_move"),
     path("storage/delete/", storage_views.delete, name="storage_delete"),
     path("certificate/renew/", certificate_views.renew_certificate, name="certificate_renew"),
+]
+
+# Catalogues (issue 6): files are addressed by catalogue id, CCD (HDU) and format, never by a path;
+# catalogue_preview opens a file of the user's own storage (the storage adapter confines the path).
+urlpatterns += [
+    path("catalogues/", catalogue_views.catalogue_list, name="catalogues"),
+    path("catalogues/new/", catalogue_views.catalogue_new, name="catalogue_new"),
+    path("catalogues/many/", catalogue_views.catalogue_many, name="catalogue_many"),
+    path("catalogues/<int:pk>/", catalogue_views.catalogue_detail, name="catalogue_detail"),
+    path("catalogues/<int:pk>/mosaic.png", catalogue_views.catalogue_mosaic, name="catalogue_mosaic"),
+    path("catalogues/<int:pk>/rows/", catalogue_views.catalogue_rows, name="catalogue_rows"),
+    path(
+        "catalogues/<int:pk>/ccd/<int:hdu>.png",
+        catalogue_views.catalogue_ccd_image,
+        name="catalogue_ccd_image",
+    ),
+    path(
+        "catalogues/<int:pk>/ccd/<int:hdu>/sources.json",
+        catalogue_views.catalogue_ccd_sources,
+        name="catalogue_ccd_sources",
+    ),
+    path(
+        "catalogues/<int:pk>/download/<str:fmt>/",
+        catalogue_views.catalogue_download,
+        name="catalogue_download",
+    ),
+    path("catalogues/storage/<path:path>", catalogue_views.catalogue_preview, name="catalogue_preview"),
 ]

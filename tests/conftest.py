@@ -51,8 +51,9 @@ def session_cloud(tmp_path_factory: Any) -> Iterator[Any]:
     """One emulated cloud shared by the worker process and the live server of end-to-end tests."""
     from emulator.server import start_emulator
 
-    running = start_emulator(state_path=tmp_path_factory.mktemp("cloud") / "cloud.sqlite3",
-                             build_seconds=1.0, snapshot_seconds=1.5)
+    running = start_emulator(
+        state_path=tmp_path_factory.mktemp("cloud") / "cloud.sqlite3", build_seconds=1.0, snapshot_seconds=1.5
+    )
     yield running
     running.stop()
 

@@ -1,12 +1,16 @@
 """The local executor: submissions kept as directories, jobs run by workers with `run_job`.
 
 Layout under `root` (a directory all workers share):
-  <cluster>/submission.json   the parsed jobs and the key
+  <cluster>/submission.json   the parsed jobs and the key, written last: the submission is complete
   <cluster>/files/            the script and input files as uploaded
   <cluster>/out/              each job's .out, .err and event log (the job state lives in the log)
   <cluster>/claims/<proc>     which worker runs the job (created with O_EXCL: a job runs once)
   <cluster>/stop/<proc>       asks the worker running the job to stop it (hold, remove)
-  keys/<key>                  symlink to the cluster: a repeated submit finds the first one
+  keys/<key>                  symlink to the cluster, made right after the cluster is allocated, so a
+                              submit that dies half way is completed by the retry (no duplicate, no orphan)
+
+The executor sends no messages: the caller decides how workers learn about runnable jobs
+(the portal's workers pull idle jobs from its database and call `run`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,12 +30,10 @@ from orchestration.batch.base import (
     SubmitHandle,
     WorkerTarget,
 )
-from orchestration.batch.eventlog import EventLogWriter, JobEvent, read_events
+from orchestration.batch.eventlog import HOLD_FAILED_TO_START, EventLogWriter, JobEvent, read_events
 from orchestration.batch.local import JobResult, Limits, LocalJob, OnStart, kill_job, run_job
 from orchestration.batch.submit import PROXY_FILE_NAME
 from orchestration.batch.validate import check_file_name
-
-Dispatch = Callable[[int, int], None]  # (cluster, proc): e.g. a Celery task's .delay
 
 
 def state_from_events(cluster: int, proc: int, events: list[JobEvent]) -> JobStatus:
@@ -57,20 +58,18 @@ def state_from_events(cluster: int, proc: int, events: list[JobEvent]) -> JobSta
 
 
 class LocalExecutor:
-    """The Executor interface over a shared directory; `dispatch` queues a job for a worker."""
+    """The Executor interface over a shared directory; workers run its jobs with `run`."""
 
     def __init__(
         self,
         root: Path,
         scratch_root: Path,
-        dispatch: Dispatch,
         limits: Limits | None = None,
         use_bwrap: bool = True,
         hidden_paths: list[Path] | None = None,
     ) -> None:
         self.root = Path(root)
         self.scratch_root = Path(scratch_root)
-        self.dispatch = dispatch
         self.limits = limits or Limits()
         self.use_bwrap = use_bwrap
         self.hidden_paths = list(hidden_paths or [])
@@ -86,6 +85,13 @@ class LocalExecutor:
         return self.root / "keys" / key
 
     def find(self, key: str) -> int | None:
+        """The cluster of a complete submission with this key, or None."""
+        cluster = self._linked(key)
+        if cluster is None or not (self._dir(cluster) / "submission.json").exists():
+            return None
+        return cluster
+
+    def _linked(self, key: str) -> int | None:
         try:
             return int(os.readlink(self._key_link(key)))
         except FileNotFoundError:
@@ -102,6 +108,21 @@ class LocalExecutor:
             except FileExistsError:  # another worker took it
                 cluster += 1
 
+    def _allocate(self, key: str) -> tuple[int, bool]:
+        """The cluster for this key: (cluster, True) when new, (cluster, False) when an attempt made it."""
+        existing = self._linked(key)
+        if existing is not None:
+            return existing, False
+        cluster = self._new_cluster()
+        link = self._key_link(key)
+        link.parent.mkdir(exist_ok=True)
+        try:
+            link.symlink_to(str(cluster))  # atomic: from now on a retry completes this cluster
+        except FileExistsError:  # a concurrent attempt with the same key won
+            self._dir(cluster).rmdir()
+            return self._linked(key) or cluster, False
+        return cluster, True
+
     def submit(
         self,
         parsed: ParsedSubmit,
@@ -110,10 +131,9 @@ class LocalExecutor:
         proxy: bytes | None = None,
         target: WorkerTarget | None = None,  # unused: jobs run here, not on cloud workers
     ) -> SubmitHandle:
-        """Record the submission, log each job as submitted, then dispatch. Safe to repeat with a key."""
+        """Record the submission and log each job as submitted. Safe to repeat, or to resume, with a key."""
         existing = self.find(key)
         if existing is not None:
-            self._dispatch_unclaimed(existing)  # the first attempt may have died before dispatching
             return SubmitHandle(existing, len(self._jobs(existing)))
         needed = [parsed.executable, *(n for n in parsed.transfer_input_files if n != PROXY_FILE_NAME)]
         missing = [n for n in needed if n not in files]
@@ -121,19 +141,28 @@ class LocalExecutor:
             raise BatchError(
                 f"These files are named in the submit file but were not given: {', '.join(missing)}"
             )
-        cluster = self._new_cluster()
-        base = self._dir(cluster)
-        for sub in ("files", "out", "claims", "stop"):
-            (base / sub).mkdir()
-        for name, content in files.items():
+        for name in files:
             problem = check_file_name(name, "file")
             if problem:
                 raise BatchError(problem)
+        cluster, fresh = self._allocate(key)
+        base = self._dir(cluster)
+        for sub in ("files", "out", "claims", "stop"):
+            (base / sub).mkdir(exist_ok=True)
+        for name, content in files.items():
             (base / "files" / name).write_bytes(content)
         if proxy is not None:
             fd = os.open(base / "files" / PROXY_FILE_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(proxy)
+        host = socket.gethostname()
+        logged: dict[str, set[int]] = {}  # a resumed attempt logs only the jobs the first one did not
+        for job in parsed.jobs:
+            name = self._log_name(job)
+            if not fresh and name not in logged:
+                logged[name] = {e.proc for e in read_events(base / "out" / name) if e.cluster == cluster}
+            if job.proc not in logged.get(name, ()):
+                EventLogWriter(base / "out" / name, cluster, job.proc).submitted(host)
         record = {
             "key": key,
             "executable": parsed.executable,
@@ -141,18 +170,9 @@ class LocalExecutor:
             "proxy": proxy is not None,
             "jobs": [asdict(job) for job in parsed.jobs],
         }
-        (base / "submission.json").write_text(json.dumps(record))
-        host = socket.gethostname()
-        for job in parsed.jobs:
-            EventLogWriter(base / "out" / self._log_name(job), cluster, job.proc).submitted(host)
-        link = self._key_link(key)
-        link.parent.mkdir(exist_ok=True)
-        try:
-            link.symlink_to(str(cluster))  # atomic: the submission now exists
-        except FileExistsError:  # a concurrent attempt with the same key won; leave ours unused
-            return SubmitHandle(self.find(key) or cluster, len(parsed.jobs))
-        for job in parsed.jobs:
-            self.dispatch(cluster, job.proc)
+        tmp = base / ".submission.json.tmp"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, base / "submission.json")  # the submission is complete
         return SubmitHandle(cluster, len(parsed.jobs))
 
     @staticmethod
@@ -166,13 +186,14 @@ class LocalExecutor:
             raise BatchError(f"There is no batch submission {cluster}.") from exc
         return [ParsedJob(**job) for job in record["jobs"]]
 
-    def _dispatch_unclaimed(self, cluster: int) -> None:
-        for status in self.status(cluster):
-            if (
-                status.state == JobState.IDLE
-                and not (self._dir(cluster) / "claims" / str(status.proc)).exists()
-            ):
-                self.dispatch(cluster, status.proc)
+    def runnable(self, cluster: int) -> list[int]:
+        """Jobs that are idle and claimed by no worker (for callers without the portal's database)."""
+        claims = self._dir(cluster) / "claims"
+        return [
+            s.proc
+            for s in self.status(cluster)
+            if s.state == JobState.IDLE and not (claims / str(s.proc)).exists()
+        ]
 
     # ------------------------------------------------------------------ running
     def run(self, cluster: int, proc: int, on_start: OnStart | None = None) -> JobResult | None:
@@ -207,6 +228,7 @@ class LocalExecutor:
             scratch_root=self.scratch_root,
             limits=self.limits,
             input_files=[files / n for n in record["inputs"]],
+            output_files=list(job.output_files),
             proxy=files / PROXY_FILE_NAME if record["proxy"] else None,
             use_bwrap=self.use_bwrap,
             hidden_paths=[*self.hidden_paths, self.root],
@@ -267,7 +289,6 @@ class LocalExecutor:
                 (base / "stop" / str(job.proc)).unlink(missing_ok=True)
                 (base / "claims" / str(job.proc)).unlink(missing_ok=True)
                 EventLogWriter(base / "out" / self._log_name(job), cluster, job.proc).released()
-                self.dispatch(cluster, job.proc)
 
     def remove(self, cluster: int, procs: list[int] | None = None) -> None:
         for job, status in zip(self._select(cluster, procs), self._statuses(cluster, procs), strict=True):
@@ -279,20 +300,32 @@ class LocalExecutor:
     def _statuses(self, cluster: int, procs: list[int] | None) -> list[JobStatus]:
         return [s for s in self.status(cluster) if procs is None or s.proc in set(procs)]
 
-    def recover(self, cluster: int) -> list[int]:
-        """Hold jobs logged as running on this host whose process is gone (the worker died)."""
-        base, host, lost = self._dir(cluster), socket.gethostname(), []
-        for job, status in zip(self._jobs(cluster), self.status(cluster), strict=True):
-            if status.state != JobState.RUNNING or status.host != host:
-                continue
-            try:
-                claim = json.loads((base / "claims" / str(job.proc)).read_text() or "{}")
-                os.killpg(int(claim["pid"]), 0)
-            except (FileNotFoundError, KeyError, ValueError, ProcessLookupError):
-                reason = "The worker running this job stopped unexpectedly; release the job to run it again."
-                EventLogWriter(base / "out" / self._log_name(job), cluster, job.proc).held(reason, 6)
-                lost.append(job.proc)
-        return lost
+    def abandon(self, cluster: int, proc: int, reason: str, retry: bool) -> tuple[JobStatus, JobStatus]:
+        """Clean up after a worker that died while it held the job.
+
+        A job that was running is stopped (its process group outlives the worker), held with
+        `reason` and, if `retry`, released to run again; a job claimed but never started is
+        simply unclaimed. Finished jobs are left alone. Safe to repeat. Returns (before, after).
+        """
+        base = self._dir(cluster)
+        job = self._jobs(cluster)[proc]
+        claim_path = base / "claims" / str(proc)
+        try:
+            claim = json.loads(claim_path.read_text() or "{}")
+        except (FileNotFoundError, ValueError):
+            claim = {}
+        if claim.get("pid") and claim.get("host") == socket.gethostname():
+            kill_job(int(claim["pid"]), min(self.limits.kill_grace_seconds, 1.0))
+        status = self._status_of(cluster, job)
+        if status.state == JobState.RUNNING:
+            EventLogWriter(base / "out" / self._log_name(job), cluster, proc).held(
+                reason, HOLD_FAILED_TO_START
+            )
+            if retry:
+                self.release(cluster, [proc])
+        elif status.state == JobState.IDLE:
+            claim_path.unlink(missing_ok=True)  # never started: free for the next worker
+        return status, self._status_of(cluster, job)
 
     def retrieve(self, cluster: int) -> Path:
         """The jobs write straight into this directory: nothing to fetch."""

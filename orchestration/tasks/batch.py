@@ -2,18 +2,18 @@
 
 - ``batch_submit`` (an Operation): sends one part of a recorded submission; the
   executor's idempotency key makes a retry after a crash return the same cluster.
-- ``run_batch_job``: one local job on this worker (the local executor's dispatch).
+- ``pull_local_jobs``: a worker slot runs idle local jobs one after another, each claimed
+  in the database with a conditional update; a submission sends a few of these messages,
+  not one per job.
 - ``refresh_batch`` (beat): reads job states from the executor into the database,
-  repairs jobs whose worker died, retrieves HTCondor output and announces
-  finished submissions in the activity panel.
+  repairs jobs whose worker died, wakes workers when idle jobs have nobody pulling them,
+  retrieves HTCondor output, stores outputs and announces finished submissions.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,19 @@ from orchestration.batch.base import (
     PoolProfile,
     WorkerTarget,
 )
-from orchestration.batch.eventlog import HOLD_FAILED_TO_START, EventLogWriter, read_events
-from orchestration.batch.local import Limits, kill_job
+from orchestration.batch.eventlog import read_events
+from orchestration.batch.local import Limits
 from orchestration.batch.localexec import LocalExecutor, state_from_events
 from orchestration.errors import TransientError, UserFacingError
 from orchestration.operations import Progress, handler
-from portal.models import Credential, Job, Operation, Submission
+from orchestration.tasks.batch_outputs import (
+    check_retrieved,
+    job_dir,
+    mark_missing_outputs,
+    store_pending,
+    submissions_with_pending_outputs,
+)
+from portal.models import Job, Operation, Submission
 from portal.models.batch import counts_for
 
 log = logging.getLogger(__name__)
@@ -45,15 +52,10 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------- executors
 
 
-def _dispatch_local(cluster: int, proc: int) -> None:
-    run_batch_job.apply_async(args=[cluster, proc], queue=settings.BATCH_QUEUE)
-
-
 def local_executor() -> LocalExecutor:
     return LocalExecutor(
         root=settings.BATCH_ROOT / "local",
         scratch_root=settings.BATCH_SCRATCH_ROOT,
-        dispatch=_dispatch_local,
         limits=Limits(
             wall_seconds=settings.BATCH_JOB_WALL_SECONDS,
             memory_mb=settings.BATCH_JOB_MEMORY_MB,
@@ -90,21 +92,28 @@ def executor_for(name: str) -> Any:
     )
 
 
-def job_dir(job: Job) -> Path | None:
-    """Where a job's .out, .err and .log are on this machine (None before it was sent)."""
-    if job.cluster is None:
-        return None
-    if job.submission.executor == "local":
-        return Path(settings.BATCH_ROOT) / "local" / str(job.cluster) / "out"
-    return Path(settings.BATCH_ROOT) / "htcondor" / job.submission.part_key(job.part)
-
-
 # ---------------------------------------------------------------------------- submitting
 
 
-def _proxy_for(user: Any) -> bytes | None:
-    cred = Credential.objects.filter(user=user, kind="proxy", project=None).first()
-    return cred.secret.encode() if cred is not None and cred.is_usable else None
+def proxy_needed() -> timedelta:
+    """How long a proxy certificate must still be valid when jobs are sent: they may wait, then run."""
+    return timedelta(seconds=settings.BATCH_PROXY_MIN_SECONDS)
+
+
+def proxy_for_jobs(user: Any) -> bytes | None:
+    """The user's proxy certificate for their jobs (None without the cadc identity backend).
+
+    UserFacingError when the certificate is missing or would expire before the jobs could run.
+    """
+    if settings.IDENTITY_BACKEND != "cadc":
+        return None
+    from portal.certificates import get_proxy_for, problem_for_jobs
+
+    problem = problem_for_jobs(user, proxy_needed())
+    proxy = get_proxy_for(user)
+    if problem or proxy is None:
+        raise UserFacingError(problem or "You have no valid CADC proxy certificate.")
+    return proxy[0]
 
 
 def _parsed(sub: Submission, jobs: list[Job]) -> ParsedSubmit:
@@ -112,7 +121,17 @@ def _parsed(sub: Submission, jobs: list[Job]) -> ParsedSubmit:
         text=sub.submit_text,
         executable=sub.script_name,
         jobs=[
-            ParsedJob(j.proc, j.item, list(j.argv), j.output, j.error, j.log, dict(j.item_vars)) for j in jobs
+            ParsedJob(
+                j.proc,
+                j.item,
+                list(j.argv),
+                j.output,
+                j.error,
+                j.log,
+                dict(j.item_vars),
+                list(j.output_files),
+            )
+            for j in jobs
         ],
         request_cpus=sub.request_cpus,
         request_memory_mb=sub.request_memory_mb,
@@ -144,17 +163,20 @@ def batch_submit(op: Operation, progress: Progress) -> None:
             _parsed(sub, jobs),
             {sub.script_name: sub.script.encode()},
             key=sub.part_key(part),
-            proxy=_proxy_for(op.owner),
+            proxy=proxy_for_jobs(op.owner),
             target=target,
         )
     except ExecutorUnavailable as exc:
         raise TransientError(str(exc)) from exc
-    except BatchError as exc:
+    except (BatchError, UserFacingError) as exc:
         Submission.objects.filter(pk=sub.pk).update(state=Submission.FAILED, error=str(exc))
         raise UserFacingError(str(exc)) from exc
     Job.objects.filter(submission=sub, part=part).update(cluster=handle.cluster)
     Job.objects.filter(submission=sub, part=part, state=Job.UNSENT).update(state=Job.IDLE)
     Submission.objects.filter(pk=sub.pk).update(state=Submission.ACTIVE, error="")
+    if sub.executor == "local":  # the jobs are in the database now: workers can pull them
+        Submission.objects.filter(pk=sub.pk).update(woken_at=timezone.now())
+        batch_local.wake_local_workers(handle.num_jobs)
     op.result = {"cluster": handle.cluster, "jobs": handle.num_jobs}
     op.save(update_fields=["result"])
     progress(
@@ -191,35 +213,9 @@ def batch_control(op: Operation, progress: Progress) -> None:
             state=Submission.ACTIVE, finished=None
         )
     sync_submission(sub)
+    if action == "release" and sub.executor == "local":
+        batch_local.wake_local_workers(sum(len(p) for p in by_cluster.values()))
     progress(100, {"hold": "Held", "release": "Released", "remove": "Removed"}[action])
-
-
-# ---------------------------------------------------------------------------- running local jobs
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def run_batch_job(cluster: int, proc: int) -> str:
-    """Run one local job on this worker; a redelivered message finds it claimed and does nothing."""
-    local = Job.objects.filter(submission__executor="local", cluster=cluster, proc=proc)
-
-    def on_start(pid: int, host: str) -> None:
-        local.update(
-            state=Job.RUNNING,
-            host=host,
-            pid=pid,
-            worker_pid=os.getpid(),
-            started_at=timezone.now(),
-            finished_at=None,
-            exit_code=None,
-            signal=None,
-            hold_reason="",
-        )
-
-    result = local_executor().run(cluster, proc, on_start=on_start)
-    job = local.select_related("submission").first()
-    if job is not None:  # None while the dispatch has not recorded the cluster yet: beat catches up
-        sync_submission(job.submission, jobs=[job])
-    return "claimed elsewhere" if result is None else str(result.state)
 
 
 # ---------------------------------------------------------------------------- following
@@ -248,7 +244,16 @@ def _apply(job: Job, status: JobStatus) -> bool:
     return changed
 
 
-SYNC_FIELDS = ["state", "exit_code", "signal", "host", "hold_reason", "started_at", "finished_at"]
+SYNC_FIELDS = [
+    "state",
+    "exit_code",
+    "signal",
+    "host",
+    "hold_reason",
+    "started_at",
+    "finished_at",
+    "output_note",
+]
 FOLLOWED = [Job.IDLE, Job.RUNNING, Job.HELD]
 
 
@@ -271,6 +276,7 @@ def sync_submission(sub: Submission, jobs: list[Job] | None = None) -> int:
     """Read the executor's view of the followed jobs (default: all in the queue) into their rows."""
     if jobs is None:
         jobs = list(sub.jobs.filter(state__in=FOLLOWED).exclude(cluster=None).select_related("submission"))
+    jobs = [j for j in jobs if j.state not in Job.FINAL_STATES]  # final is final: never read again
     executor = executor_for(sub.executor)
     if sub.executor == "local":
         statuses = _local_statuses(jobs)
@@ -286,8 +292,12 @@ def sync_submission(sub: Submission, jobs: list[Job] | None = None) -> int:
                 {j.pk: by_proc[j.proc] for j in jobs if j.cluster == cluster and j.proc in by_proc}
             )
     changed = [j for j in jobs if j.pk in statuses and _apply(j, statuses[j.pk])]
+    for job in changed:
+        mark_missing_outputs(job)  # decided before the row says "done", so nobody sees it done
     Job.objects.bulk_update(changed, SYNC_FIELDS, batch_size=500)
     _after_sync(sub, executor)
+    if sub.output_folder:
+        store_pending(sub)
     return len(changed)
 
 
@@ -296,8 +306,8 @@ def _after_sync(sub: Submission, executor: Any) -> None:
     live = sum(counts.get(s, 0) for s in (Job.IDLE, Job.RUNNING, Job.HELD))
     if live or sub.state not in (Submission.ACTIVE, Submission.SUBMITTING):
         return
-    if sub.executor == "htcondor":
-        _retrieve(sub, executor)
+    if sub.executor == "htcondor" and _retrieve(sub, executor):
+        counts = counts_for([sub.pk]).get(sub.pk, {})
     if counts.get(Job.UNSENT):
         if Submission.objects.filter(pk=sub.pk, state=Submission.ACTIVE).update(state=Submission.PAUSED):
             _notify(sub, counts, test=True)
@@ -308,9 +318,14 @@ def _after_sync(sub: Submission, executor: Any) -> None:
         _notify(sub, counts, test=False)
 
 
-def _retrieve(sub: Submission, executor: Any) -> None:
+def _retrieve(sub: Submission, executor: Any) -> bool:
+    """Bring finished clusters' output back and check it; True when a cluster was retrieved."""
     done = set(sub.retrieved_clusters)
-    for cluster in set(sub.jobs.exclude(cluster=None).values_list("cluster", flat=True)) - done:
+    new: list[int] = []
+    clusters = {
+        int(c) for c in sub.jobs.exclude(cluster=None).values_list("cluster", flat=True) if c is not None
+    }
+    for cluster in clusters - done:
         try:
             executor.retrieve(cluster)
         except ExecutorUnavailable as exc:
@@ -319,17 +334,31 @@ def _retrieve(sub: Submission, executor: Any) -> None:
         except BatchError:
             pass  # already retrieved by an earlier run
         done.add(cluster)
-    Submission.objects.filter(pk=sub.pk).update(retrieved_clusters=sorted(done))
+        new.append(cluster)
+    sub.retrieved_clusters = sorted(done)
+    Submission.objects.filter(pk=sub.pk).update(retrieved_clusters=sub.retrieved_clusters)
+    for cluster in new:
+        check_retrieved(sub, cluster)
+    return bool(new)
+
+
+SUMMARY_WORDS = {
+    Job.DONE: "done",
+    Job.NO_OUTPUT: "completed without output",
+    Job.FAILED: "failed",
+    Job.REMOVED: "removed",
+}
 
 
 def summary_text(counts: dict[str, int]) -> str:
-    parts = [f"{counts.get(s, 0)} {s}" for s in (Job.DONE, Job.FAILED, Job.REMOVED) if counts.get(s)]
+    parts = [f"{counts.get(s, 0)} {word}" for s, word in SUMMARY_WORDS.items() if counts.get(s)]
     return " · ".join(parts) or "no jobs"
 
 
 def _notify(sub: Submission, counts: dict[str, int], test: bool) -> None:
     """A finished submission appears in the activity panel, with its summary."""
     failed = counts.get(Job.FAILED, 0)
+    no_output = counts.get(Job.NO_OUTPUT, 0)
     now = timezone.now()
     if test:
         title = f"Test job of batch {sub.name} finished"
@@ -347,73 +376,55 @@ def _notify(sub: Submission, counts: dict[str, int], test: bool) -> None:
         kind="batch_finished",
         title=title,
         target=f"batch:{sub.pk}",
-        state=Operation.FAILED if failed else Operation.SUCCEEDED,
+        state=Operation.FAILED if failed or no_output else Operation.SUCCEEDED,
         progress=100,
         message=message[:500],
-        error=f"{failed} job{'s' if failed != 1 else ''} failed. {message}" if failed else "",
+        error=_problems(failed, no_output, message),
         started=now,
         finished=now,
     )
 
 
+def _problems(failed: int, no_output: int, message: str) -> str:
+    parts = []
+    if failed:
+        parts.append(f"{failed} job{'s' if failed != 1 else ''} failed.")
+    if no_output:
+        parts.append(f"{no_output} job{'s' if no_output != 1 else ''} completed without output.")
+    return f"{' '.join(parts)} {message}" if parts else ""
+
+
 # ---------------------------------------------------------------------------- beat
-
-
-def _process_alive(pid: int) -> bool:
-    """True if the process exists and is not a zombie (an init that never reaps leaves zombies)."""
-    try:
-        with open(f"/proc/{int(pid)}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-
-LOST_REASON = "The worker running this job stopped unexpectedly"
-
-
-def _repair_local(sub: Submission, executor: LocalExecutor) -> None:
-    """Jobs whose worker died: stop the orphaned process, hold it, and run it again if allowed."""
-    host = socket.gethostname()
-    for job in sub.jobs.filter(state=Job.RUNNING, host=host).exclude(worker_pid=None):
-        if _process_alive(job.worker_pid or 0):
-            continue  # its worker is alive and still waiting on it
-        if job.pid and _process_alive(job.pid):
-            kill_job(job.pid, 1.0)  # the job runs in its own session, so it outlived its worker
-        directory = job_dir(job)
-        if directory is None:
-            continue
-        retry = job.restarts < settings.BATCH_JOB_RETRIES
-        reason = f"{LOST_REASON}; " + ("it runs again." if retry else "release the job to run it again.")
-        EventLogWriter(directory / job.log, job.cluster or 0, job.proc).held(reason, HOLD_FAILED_TO_START)
-        Job.objects.filter(pk=job.pk).update(worker_pid=None, pid=None)
-        if retry:
-            executor.release(job.cluster or 0, [job.proc])
-            Job.objects.filter(pk=job.pk).update(restarts=job.restarts + 1)
-            log.info("batch: re-queued job %s.%s after its worker died", job.cluster, job.proc)
 
 
 @shared_task(ignore_result=True)
 def refresh_batch() -> int:
-    """Beat: follow every submission with jobs in the queue; repair, retrieve and announce."""
+    """Beat: follow every submission with jobs in the queue; repair, wake, retrieve, store and announce."""
     changed = 0
+    try:
+        batch_local.repair_local_claims()
+        batch_local.wake_if_stalled()
+    except Exception:
+        log.exception("batch repair of local jobs failed")
     live = Q(jobs__state__in=FOLLOWED)
     active = Submission.objects.filter(
         Q(state__in=[Submission.ACTIVE, Submission.SUBMITTING]) & live
     ).distinct()
     for sub in active[:200]:
         try:
-            if sub.executor == "local":
-                _repair_local(sub, local_executor())
             changed += sync_submission(sub)
         except Exception:
             log.exception("batch refresh of submission %s failed", sub.pk)
     # Submissions whose last jobs changed state elsewhere (e.g. by the job task) but were not closed.
     for sub in Submission.objects.filter(state=Submission.ACTIVE).exclude(live)[:200]:
         _after_sync(sub, executor_for(sub.executor))
+    for sub in submissions_with_pending_outputs():
+        try:
+            store_pending(sub)
+        except Exception:
+            log.exception("batch outputs of submission %s not stored", sub.pk)
     return changed
+
+
+# Last: batch_local uses this module's functions, and importing it registers pull_local_jobs.
+from orchestration.tasks import batch_local  # noqa: E402

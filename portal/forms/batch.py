@@ -17,6 +17,7 @@ from django.conf import settings
 from orchestration.batch.base import BatchSpec, BatchValidationError, ParsedSubmit, PoolProfile, WorkerTarget
 from orchestration.batch.submit import PROXY_FILE_NAME, build_submit, parse_spec, parse_submit
 from orchestration.batch.validate import check_file_name, validate_items, validate_script
+from orchestration.storage.base import InvalidPath, normalize
 from portal.models import Flavor, Image
 
 # The seeds' pipeline script (the CANFAR batch tutorial); the form starts from it.
@@ -50,6 +51,42 @@ class BatchPlan:
     test_first: bool
     image: Image | None
     flavor: Flavor | None
+    output_folder: str = ""
+
+
+OUTPUTS_HELP = (
+    "Optional: a folder of your storage (created if needed). When each job finishes, its .out, .err and "
+    ".log and its declared output files are copied there, replacing files of the same name."
+)
+OUTPUT_FILES_HELP = (
+    "Files each job writes in its working directory and returns, comma-separated; $(arguments) is the "
+    "item, so $(arguments).cat is 1056215p.cat for item 1056215p (the seeds' catalogue). A job that "
+    "exits 0 without writing them is marked “completed without output”. Leave empty to declare none."
+)
+
+
+def proxy_problem(user: Any) -> str | None:
+    """Why the user's jobs cannot get a proxy certificate now (cadc identity only), or None."""
+    if settings.IDENTITY_BACKEND != "cadc" or user is None:
+        return None
+    from orchestration.tasks.batch import proxy_needed
+    from portal.certificates import problem_for_jobs
+
+    return problem_for_jobs(user, proxy_needed())
+
+
+def clean_output_folder(value: str) -> str:
+    """The storage folder in its normal form; ValidationError for paths that leave the user's space."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    try:
+        folder = normalize(value)
+    except InvalidPath as exc:
+        raise forms.ValidationError(str(exc)) from exc
+    if not folder:
+        raise forms.ValidationError("Name a folder inside your storage, not its top.")
+    return folder
 
 
 def _read_upload(upload: Any, what: str, problems: list[str]) -> str | None:
@@ -72,9 +109,14 @@ class _TargetMixin(forms.Form):
     test_first = forms.BooleanField(
         required=False, label="Test one first", help_text="Run the first item alone; start the rest after."
     )
+    output_folder = forms.CharField(
+        required=False, max_length=1024, label="Store outputs in", help_text=OUTPUTS_HELP
+    )
 
-    def __init__(self, *args: Any, project: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, project: Any = None, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.user = user
+        self.fields["output_folder"].widget.attrs["placeholder"] = "e.g. results/do_catalogue"
         self.images = list(Image.objects.filter(project=project, is_snapshot=True)) if project else []
         self.flavors = list(Flavor.objects.filter(project=project)) if project else []
         none = [("", "None (the executor's default workers)")]
@@ -97,6 +139,14 @@ class _TargetMixin(forms.Form):
             else:
                 css = "form-control"
             widget.attrs["class"] = f"{css} {widget.attrs.get('class', '')}".strip()
+
+    def clean_output_folder(self) -> str:
+        return clean_output_folder(self.cleaned_data.get("output_folder", ""))
+
+    def _check_proxy(self) -> None:
+        problem = proxy_problem(self.user)
+        if problem:
+            self.add_error(None, problem)
 
     def _target(self) -> tuple[Image | None, Flavor | None]:
         image = next((i for i in self.images if str(i.pk) == self.cleaned_data.get("snapshot")), None)
@@ -146,6 +196,13 @@ class BatchForm(_TargetMixin):
         min_value=64, max_value=512 * 1024, initial=2048, label="Memory (MB)"
     )
     request_disk_mb = forms.IntegerField(min_value=64, max_value=4096 * 1024, initial=4096, label="Disk (MB)")
+    output_files = forms.CharField(
+        required=False,
+        max_length=1000,
+        initial="$(arguments).cat",
+        label="Output files",
+        help_text=OUTPUT_FILES_HELP,
+    )
 
     field_order = ["name", "script_name", "script", "items", "items_file", "allow_duplicates"]
 
@@ -154,6 +211,7 @@ class BatchForm(_TargetMixin):
         self.project = project
         self.plan: BatchPlan | None = None
         name = self["name"].value() or "do_catalogue"
+        self.fields["output_files"].widget.attrs["placeholder"] = "$(arguments).cat"
         for key in ("output", "error", "log"):
             self.fields[key].widget.attrs["placeholder"] = f"{name}-$(arguments).{key[:3]}"
 
@@ -172,6 +230,7 @@ class BatchForm(_TargetMixin):
             except BatchValidationError as exc:
                 self.add_error("script", exc.problems)
         items = self._items(data)
+        self._check_proxy()
         if self.errors:
             return data
         spec = BatchSpec(
@@ -184,6 +243,7 @@ class BatchForm(_TargetMixin):
             request_cpus=data["request_cpus"],
             request_memory_mb=data["request_memory_mb"],
             request_disk_mb=data["request_disk_mb"],
+            output_files=data.get("output_files", "").strip(),
         )
         try:
             parsed = parse_spec(spec)
@@ -203,6 +263,7 @@ class BatchForm(_TargetMixin):
             data.get("test_first", False),
             image,
             flavor,
+            data.get("output_folder", ""),
         )
         return data
 
@@ -235,9 +296,13 @@ class UploadForm(_TargetMixin):
         super().__init__(*args, project=project, **kwargs)
         self.project = project
         self.plan: BatchPlan | None = None
+        self.fields["output_folder"].help_text = OUTPUTS_HELP + (
+            " The declared output files are those in the file's transfer_output_files."
+        )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        self._check_proxy()
         sub_file, script_file = data.get("submit_file"), data.get("script_file")
         if sub_file is None or script_file is None:
             return data
@@ -283,5 +348,6 @@ class UploadForm(_TargetMixin):
             data.get("test_first", False),
             image,
             flavor,
+            data.get("output_folder", ""),
         )
         return data

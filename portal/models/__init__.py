@@ -6,7 +6,19 @@ from .operations import Operation
 from .storage import StorageUsage
 
 __all__ = [
-    "Catalogue", "CatalogueCcd",
-    "Credential", "Flavor", "FloatingIP", "Image", "Job", "KeyPair", "Membership", "Operation", "Project",
-    "Quota", "Server", "StorageUsage", "Submission",
+    "Catalogue",
+    "CatalogueCcd",
+    "Credential",
+    "Flavor",
+    "FloatingIP",
+    "Image",
+    "Job",
+    "KeyPair",
+    "Membership",
+    "Operation",
+    "Project",
+    "Quota",
+    "Server",
+    "StorageUsage",
+    "Submission",
 ]

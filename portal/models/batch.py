@@ -70,6 +70,10 @@ class Submission(models.Model):
     image_name = models.CharField(max_length=255, blank=True)
     image_id = models.CharField(max_length=64, blank=True)
     flavor_name = models.CharField(max_length=100, blank=True)
+    output_folder = models.CharField(
+        max_length=1024, blank=True, help_text="storage folder the jobs' outputs are copied to ('' = none)"
+    )
+    woken_at = models.DateTimeField(null=True, blank=True, help_text="local: when workers were last asked")
     num_jobs = models.PositiveIntegerField(default=0)
     retrieved_clusters = models.JSONField(default=list, help_text="htcondor: clusters whose output is back")
     error = models.TextField(blank=True)
@@ -110,12 +114,13 @@ class JobQuerySet(models.QuerySet["Job"]):
 
 
 class Job(models.Model):
-    UNSENT, IDLE, RUNNING, HELD, DONE, FAILED, REMOVED = (
+    UNSENT, IDLE, RUNNING, HELD, DONE, NO_OUTPUT, FAILED, REMOVED = (
         "unsent",
         "idle",
         "running",
         "held",
         "done",
+        "nooutput",
         "failed",
         "removed",
     )
@@ -125,10 +130,13 @@ class Job(models.Model):
         (RUNNING, "Running"),
         (HELD, "Held"),
         (DONE, "Done"),
+        (NO_OUTPUT, "Completed without output"),
         (FAILED, "Failed"),
         (REMOVED, "Removed"),
     ]
-    FINAL_STATES = (DONE, FAILED, REMOVED)
+    FINAL_STATES = (DONE, NO_OUTPUT, FAILED, REMOVED)
+    # Copying outputs to the submission's storage folder: "" (no folder), pending, stored, failed.
+    OUTPUTS_PENDING, OUTPUTS_STORED, OUTPUTS_FAILED = "pending", "stored", "failed"
     LIVE_STATES = (IDLE, RUNNING)
 
     submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="jobs")
@@ -152,6 +160,14 @@ class Job(models.Model):
     pid = models.IntegerField(null=True, blank=True, help_text="local executor: the job's process group")
     worker_pid = models.IntegerField(null=True, blank=True, help_text="local executor: the Celery process")
     restarts = models.PositiveSmallIntegerField(default=0)
+    output_files = models.JSONField(default=list, help_text="declared outputs (transfer_output_files)")
+    claimed_by = models.CharField(
+        max_length=100, blank=True, default="", help_text="local: host:pid:start of the worker running it"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    outputs_state = models.CharField(max_length=8, blank=True, default="")
+    stored_outputs = models.JSONField(default=list, help_text="storage paths the outputs were copied to")
+    output_note = models.CharField(max_length=1000, blank=True, help_text="why outputs are missing")
 
     objects = JobQuerySet.as_manager()
 
@@ -163,6 +179,10 @@ class Job(models.Model):
             models.Index(fields=["cluster", "proc"]),
             models.Index(
                 fields=["state"], condition=Q(state__in=["idle", "running", "held"]), name="batch_job_live"
+            ),
+            models.Index(fields=["claimed_by"], condition=~Q(claimed_by=""), name="batch_job_claimed"),
+            models.Index(
+                fields=["submission"], condition=Q(outputs_state="pending"), name="batch_job_store_pending"
             ),
         ]
 
@@ -187,6 +207,8 @@ class Job(models.Model):
             return self.hold_reason or "The job is on hold."
         if self.state == self.REMOVED:
             return "The job was removed before it finished."
+        if self.state == self.NO_OUTPUT:
+            return self.output_note or "The job exited with code 0, but its declared output did not arrive."
         if self.state != self.FAILED:
             return ""
         if self.signal is not None:
@@ -242,6 +264,7 @@ def record_submission(
     image: Any = None,
     flavor: Any = None,
     parent: Submission | None = None,
+    output_folder: str = "",
 ) -> Submission:
     """Write a submission and all its jobs (state "unsent"); the caller dispatches after commit."""
     test_first = test_first and len(parsed.jobs) > 1
@@ -265,6 +288,7 @@ def record_submission(
         image_id=image.external_id if image else "",
         flavor_name=flavor.name if flavor else "",
         num_jobs=len(parsed.jobs),
+        output_folder=output_folder,
     )
     rows = []
     for index, job in enumerate(parsed.jobs):
@@ -281,6 +305,8 @@ def record_submission(
                 output=job.output,
                 error=job.error,
                 log=job.log,
+                output_files=list(job.output_files),
+                outputs_state=Job.OUTPUTS_PENDING if output_folder else "",
             )
         )
     Job.objects.bulk_create(rows, batch_size=1000)

@@ -26,7 +26,7 @@ from orchestration.batch.eventlog import read_events
 from orchestration.batch.submit import render as render_submit
 from orchestration.tasks.batch import job_dir, summary_text
 from portal import summary
-from portal.forms.batch import BatchForm, BatchPlan, UploadForm
+from portal.forms.batch import BatchForm, BatchPlan, UploadForm, proxy_problem
 from portal.models import Job, Operation, Submission
 from portal.models.batch import STATE_NAMES, counts_for, empty_counts, record_submission
 
@@ -70,6 +70,7 @@ def _record(request: HttpRequest, plan: BatchPlan, parent: Submission | None = N
             image=plan.image,
             flavor=plan.flavor,
             parent=parent,
+            output_folder=plan.output_folder,
         )
         first = sub.test_first
         _dispatch(
@@ -85,7 +86,7 @@ def _record(request: HttpRequest, plan: BatchPlan, parent: Submission | None = N
 @require_http_methods(["GET", "POST"])
 def batch_new(request: HttpRequest) -> HttpResponse:
     project = request.project  # type: ignore[attr-defined]
-    form = BatchForm(request.POST or None, request.FILES or None, project=project)
+    form = BatchForm(request.POST or None, request.FILES or None, project=project, user=request.user)
     if request.method == "POST" and form.is_valid() and form.plan is not None:
         sub = _record(request, form.plan)
         messages.success(request, f"Batch {sub.name} recorded: {sub.num_jobs} jobs are on their way.")
@@ -112,7 +113,12 @@ def _preview_context(form: BatchForm) -> dict[str, Any]:
 @require_POST
 def batch_preview(request: HttpRequest) -> HttpResponse:
     """The htmx partial: the submit description the portal will send, or every problem found."""
-    form = BatchForm(request.POST, request.FILES or None, project=request.project)  # type: ignore[attr-defined]
+    form = BatchForm(
+        request.POST,
+        request.FILES or None,
+        project=request.project,  # type: ignore[attr-defined]
+        user=request.user,
+    )
     form.is_valid()
     return render(request, "batch/_preview.html", {"preview": _preview_context(form)})
 
@@ -121,7 +127,7 @@ def batch_preview(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def batch_upload(request: HttpRequest) -> HttpResponse:
     project = request.project  # type: ignore[attr-defined]
-    form = UploadForm(request.POST or None, request.FILES or None, project=project)
+    form = UploadForm(request.POST or None, request.FILES or None, project=project, user=request.user)
     if request.method == "POST" and form.is_valid() and form.plan is not None:
         sub = _record(request, form.plan)
         messages.success(request, f"Batch {sub.name} recorded from your submit file: {sub.num_jobs} jobs.")
@@ -157,7 +163,7 @@ def _with_counts(subs: list[Submission]) -> list[Submission]:
         s.counts = c  # type: ignore[attr-defined]
         s.bars = [  # type: ignore[attr-defined]
             (state, round(100 * c[state] / total, 2))
-            for state in ("done", "failed", "removed", "held", "running")
+            for state in ("done", "nooutput", "failed", "removed", "held", "running")
         ]
         s.live = s.is_active or c["idle"] + c["running"] > 0  # type: ignore[attr-defined]
     return subs
@@ -262,7 +268,8 @@ def batch_job(request: HttpRequest, pk: int) -> HttpResponse:
         "err_size": err_size,
         "err_cut": err_cut,
         "events": events,
-        "polling": job.state in (Job.UNSENT, Job.IDLE, Job.RUNNING),
+        "polling": job.state in (Job.UNSENT, Job.IDLE, Job.RUNNING)
+        or (job.state in (Job.DONE, Job.NO_OUTPUT, Job.FAILED) and job.outputs_state == Job.OUTPUTS_PENDING),
     }
     template = "batch/_job_live.html" if request.headers.get("HX-Request") else "batch/job.html"
     return render(request, template, ctx)
@@ -334,13 +341,21 @@ def batch_resubmit(request: HttpRequest, pk: int) -> HttpResponse:
     """Resubmit the failed jobs (or those ticked) as a new submission linked to this one."""
     sub = get_submission_for_user(request, pk)
     selected = _selected_jobs(request, sub)
-    jobs = sub.jobs.filter(pk__in=selected) if selected else sub.jobs.filter(state=Job.FAILED)
+    jobs = (
+        sub.jobs.filter(pk__in=selected)
+        if selected
+        else sub.jobs.filter(state__in=[Job.FAILED, Job.NO_OUTPUT])
+    )
     old = list(jobs.order_by("index"))
     if not old:
         messages.error(request, "There are no failed jobs to resubmit; tick the jobs you want to run again.")
         return redirect("batch_submission", pk=sub.pk)
+    problem = proxy_problem(request.user)
+    if problem:
+        messages.error(request, problem)
+        return redirect("batch_submission", pk=sub.pk)
     parsed_jobs = [
-        ParsedJob(i, j.item, list(j.argv), j.output, j.error, j.log, dict(j.item_vars))
+        ParsedJob(i, j.item, list(j.argv), j.output, j.error, j.log, dict(j.item_vars), list(j.output_files))
         for i, j in enumerate(old)
     ]
     text = sub.submit_text
@@ -359,7 +374,18 @@ def batch_resubmit(request: HttpRequest, pk: int) -> HttpResponse:
         dict(sub.body),
         list(sub.queue_vars),
     )
-    plan = BatchPlan(sub.name, sub.executor, sub.script_name, sub.script, text, parsed, False, None, None)
+    plan = BatchPlan(
+        sub.name,
+        sub.executor,
+        sub.script_name,
+        sub.script,
+        text,
+        parsed,
+        False,
+        None,
+        None,
+        sub.output_folder,
+    )
     new = _record(request, plan, parent=sub)
     Submission.objects.filter(pk=new.pk).update(
         image_name=sub.image_name, image_id=sub.image_id, flavor_name=sub.flavor_name

@@ -61,6 +61,10 @@ class FakeSchedd:
                 if key in sub:
                     ad[attr] = sub.expand(key)
             ad["TransferInput"] = sub.expand("transfer_input_files") if "transfer_input_files" in sub else ""
+            if "transfer_output_files" in sub:
+                ad["TransferOutput"] = sub.expand("transfer_output_files")
+            if "x509userproxy" in sub:
+                ad["x509userproxy"] = sub.expand("x509userproxy")
             for key in body:
                 if key.startswith("MY."):
                     ad[key[3:]] = classad2.ExprTree(sub.expand(key))
@@ -82,6 +86,8 @@ class FakeSchedd:
             names = [ad["Cmd"], *[n.strip() for n in ad["TransferInput"].split(",") if n.strip()]]
             for name in names:
                 shutil.copy(Path(ad["Iwd"]) / name, spool / name)  # a missing file fails like the real one
+            if "x509userproxy" in ad:  # HTCondor sends the proxy with the job
+                shutil.copy(ad["x509userproxy"], spool / Path(ad["x509userproxy"]).name)
             ad["JobStatus"] = 1
             del ad["HoldReasonCode"]
             del ad["HoldReason"]
@@ -150,13 +156,21 @@ class FakeSchedd:
         self._check()
         for ad in self._match(str(job_spec), list(self.jobs.values())):
             spool = self.spool_dir / f"{ad['ClusterId']}.{ad['ProcId']}"
-            for attr in ("Out", "Err"):
-                if attr in ad and (spool / ad[attr]).exists():
-                    shutil.copy(spool / ad[attr], Path(ad["Iwd"]) / ad[attr])
+            names = [ad[attr] for attr in ("Out", "Err") if attr in ad]
+            names += [n.strip() for n in str(ad.get("TransferOutput", "")).split(",") if n.strip()]
+            for name in names:
+                if (spool / name).exists():
+                    shutil.copy(spool / name, Path(ad["Iwd"]) / name)
 
     # ---- what the pool would do: used by tests to move jobs along
     def run(
-        self, cluster: int, proc: int, exit_code: int = 0, signal: int | None = None, out: str = ""
+        self,
+        cluster: int,
+        proc: int,
+        exit_code: int = 0,
+        signal: int | None = None,
+        out: str = "",
+        files: dict[str, str] | None = None,
     ) -> None:
         ad = self.jobs[(cluster, proc)]
         ad["JobStatus"], ad["RemoteHost"], ad["JobCurrentStartDate"] = 2, "slot1@worker-7", 1700000000
@@ -166,3 +180,5 @@ class FakeSchedd:
             ad["ExitBySignal"], ad["ExitCode"] = False, exit_code
         ad["JobStatus"], ad["CompletionDate"] = 4, 1700000060
         (self.spool_dir / f"{cluster}.{proc}" / ad["Out"]).write_text(out)
+        for name, text in (files or {}).items():  # files the job wrote in its scratch directory
+            (self.spool_dir / f"{cluster}.{proc}" / name).write_text(text)

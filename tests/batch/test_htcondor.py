@@ -106,3 +106,26 @@ def test_it_reports_an_unreachable_pool(
     schedd.down = True
     with pytest.raises(ExecutorUnavailable, match="cannot be reached"):
         _submit(executor, seed_submit, seed_script)
+
+
+def test_it_sends_the_proxy_as_x509userproxy_outside_v1_pools(
+    schedd: FakeSchedd, tmp_path: Path, seed_submit: str, seed_script: str
+) -> None:
+    executor = HTCondorExecutor(lambda: schedd, PoolProfile.CSV2, tmp_path / "stage")
+    cluster = _submit(executor, seed_submit, seed_script)
+    ad = schedd.query(f"ClusterId == {cluster}")[0]
+    assert ad["x509userproxy"] == str(tmp_path / "stage" / "sub-1" / "cadcproxy.pem")
+    assert "cadcproxy.pem" not in ad["TransferInput"] and "PreCmd" not in ad
+    assert (schedd.spool_dir / f"{cluster}.0" / "cadcproxy.pem").read_bytes() == b"PEM"
+
+
+def test_it_retrieves_declared_output_files(
+    executor: HTCondorExecutor, schedd: FakeSchedd, seed_submit: str, seed_script: str
+) -> None:
+    text = seed_submit.replace("queue", "transfer_output_files = $(arguments).cat\nqueue")
+    parsed = parse_submit(text, "do_catalogue.bash")
+    assert parsed.jobs[0].output_files == ["1056215p.cat"]
+    cluster = executor.submit(parsed, {"do_catalogue.bash": seed_script.encode()}, "outs").cluster
+    schedd.run(cluster, 0, files={"1056215p.cat": "NUMBER MAG_AUTO\n"})
+    out_dir = executor.retrieve(cluster)
+    assert (out_dir / "1056215p.cat").read_text() == "NUMBER MAG_AUTO\n"

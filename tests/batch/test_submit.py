@@ -124,3 +124,17 @@ def test_it_parses_the_form_like_an_upload() -> None:
     parsed = parse_spec(spec)
     assert [j.output for j in parsed.jobs] == [f"do_catalogue-{i}.out" for i in IDS]
     assert parsed.request_memory_mb == 4096
+
+
+def test_it_reads_declared_output_files_and_refuses_shared_ones(seed_submit: str) -> None:
+    per_item = parse_submit(
+        seed_submit.replace("queue", "transfer_output_files = $(arguments).cat, x-$(Process).txt\nqueue")
+    )
+    assert per_item.jobs[1].output_files == ["1056216p.cat", "x-1.txt"]
+    with pytest.raises(BatchValidationError) as caught:
+        parse_submit(seed_submit.replace("queue", "transfer_output_files = result.cat\nqueue"))
+    assert "all write their transfer_output_files to 'result.cat'" in str(caught.value)
+    with pytest.raises(BatchValidationError, match="is the job's output, error or log file"):
+        parse_submit(
+            seed_submit.replace("queue", "transfer_output_files = do_catalogue-$(arguments).out\nqueue")
+        )

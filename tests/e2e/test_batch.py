@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -70,3 +71,31 @@ def test_it_runs_the_seeds_example_in_the_browser(page: Any, celery_worker_proce
     page.goto("/")
     expect(page.locator("#activity-panel")).to_contain_text("Batch do_catalogue finished")
     screenshot(page, "batch-05-dashboard")
+
+
+def test_it_stores_a_batchs_outputs_and_shows_them_in_storage(page: Any, celery_worker_process: Any) -> None:
+    make_user("alice", ["alice-lensing"])
+    folder = f"catalogues-{uuid.uuid4().hex[:6]}"  # the storage directory outlives the test database
+    sign_in(page, "alice")
+    page.goto("/batch/new/")
+    page.fill("#id_script", SCRIPT.replace("sleep 2\n", ""))
+    page.fill("#id_items", "\n".join(IDS[:2]))
+    expect(page.locator("#id_output_files")).to_have_value("$(arguments).cat")
+    page.fill("#id_output_folder", folder)
+    expect(page.get_by_test_id("preview-text")).to_contain_text("transfer_output_files")
+    page.get_by_test_id("submit-batch").click()
+    expect(page.get_by_test_id("output-folder")).to_contain_text(folder)
+    expect(page.get_by_test_id("finished-banner")).to_contain_text("2 done", timeout=60000)
+    page.get_by_test_id("job-link").first.click()
+    expect(page.get_by_test_id("stored-output").first).to_be_visible()
+    expect(page.get_by_test_id("job-outputs")).to_contain_text(f"{folder}/{IDS[0]}.cat")
+    screenshot(page, "batch-06-job-outputs")
+    page.get_by_test_id("job-outputs").get_by_role("link", name=folder, exact=True).click()
+    for name in (
+        f"{IDS[0]}.cat",
+        f"{IDS[1]}.cat",
+        f"do_catalogue-{IDS[0]}.out",
+        f"do_catalogue-{IDS[0]}.log",
+    ):
+        expect(page.get_by_text(name, exact=True)).to_be_visible()
+    screenshot(page, "batch-07-outputs-in-storage")

@@ -16,14 +16,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 SLOW = 45000
 
 
-def test_it_runs_the_vm_journey(page: Any, celery_worker_process: Any, session_cloud: Any, settings: Any) -> None:
+def test_it_runs_the_vm_journey(
+    page: Any, celery_worker_process: Any, session_cloud: Any, settings: Any
+) -> None:
     settings.OPENSTACK_AUTH_URL = session_cloud.auth_url
     User.objects.create_user("demo", password="canfar-demo")
     sign_in(page, "demo", "canfar-demo")
     expect(page.get_by_role("heading", name="Welcome, demo")).to_be_visible()
     page.goto("/operations/")
     expect(page.locator(".op-row", has_text="Connect to the cloud").get_by_test_id("op-state")).to_have_text(
-        "Succeeded", timeout=SLOW)
+        "Succeeded", timeout=SLOW
+    )
     page.goto("/")
     expect(page.get_by_test_id("current-project")).to_have_text("demo-lensing")
     expect(page.get_by_test_id("next-step")).to_contain_text("Import an SSH key")
@@ -37,7 +40,8 @@ def test_it_runs_the_vm_journey(page: Any, celery_worker_process: Any, session_c
     page.fill("#id_public_key", public_key())
     page.get_by_test_id("import-key").click()
     expect(page.locator("[data-keypair=laptop] [data-testid=fingerprint]")).to_have_text(
-        re.compile(r"^([0-9a-f]{2}:){15}[0-9a-f]{2}$"), timeout=SLOW)  # Nova's MD5 fingerprint
+        re.compile(r"^([0-9a-f]{2}:){15}[0-9a-f]{2}$"), timeout=SLOW
+    )  # Nova's MD5 fingerprint
     screenshot(page, "vms-02-keypairs")
 
     page.goto("/vms/ips/")
@@ -73,7 +77,9 @@ def test_it_runs_the_vm_journey(page: Any, celery_worker_process: Any, session_c
     snap.get_by_role("link", name="Launch").click()
     page.fill("#id_name", "worker")
     page.get_by_test_id("launch-submit").click()
-    expect(page.locator("tr[data-vm=worker]").get_by_test_id("vm-status")).to_contain_text("ACTIVE", timeout=SLOW)
+    expect(page.locator("tr[data-vm=worker]").get_by_test_id("vm-status")).to_contain_text(
+        "ACTIVE", timeout=SLOW
+    )
 
     page.check("tr[data-vm=pipeline] input[name=server]")
     page.check("tr[data-vm=worker] input[name=server]")

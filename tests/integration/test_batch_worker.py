@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,8 +17,9 @@ from django.test import override_settings
 
 from orchestration.batch.base import BatchSpec
 from orchestration.batch.submit import build_submit, parse_spec
-from orchestration.operations import Progress
-from orchestration.tasks.batch import _process_alive, batch_control, batch_submit, job_dir, refresh_batch
+from orchestration.operations import Progress, run_operation
+from orchestration.tasks.batch import batch_control, batch_submit, job_dir, refresh_batch
+from orchestration.tasks.batch_local import _process_alive
 from portal.models import Job, Operation, Submission
 from portal.models.batch import record_submission
 from tests.conftest import ROOT, make_user, worker_env
@@ -76,9 +78,10 @@ def test_it_runs_the_seeds_example_on_a_worker_and_announces_the_end(
     assert "Batch do_catalogue finished" in client.get("/operations/panel/").content.decode()
 
 
-def _worker(queue: str, name: str) -> subprocess.Popen[bytes]:
+def _worker(queue: str, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
     env = worker_env()
     env["BATCH_QUEUE"] = queue
+    env.update(extra_env)
     log = open(settings.VAR_DIR / f"{name}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [
@@ -169,3 +172,54 @@ def test_it_repairs_a_job_whose_worker_was_killed(tmp_path: Any) -> None:
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(15)
+
+
+def test_it_leaves_no_duplicate_and_no_orphan_when_a_worker_dies_mid_submission(tmp_path: Any) -> None:
+    queue = f"batch-submit-{os.getpid()}"
+    alice = make_user("alice", ["alice-lensing"])
+    spec = BatchSpec(name="big", script_name="big.bash", items=[f"{1000000 + i}p" for i in range(3000)])
+    sub = record_submission(
+        owner=alice,
+        project=None,
+        name="big",
+        executor="local",
+        script_name="big.bash",
+        script="#!/bin/bash\ntrue\n",
+        submit_text=build_submit(spec),
+        parsed=parse_spec(spec),
+    )
+    op = Operation.objects.create(
+        owner=alice, kind="batch_submit", title="t", params={"submission": sub.pk, "part": "all"}
+    )
+    root = tmp_path / "batch" / "local"
+    link = root / "keys" / sub.part_key("all")
+    worker = _worker(queue, "submit-a", BATCH_ROOT=str(tmp_path / "batch"))
+    try:
+        with override_settings(BATCH_QUEUE=queue, BATCH_ROOT=tmp_path / "batch"):
+            run_operation.apply_async(args=[op.pk], queue=queue)
+            deadline = time.monotonic() + 60
+            while not link.is_symlink():  # look often: the window while it writes the jobs is short
+                assert time.monotonic() < deadline, "timed out waiting for the submission to start"
+                time.sleep(0.002)
+            os.killpg(worker.pid, signal.SIGKILL)  # the worker dies while it writes the jobs
+            worker.wait(10)
+            cluster = int(os.readlink(link))
+            print(
+                "killed before the submission was complete:",
+                not (root / str(cluster) / "submission.json").exists(),
+            )
+            # The operation's lease runs out and it runs again (repair_operations), here in this process.
+            Operation.objects.filter(pk=op.pk).update(updated=op.created - timedelta(hours=1))
+            run_operation(op.pk)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+    op.refresh_from_db()
+    assert (op.state, op.result) == ("succeeded", {"cluster": cluster, "jobs": 3000})
+    clusters = sorted(p.name for p in root.iterdir() if p.name.isdigit())
+    assert clusters == [str(cluster)]  # no second cluster, no half-written orphan
+    assert set(Job.objects.filter(submission=sub).values_list("state", "cluster")) == {("idle", cluster)}
+    with override_settings(BATCH_ROOT=tmp_path / "batch"):
+        logs = [job_dir(j) / j.log for j in Job.objects.filter(submission=sub).select_related("submission")]
+    assert all(p.read_text().count("Job submitted") == 1 for p in logs)  # each job queued exactly once

@@ -88,7 +88,7 @@ def test_it_shows_the_head_of_a_sextractor_catalogue(alice_client: Any, home: Pa
     assert table.columns == ["NUMBER", "MAG_AUTO"]
     assert table.rows[0] == ["1", "18.1"]
     assert len(table.rows) == 20 and table.partial
-    assert b"catalogue-link" not in page.content  # no catalogue preview page yet
+    assert b'href="/catalogues/storage/1056215p.cat"' in page.content  # opens in the catalogue preview
 
 
 def test_it_shows_unknown_text_files_and_not_binaries(alice_client: Any, home: Path) -> None:

@@ -14,19 +14,38 @@ from portal.models import FloatingIP, Image, KeyPair, Operation, Project, Quota,
 
 @pytest.fixture
 def bobs_vm(bob: User) -> Server:
-    return Server.objects.create(project=Project.objects.get(name="bob-project"), name="bobs-secret-vm",
-                                 external_id="b-1", status="ACTIVE")
+    return Server.objects.create(
+        project=Project.objects.get(name="bob-project"),
+        name="bobs-secret-vm",
+        external_id="b-1",
+        status="ACTIVE",
+    )
 
 
 @pytest.fixture
 def alices_vm(alice: User) -> Server:
-    return Server.objects.create(project=Project.objects.get(name="alice-lensing"), name="alices-vm",
-                                 external_id="a-1", status="ACTIVE", floating_ips=["203.0.113.5"],
-                                 default_user="rocky", image_name="canfar-rocky-8")
+    return Server.objects.create(
+        project=Project.objects.get(name="alice-lensing"),
+        name="alices-vm",
+        external_id="a-1",
+        status="ACTIVE",
+        floating_ips=["203.0.113.5"],
+        default_user="rocky",
+        image_name="canfar-rocky-8",
+    )
 
 
-@pytest.mark.parametrize("path", ["/vms/{pk}/", "/vms/{pk}/stop/", "/vms/{pk}/snapshot/", "/vms/{pk}/associate/",
-                                  "/vms/{pk}/extend/", "/vms/{pk}/console/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/vms/{pk}/",
+        "/vms/{pk}/stop/",
+        "/vms/{pk}/snapshot/",
+        "/vms/{pk}/associate/",
+        "/vms/{pk}/extend/",
+        "/vms/{pk}/console/",
+    ],
+)
 def test_it_returns_404_for_another_users_vm(alice_client: Any, bobs_vm: Server, path: str) -> None:
     url = path.format(pk=bobs_vm.pk)
     response = alice_client.post(url) if not url.endswith(f"/{bobs_vm.pk}/") else alice_client.get(url)
@@ -41,7 +60,12 @@ def test_it_does_not_delete_another_users_vm_in_bulk(alice_client: Any, bobs_vm:
 
 
 def test_it_refuses_get_on_actions(alice_client: Any, alices_vm: Server) -> None:
-    for path in (f"/vms/{alices_vm.pk}/stop/", f"/vms/{alices_vm.pk}/snapshot/", "/vms/delete/", "/vms/ips/allocate/"):
+    for path in (
+        f"/vms/{alices_vm.pk}/stop/",
+        f"/vms/{alices_vm.pk}/snapshot/",
+        "/vms/delete/",
+        "/vms/ips/allocate/",
+    ):
         assert alice_client.get(path).status_code == 405, path
 
 
@@ -50,8 +74,9 @@ def test_it_shows_the_ssh_command_with_the_images_default_user(alice_client: Any
     assert "ssh rocky@203.0.113.5" in html
 
 
-def test_it_lists_only_the_current_projects_vms_and_flags_expiry(alice_client: Any, alices_vm: Server,
-                                                                 bobs_vm: Server) -> None:
+def test_it_lists_only_the_current_projects_vms_and_flags_expiry(
+    alice_client: Any, alices_vm: Server, bobs_vm: Server
+) -> None:
     Server.objects.filter(pk=alices_vm.pk).update(expires_at=timezone.now() - timedelta(hours=1))
     html = alice_client.get("/vms/").content.decode()
     assert "alices-vm" in html and "bobs-secret-vm" not in html and "expired" in html
@@ -66,7 +91,9 @@ def test_it_polls_the_vm_list_only_while_something_changes(alice_client: Any, al
 
 
 def test_it_records_a_snapshot_operation_with_the_warning(alice_client: Any, alices_vm: Server) -> None:
-    response = alice_client.post(f"/vms/{alices_vm.pk}/snapshot/", {"name": "alices-vm-2026-11-27"}, follow=True)
+    response = alice_client.post(
+        f"/vms/{alices_vm.pk}/snapshot/", {"name": "alices-vm-2026-11-27"}, follow=True
+    )
     assert "Do not use the VM until the snapshot is active" in response.content.decode()
     op = Operation.objects.get(kind="vm_snapshot")
     assert op.params == {"server_id": alices_vm.pk, "name": "alices-vm-2026-11-27"}
@@ -87,14 +114,22 @@ def test_it_says_quota_exceeded_on_the_allocate_button(alice_client: Any, alice:
 
 
 def test_it_hides_another_users_key_pairs_and_refuses_to_delete_them(alice_client: Any, bob: User) -> None:
-    bobs = KeyPair.objects.create(project=Project.objects.get(name="bob-project"), owner=bob, name="bobkey",
-                                  public_key="ssh-ed25519 AAAA")
+    bobs = KeyPair.objects.create(
+        project=Project.objects.get(name="bob-project"),
+        owner=bob,
+        name="bobkey",
+        public_key="ssh-ed25519 AAAA",
+    )
     assert "bobkey" not in alice_client.get("/vms/keypairs/").content.decode()
     assert alice_client.post(f"/vms/keypairs/{bobs.pk}/delete/").status_code == 404
 
 
 def test_it_refuses_to_delete_a_shared_image(alice_client: Any, alice: User) -> None:
-    image = Image.objects.create(project=Project.objects.get(name="alice-lensing"), external_id="i1",
-                                 name="canfar-ubuntu-20.04", status="active")
+    image = Image.objects.create(
+        project=Project.objects.get(name="alice-lensing"),
+        external_id="i1",
+        name="canfar-ubuntu-20.04",
+        status="active",
+    )
     response = alice_client.post(f"/vms/images/{image.pk}/delete/", follow=True)
     assert "only your snapshots can be deleted" in response.content.decode()

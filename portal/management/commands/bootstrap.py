@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from orchestration.tasks.catalogues import fill_demo_archive
 from portal.demo import DEMO_PASSWORD, DEMO_PROJECTS, DEMO_USERNAME
 from portal.models import Membership, Project
 
@@ -40,3 +41,4 @@ class Command(BaseCommand):
 
 # Areas add their sample data here (archive images, ...).
 BOOTSTRAP_STEPS: list[Any] = []
+BOOTSTRAP_STEPS.append(fill_demo_archive)  # synthetic images in the local archive (catalogues)

@@ -1,0 +1,416 @@
+"""Catalogue tasks: fetch an image, extract its CCDs in parallel, merge, store and render previews.
+
+- ``catalogue_run`` (an Operation): fetches the input into the catalogue's work folder, validates it,
+  records one CatalogueCcd row per CCD and sends one ``extract_catalogue_ccd`` task per CCD; it then
+  waits (without holding a worker) until every CCD is done, merges, writes every format to the user's
+  storage and renders the mosaic. Every step checks what is already there, so a rerun never duplicates.
+- ``extract_catalogue_ccd``: one CCD on one worker; claims its row with a conditional update and writes
+  its rows, a downsampled copy of the image, the default PNG and the sources JSON (the preview cache).
+- ``fill_demo_archive``: the bootstrap step that puts synthetic images in the local archive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from celery import shared_task
+from celery.signals import worker_process_init
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from PIL import Image
+
+from orchestration.archive import CadcArchive, LocalArchive
+from orchestration.catalogue.errors import CatalogueInputError
+from orchestration.catalogue.extract import (
+    ExtractionParams,
+    build_catalogue,
+    ccd_number,
+    extract_ccd,
+    tune_malloc,
+)
+from orchestration.catalogue.fitsindex import scan_hdus
+from orchestration.catalogue.fitsread import read_ccd
+from orchestration.catalogue.formats import write_all
+from orchestration.catalogue.render import _detsec, downsample, render_mosaic, scale_to_uint8
+from orchestration.catalogue.validate import CcdInfo, validate_image
+from orchestration.errors import TransientError, UserFacingError, Wait
+from orchestration.operations import Progress, handler
+from orchestration.storage.base import AlreadyExists, NotFound, Storage
+from portal.models import Catalogue, CatalogueCcd, Operation
+
+log = logging.getLogger(__name__)
+
+PREVIEW_MAX_SIZE = 1024  # px, the longer side of a CCD preview
+CCD_LEASE = timedelta(minutes=5)  # a CCD "running" this long without news is sent again
+POLL_SECONDS = 1.0
+ELLIPSE_SCALE = 3.0  # ellipses drawn at 3 x A/B (close to the Kron aperture), as SExtractor check images
+
+
+@worker_process_init.connect
+def _tune_worker(**_: Any) -> None:
+    """Each worker process reuses the same ~40 MB arrays per CCD: keep them in the heap (~15% faster)."""
+    tune_malloc()
+
+
+# ---------------------------------------------------------------------------- work files
+
+
+def input_path(cat: Catalogue) -> Path:
+    return cat.work_dir / "input.fits"
+
+
+def rows_path(cat: Catalogue, hdu_index: int | None = None) -> Path:
+    """Merged rows (``None``) or one CCD's rows, as .npy."""
+    return cat.work_dir / ("rows.npy" if hdu_index is None else f"ccd-{hdu_index}.rows.npy")
+
+
+def preview_path(cat: Catalogue, hdu_index: int, kind: str) -> Path:
+    """kind: 'small.npy' (downsampled image), 'png' (default stretch) or 'json' (sources)."""
+    return cat.work_dir / f"ccd-{hdu_index}.{kind}"
+
+
+def _save_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)  # readers never see half a file
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def ccd_png(small: np.ndarray, stretch: str = "linear", contrast: float = 0.25) -> bytes:
+    """The CCD preview PNG from its downsampled image (FITS row 0 at the bottom)."""
+    grey = scale_to_uint8(small, stretch, contrast)[::-1]
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(grey), mode="L").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def sources_json(rows: np.ndarray, shape: tuple[int, int]) -> dict[str, Any]:
+    """Ellipses in image pixels with the origin top left (SVG), for the page's overlay."""
+    ny = shape[0]
+    names = rows.dtype.names or ()
+    out = []
+    for r in rows:
+        a = float(r["A_IMAGE"]) * ELLIPSE_SCALE if "A_IMAGE" in names else 6.0
+        b = float(r["B_IMAGE"]) * ELLIPSE_SCALE if "B_IMAGE" in names else a
+        out.append(
+            {
+                "n": int(r["NUMBER"]),
+                "x": round(float(r["X_IMAGE"]) - 0.5, 2),
+                "y": round(ny - (float(r["Y_IMAGE"]) - 0.5), 2),
+                "a": round(max(a, 3.0), 2),
+                "b": round(max(b, 3.0), 2),
+                "t": round(float(r["THETA_IMAGE"]) if "THETA_IMAGE" in names else 0.0, 1),
+                "m": round(float(r["MAG_AUTO"]), 3),
+                "f": int(r["FLAGS"]) if "FLAGS" in names else 0,
+            }
+        )
+    return {"width": shape[1], "height": ny, "sources": out}
+
+
+def mosaic_layout(path: Path, ccds: list[CcdInfo]) -> list[dict[str, Any]]:
+    """Where each CCD sits on the mosaic PNG, in percent (as ``render_mosaic`` places them)."""
+    entries = scan_hdus(path)
+    placed = []
+    for i, c in enumerate(ccds):
+        sec = _detsec(str(entries[c.index].header.get("DETSEC", "")))
+        if sec is None:
+            row, col = divmod(i, 9)
+            ny, nx = c.shape
+            sec = (col * (nx + 80) + 1, col * (nx + 80) + nx, row * (ny + 80) + 1, row * (ny + 80) + ny)
+        placed.append((c, sec))
+    x_max = max(max(s[0], s[1]) for _, s in placed)
+    y_max = max(max(s[2], s[3]) for _, s in placed)
+    boxes = []
+    for c, (x1, x2, y1, y2) in placed:
+        boxes.append(
+            {
+                "hdu": c.index,
+                "name": c.name,
+                "left": round(100 * (min(x1, x2) - 1) / x_max, 3),
+                "width": round(100 * (abs(x2 - x1) + 1) / x_max, 3),
+                "top": round(100 * (y_max - max(y1, y2)) / y_max, 3),
+                "height": round(100 * (abs(y2 - y1) + 1) / y_max, 3),
+            }
+        )
+    return boxes
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def archive_for(user: Any) -> Any:
+    if settings.ARCHIVE_BACKEND == "local":
+        return LocalArchive(settings.ARCHIVE_DIR)
+    from portal.certificates import proxy_file_for
+
+    certfile = proxy_file_for(user)
+    return CadcArchive(
+        certfile=str(certfile) if certfile else None, registry_url=settings.CADC_REGISTRY_URL or None
+    )
+
+
+def _fetch(cat: Catalogue, target: Path) -> None:
+    part = target.with_name("fetch.part")
+    if cat.source == Catalogue.ARCHIVE:
+        fetched = archive_for(cat.owner).fetch(cat.source_ref, part)
+        os.replace(fetched, target)
+    elif cat.source == Catalogue.STORAGE:
+        from portal.storage_backend import storage_for
+
+        with storage_for(cat.owner).open_read(cat.source_ref) as src, part.open("wb") as dest:
+            shutil.copyfileobj(src, dest, 1024 * 1024)
+        os.replace(part, target)
+    else:  # an upload is saved by the view before the operation starts; without it there is nothing
+        raise UserFacingError("The uploaded file is no longer on the server; please upload it again.")
+
+
+def _ensure_folder(storage: Storage, folder: str) -> None:
+    current = ""
+    for part in [p for p in folder.split("/") if p]:
+        current = f"{current}/{part}" if current else part
+        try:
+            storage.info(current)
+        except NotFound:
+            with contextlib.suppress(AlreadyExists):  # made meanwhile by a parallel run
+                storage.mkdir(current)
+
+
+# ---------------------------------------------------------------------------- the operation
+
+
+def _set_state(cat: Catalogue, state: str, **fields: Any) -> None:
+    Catalogue.objects.filter(pk=cat.pk).update(state=state, **fields)
+    cat.state = state
+
+
+def _record_ccds(cat: Catalogue, ccds: list[CcdInfo]) -> None:
+    rows = [
+        CatalogueCcd(
+            catalogue=cat,
+            hdu_index=c.index,
+            ccd=ccd_number(c.name, max(c.index - 1, 0)),
+            name=c.name[:70],
+            ny=c.shape[0],
+            nx=c.shape[1],
+        )
+        for c in ccds
+    ]
+    CatalogueCcd.objects.bulk_create(rows, ignore_conflicts=True)  # a rerun keeps the existing rows
+    Catalogue.objects.filter(pk=cat.pk).update(n_ccds=len(ccds))
+
+
+def dispatch_ccd(ccd_id: int) -> None:
+    """Send one CCD to a worker (tests replace this to run it in-process)."""
+    extract_catalogue_ccd.apply_async(args=[ccd_id])
+
+
+def _send_ccds(cat: Catalogue) -> int:
+    """Send the CCDs never sent, and again those whose worker went quiet; each claimed once."""
+    now = timezone.now()
+    sendable = Q(dispatched__isnull=True) | Q(state=CatalogueCcd.RUNNING, updated__lt=now - CCD_LEASE)
+    sendable |= Q(state=CatalogueCcd.PENDING, dispatched__lt=now - CCD_LEASE)
+    sent = 0
+    for ccd_id in cat.ccd_rows.filter(sendable).values_list("pk", flat=True):
+        if CatalogueCcd.objects.filter(sendable, pk=ccd_id).update(dispatched=now):
+            transaction.on_commit(functools.partial(dispatch_ccd, ccd_id))
+            sent += 1
+    return sent
+
+
+@handler("catalogue_run")
+def catalogue_run(op: Operation, progress: Progress) -> None:
+    cat = Catalogue.objects.select_related("owner").filter(pk=op.params["catalogue"], owner=op.owner).first()
+    if cat is None:
+        raise UserFacingError("This catalogue has been deleted.")
+    if cat.state == Catalogue.DONE:
+        return
+    try:
+        _run(cat, progress)
+    except (Wait, TransientError):
+        raise  # called again later; the catalogue stays active
+    except CatalogueInputError as exc:
+        _fail(cat, str(exc))
+        raise UserFacingError(str(exc)) from None
+    except UserFacingError as exc:
+        _fail(cat, str(exc))
+        raise
+    except Exception:
+        _fail(cat, f"An unexpected error stopped this catalogue (reference op-{op.pk}).")
+        raise
+
+
+def _run(cat: Catalogue, progress: Progress) -> None:
+    cat.work_dir.mkdir(parents=True, exist_ok=True)
+    image = input_path(cat)
+    if not image.is_file():
+        _set_state(cat, Catalogue.FETCHING)
+        progress(2, f"Fetching {cat.name}")
+        _fetch(cat, image)
+    ccds = validate_image(image, settings.CATALOGUE_MAX_DECOMPRESSED_BYTES)
+    params = ExtractionParams.from_dict(cat.params)
+    if cat.state != Catalogue.EXTRACTING:
+        _record_ccds(cat, ccds)
+        _set_state(cat, Catalogue.EXTRACTING)
+    _send_ccds(cat)
+    failed = cat.ccd_rows.filter(state=CatalogueCcd.FAILED).first()
+    if failed is not None:
+        raise UserFacingError(f"CCD {failed.name}: {failed.error}")
+    done = cat.ccd_rows.filter(state=CatalogueCcd.DONE).count()
+    if done < len(ccds):
+        message = f"Extracting: {done} of {len(ccds)} CCDs done"
+        progress(5 + int(85 * done / len(ccds)), message)
+        raise Wait(POLL_SECONDS, message)
+    progress(92, "Merging and writing the catalogue")
+    _set_state(cat, Catalogue.MERGING)
+    _merge_and_store(cat, image, params, ccds)
+    progress(100, f"{cat.n_sources} sources in {len(ccds)} CCDs")
+
+
+def _fail(cat: Catalogue, message: str) -> None:
+    _set_state(cat, Catalogue.FAILED, error=message[:2000], finished=timezone.now())
+
+
+def _merge_and_store(cat: Catalogue, image: Path, params: ExtractionParams, ccds: list[CcdInfo]) -> None:
+    from portal.storage_backend import storage_for
+
+    parts = {c.index: np.load(rows_path(cat, c.index), allow_pickle=False) for c in ccds}
+    catalogue = build_catalogue(image, params, ccds, parts)
+    catalogue.provenance["input"] = f"{cat.source}:{cat.source_ref}"
+    catalogue.provenance["portal_catalogue"] = cat.key
+    _save_atomic(rows_path(cat), _npy_bytes(catalogue.rows))
+    out_dir = cat.work_dir / "out"
+    files = write_all(catalogue, out_dir, cat.stem)
+    storage = storage_for(cat.owner)
+    _ensure_folder(storage, cat.output_dir)
+    outputs = {}
+    for fmt, path in files.items():
+        target = f"{cat.output_dir}/{path.name}" if cat.output_dir else path.name
+        with path.open("rb") as fh:
+            storage.upload(target, fh, None, overwrite=True)  # same name on a rerun: replaced, not added
+        outputs[fmt] = target
+    counts = {name: n for _, name, _, n in catalogue.ccds}
+    _save_atomic(cat.work_dir / "mosaic.png", render_mosaic(image, counts, max_size=1200))
+    layout = mosaic_layout(image, ccds)
+    for box in layout:
+        box["count"] = counts.get(box["name"], 0)
+    _save_atomic(cat.work_dir / "mosaic.json", json.dumps(layout).encode())
+    cat.n_sources = len(catalogue)
+    _set_state(
+        cat,
+        Catalogue.DONE,
+        outputs=outputs,
+        n_sources=len(catalogue),
+        provenance=catalogue.provenance,
+        finished=timezone.now(),
+        error="",
+    )
+    image.unlink(missing_ok=True)  # previews are cached; the input copy (up to ~0.7 GB) is not needed
+
+
+# ---------------------------------------------------------------------------- one CCD
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def extract_catalogue_ccd(ccd_id: int) -> str:
+    now = timezone.now()
+    claimable = Q(state=CatalogueCcd.PENDING) | Q(state=CatalogueCcd.RUNNING, updated__lt=now - CCD_LEASE)
+    if not CatalogueCcd.objects.filter(claimable, pk=ccd_id).update(
+        state=CatalogueCcd.RUNNING, updated=now, attempts=F("attempts") + 1
+    ):
+        return "not claimable"
+    row = CatalogueCcd.objects.select_related("catalogue").get(pk=ccd_id)
+    cat = row.catalogue
+    started = time.monotonic()
+    try:
+        n = _extract_one(cat, row)
+    except CatalogueInputError as exc:
+        CatalogueCcd.objects.filter(pk=ccd_id).update(state=CatalogueCcd.FAILED, error=str(exc)[:2000])
+        return "failed"
+    except MemoryError:
+        CatalogueCcd.objects.filter(pk=ccd_id).update(
+            state=CatalogueCcd.FAILED, error="The worker ran out of memory on this CCD."
+        )
+        return "failed"
+    except Exception:
+        log.exception("catalogue %s CCD %s crashed", cat.pk, row.name)
+        CatalogueCcd.objects.filter(pk=ccd_id).update(
+            state=CatalogueCcd.FAILED,
+            error=f"An unexpected error stopped the extraction (reference ccd-{ccd_id}); it has been logged.",
+        )
+        return "crashed"
+    CatalogueCcd.objects.filter(pk=ccd_id).update(
+        state=CatalogueCcd.DONE,
+        n_sources=n,
+        seconds=round(time.monotonic() - started, 2),
+        error="",
+        updated=timezone.now(),
+    )
+    return "done"
+
+
+def _extract_one(cat: Catalogue, row: CatalogueCcd) -> int:
+    params = ExtractionParams.from_dict(cat.params)
+    data, header = read_ccd(input_path(cat), row.hdu_index)
+    factor = max(1, math.ceil(max(data.shape) / PREVIEW_MAX_SIZE))
+    small = downsample(data, factor)  # before extraction, which subtracts the background in place
+    rows = extract_ccd(data, header, params, ccd=row.ccd, ext_number=row.hdu_index)
+    del data
+    _save_atomic(preview_path(cat, row.hdu_index, "small.npy"), _npy_bytes(small.astype(np.float32)))
+    _save_atomic(preview_path(cat, row.hdu_index, "png"), ccd_png(small))
+    doc = sources_json(rows, (row.ny, row.nx))
+    _save_atomic(preview_path(cat, row.hdu_index, "json"), json.dumps(doc).encode())
+    _save_atomic(rows_path(cat, row.hdu_index), _npy_bytes(rows))  # last: its presence means done
+    return len(rows)
+
+
+# ---------------------------------------------------------------------------- demo archive
+
+DEMO_OBSERVATIONS = ("1056215p", "1056216p", "1056217p", "1056218p")
+DEMO_SHAPE = (1153, 512)  # a quarter of MegaCam's 4612 x 2048 on each side: 36 CCDs in about a second
+
+
+def fill_demo_archive(stdout: Any) -> None:
+    """Bootstrap step: synthetic MegaCam-like images named after the seeds' observation IDs."""
+    from orchestration.catalogue.synth import SynthConfig, make_megacam_image
+
+    if settings.ARCHIVE_BACKEND != "local":
+        return
+    folder = Path(settings.ARCHIVE_DIR) / "CFHT"
+    folder.mkdir(parents=True, exist_ok=True)
+    # Four times MegaCam's density, so the small demo CCDs hold a few hundred sources each.
+    config = SynthConfig(stars_per_ccd=1200, galaxies_per_ccd=3600, cosmics_per_ccd=400)
+    made = []
+    for seed, obs in enumerate(DEMO_OBSERVATIONS[: settings.CATALOGUE_DEMO_IMAGES], start=1):
+        target = folder / f"{obs}.fits.fz"
+        if target.is_file():
+            continue
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            part = Path(tmp) / target.name
+            make_megacam_image(part, seed=seed, n_ccds=36, shape=DEMO_SHAPE, obs_id=obs, config=config)
+            os.replace(part, target)
+        made.append(obs)
+    if made:
+        stdout.write(
+            f"Local archive: made SYNTHETIC MegaCam-like images {', '.join(made)} "
+            f"(36 CCDs of {DEMO_SHAPE[1]} x {DEMO_SHAPE[0]} px) in {folder}"
+        )

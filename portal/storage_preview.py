@@ -1,0 +1,175 @@
+"""What the storage page can preview: FITS headers and thumbnails, catalogue heads, text and logs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+log = logging.getLogger(__name__)
+
+TEXT_PREVIEW_BYTES = 64 * 1024
+TABLE_PREVIEW_ROWS = 20
+MAX_HEADER_CARDS = 500
+_FITS = (".fits", ".fit", ".fts", ".fits.fz", ".fz", ".fits.gz", ".fit.gz")
+_CATALOGUES = (".cat", ".ecsv", ".csv", ".tsv")
+_TEXT = (
+    ".txt",
+    ".log",
+    ".out",
+    ".err",
+    ".json",
+    ".yaml",
+    ".yml",
+    ".md",
+    ".py",
+    ".sh",
+    ".bash",
+    ".sub",
+    ".xml",
+    ".vot",
+    ".param",
+    ".conv",
+    ".sex",
+    ".reg",
+    ".dat",
+    ".conf",
+    ".cfg",
+    ".ini",
+    ".list",
+    ".lst",
+)
+
+
+@dataclass
+class FitsPreview:
+    hdus: list[tuple[int, str, str, str]]  # index, EXTNAME, type, dimensions
+    cards: list[tuple[str, str, str]]  # keyword, value, comment of the header shown
+    shown_hdu: int
+    image_hdu: int | None
+    error: str = ""
+
+
+@dataclass
+class TablePreview:
+    columns: list[str]
+    rows: list[list[str]]
+    partial: bool
+
+
+@dataclass
+class TextPreview:
+    text: str
+    truncated: bool
+    limit: int = TEXT_PREVIEW_BYTES
+
+
+def preview_kind(name: str) -> str:
+    lower = name.lower()
+    if lower.endswith(_FITS):
+        return "fits"
+    if lower.endswith(_CATALOGUES):
+        return "catalogue"
+    if lower.endswith(_TEXT):
+        return "text"
+    return "other"
+
+
+def _first_image(hdul: Any) -> int | None:
+    for index, hdu in enumerate(hdul):
+        if hdu.is_image and len(getattr(hdu, "shape", ()) or ()) >= 2:
+            return index
+    return None
+
+
+def read_fits(fh: BinaryIO) -> FitsPreview:
+    """The HDU list and the header of the first image HDU (or the primary header)."""
+    from astropy.io import fits
+
+    try:
+        with fits.open(fh, memmap=False, lazy_load_hdus=False) as hdul:
+            hdus = [
+                (
+                    i,
+                    str(h.header.get("EXTNAME", "PRIMARY" if i == 0 else "")),
+                    type(h).__name__,
+                    " × ".join(str(n) for n in reversed(getattr(h, "shape", ()) or ())),
+                )
+                for i, h in enumerate(hdul)
+            ]
+            image = _first_image(hdul)
+            shown = image if image is not None else 0
+            cards = [
+                (c.keyword, str(c.value), c.comment) for c in hdul[shown].header.cards[:MAX_HEADER_CARDS]
+            ]
+    except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError) as exc:
+        return FitsPreview([], [], 0, None, f"This file could not be read as FITS ({exc}).")
+    return FitsPreview(hdus, cards, shown, image)
+
+
+def thumbnail_png(fh: BinaryIO, size: int = 320) -> bytes | None:
+    """A zscaled greyscale PNG of the first image HDU, reading only every n-th pixel."""
+    import io
+
+    import numpy as np
+    from astropy.io import fits
+    from astropy.visualization import ZScaleInterval
+    from PIL import Image
+
+    try:
+        with fits.open(fh, memmap=False, lazy_load_hdus=True) as hdul:
+            index = _first_image(hdul)
+            if index is None:
+                return None
+            hdu = hdul[index]
+            shape = hdu.shape
+            step = max(1, -(-max(shape[-2:]) // size))
+            lead = (0,) * (len(shape) - 2)  # first plane of a cube
+            data = np.asarray(
+                hdu.section[lead + (slice(None, None, step), slice(None, None, step))], dtype=np.float32
+            )
+    except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError):
+        return None  # the page already says the file cannot be read
+    finite = data[np.isfinite(data)]
+    lo, hi = ZScaleInterval().get_limits(finite) if finite.size else (0.0, 1.0)
+    scaled = np.clip((np.nan_to_num(data, nan=lo) - lo) / max(hi - lo, 1e-12), 0, 1)
+    image = Image.fromarray((scaled[::-1] * 255 + 0.5).astype(np.uint8), mode="L")  # FITS rows go up
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def read_text(fh: BinaryIO, size: int) -> TextPreview:
+    head = fh.read(TEXT_PREVIEW_BYTES)
+    return TextPreview(head.decode("utf-8", errors="replace"), size > len(head))
+
+
+def looks_like_text(fh: BinaryIO) -> bool:
+    head = fh.read(8192)
+    fh.seek(0)
+    return b"\0" not in head
+
+
+def read_table_head(fh: BinaryIO, name: str) -> TablePreview | None:
+    """The first rows of a text catalogue (SExtractor ASCII_HEAD, CSV, ECSV, whitespace columns)."""
+    from astropy.io import ascii as astro_ascii
+
+    head = fh.read(TEXT_PREVIEW_BYTES)
+    partial = len(head) == TEXT_PREVIEW_BYTES
+    text = head.decode("utf-8", errors="replace")
+    if partial:
+        text = text[: text.rfind("\n") + 1]  # whole lines only
+    if text.lstrip().startswith("# %ECSV"):
+        fmt: str | None = "ecsv"
+    elif text.lstrip().startswith("#") and " 1 " in text.splitlines()[0]:
+        fmt = "sextractor"
+    elif name.lower().endswith(".csv"):
+        fmt = "csv"
+    else:
+        fmt = None
+    try:
+        table = astro_ascii.read(text, format=fmt, guess=fmt is None)
+    except (ValueError, TypeError, IndexError, KeyError):
+        return None  # not a table after all: the page shows it as text
+    rows = [[str(v) for v in row] for row in table[:TABLE_PREVIEW_ROWS]]
+    return TablePreview(list(table.colnames), rows, partial or len(table) > TABLE_PREVIEW_ROWS)

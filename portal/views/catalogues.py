@@ -1,0 +1,424 @@
+"""Catalogue pages: run one (archive, storage, upload) or many, follow the CCDs, preview and download.
+
+Views read the database and the catalogue's cached work files (written by the tasks); images and
+files are addressed by catalogue id, CCD and format, never by a path from the request. The one
+exception is a catalogue in the user's own storage, which the storage adapter resolves and confines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import Count, Q
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_http_methods
+
+from orchestration.archive import LocalArchive
+from orchestration.catalogue.errors import CatalogueInputError
+from orchestration.catalogue.formats import read_catalogue
+from orchestration.catalogue.validate import validate_image
+from orchestration.storage.base import StorageError
+from orchestration.tasks.catalogues import ccd_png, input_path, preview_path, rows_path
+from portal import summary
+from portal.catalogue_table import plots, table_context
+from portal.forms.catalogues import ManyObservationsForm, NewCatalogueForm
+from portal.models import Catalogue, CatalogueCcd, Operation
+from portal.storage_backend import storage_for
+
+CATALOGUES_PER_PAGE = 20
+STORAGE_CATALOGUE_MAX_BYTES = 512 * 1024**2
+
+
+def get_catalogue_for_user(request: HttpRequest, pk: int) -> Catalogue:
+    return get_object_or_404(Catalogue.objects.for_user(request.user), pk=pk)
+
+
+# ---------------------------------------------------------------------------- starting runs
+
+
+def _start(request: HttpRequest, cat: Catalogue) -> Catalogue:
+    """Record the catalogue and its operation together; the operation is sent on commit."""
+    cat.owner = request.user  # type: ignore[assignment]  # login_required: never anonymous
+    cat.project = getattr(request, "project", None)
+    cat.save()
+    op = Operation.start(
+        owner=request.user,
+        project=cat.project,
+        kind="catalogue_run",
+        title=f"Catalogue of {cat.name}",
+        target=f"catalogue:{cat.pk}",
+        params={"catalogue": cat.pk},
+    )
+    Catalogue.objects.filter(pk=cat.pk).update(operation=op)
+    return cat
+
+
+def _stem(name: str) -> str:
+    for suffix in (".fits.fz", ".fits.gz", ".fits", ".fit", ".fts", ".fz"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or "catalogue"
+    return name or "catalogue"
+
+
+def _archive_catalogue(observation: str, params: dict[str, Any]) -> Catalogue:
+    name = _stem(observation.rsplit("/", 1)[-1].split(":")[-1])
+    return Catalogue(
+        name=name,
+        source=Catalogue.ARCHIVE,
+        source_ref=observation,
+        params=params,
+        output_dir="catalogues",
+        stem=name,
+    )
+
+
+def _archive_choices() -> list[str]:
+    if settings.ARCHIVE_BACKEND != "local":
+        return []
+    return [_stem(uri.rsplit("/", 1)[1]) for uri in LocalArchive(settings.ARCHIVE_DIR).available()][:200]
+
+
+def _save_upload(sent: Any) -> tuple[Path | None, str]:
+    """Move the spooled upload into the work area and check it (headers only) before any work."""
+    folder = Path(settings.CATALOGUE_WORK_DIR) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{hashlib.sha256(os.urandom(16)).hexdigest()[:24]}.fits"
+    with target.open("wb") as dest:
+        for chunk in sent.chunks(1024 * 1024):
+            dest.write(chunk)
+    try:
+        validate_image(target, settings.CATALOGUE_MAX_DECOMPRESSED_BYTES)
+    except CatalogueInputError as exc:
+        target.unlink(missing_ok=True)
+        return None, str(exc).replace(target.name, Path(sent.name).name)
+    return target, ""
+
+
+@csrf_exempt  # checked inside, after the size check, so an oversized body is never parsed or stored
+@login_required
+@require_http_methods(["GET", "POST"])
+def catalogue_new(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = settings.CATALOGUE_UPLOAD_MAX_BYTES
+        if length > limit + 64 * 1024:
+            problem = f"The file is larger than the {filesizeformat(limit)} upload limit."
+            return _new_page(request, NewCatalogueForm(initial={"source": "upload"}), 413, problem)
+    return _catalogue_new_checked(request)
+
+
+def _new_page(
+    request: HttpRequest, form: NewCatalogueForm, status: int = 200, problem: str = ""
+) -> HttpResponse:
+    ctx = {
+        "problem": problem,
+        "form": form,
+        "archive_choices": _archive_choices(),
+        "upload_limit": settings.CATALOGUE_UPLOAD_MAX_BYTES,
+    }
+    return render(request, "catalogues/new.html", ctx, status=status)
+
+
+@csrf_protect
+def _catalogue_new_checked(request: HttpRequest) -> HttpResponse:
+    form = NewCatalogueForm(request.POST or None, request.FILES or None)
+    if request.method != "POST" or not form.is_valid() or form.params is None:
+        return _new_page(request, form, 400 if request.method == "POST" else 200)
+    data, params = form.cleaned_data, form.params.to_dict()
+    if data["source"] == "archive":
+        cat = _archive_catalogue(data["observation"], params)
+    elif data["source"] == "storage":
+        path = data["storage_path"]
+        folder, _, name = path.rpartition("/")
+        cat = Catalogue(
+            name=name,
+            source=Catalogue.STORAGE,
+            source_ref=path,
+            params=params,
+            output_dir=folder,
+            stem=_stem(name),
+        )
+    else:
+        saved, problem = _save_upload(data["upload"])
+        if saved is None:
+            form.add_error("upload", problem)
+            return _new_page(request, form, 400)
+        name = Path(data["upload"].name).name[:200]
+        cat = Catalogue(
+            name=name,
+            source=Catalogue.UPLOAD,
+            source_ref=name,
+            params=params,
+            output_dir="catalogues",
+            stem=_stem(name),
+        )
+        # In place before the operation is sent (on commit), so the worker finds it.
+        cat.work_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(saved, input_path(cat))
+    with transaction.atomic():
+        _start(request, cat)
+    messages.success(request, f"Catalogue of {cat.name} started.")
+    return redirect("catalogue_detail", pk=cat.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def catalogue_many(request: HttpRequest) -> HttpResponse:
+    form = ManyObservationsForm(request.POST or None)
+    if request.method == "POST" and form.is_valid() and form.params is not None:
+        params = form.params.to_dict()
+        with transaction.atomic():
+            for observation in form.cleaned_data["observations"]:
+                _start(request, _archive_catalogue(observation, params))
+        n = len(form.cleaned_data["observations"])
+        messages.success(request, f"{n} catalogue{'s' if n != 1 else ''} started, one per observation.")
+        return redirect("catalogues")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "catalogues/many.html", {"form": form}, status=status)
+
+
+# ---------------------------------------------------------------------------- watching
+
+
+def _with_progress(cats: list[Catalogue]) -> list[Catalogue]:
+    rows = (
+        CatalogueCcd.objects.filter(catalogue__in=[c.pk for c in cats])
+        .values("catalogue")
+        .annotate(done=Count("id", filter=Q(state=CatalogueCcd.DONE)))
+        .order_by()
+    )
+    done = {r["catalogue"]: r["done"] for r in rows}
+    for c in cats:
+        c.ccds_done = done.get(c.pk, 0)  # type: ignore[attr-defined]
+        c.percent = round(100 * c.ccds_done / c.n_ccds) if c.n_ccds else 0  # type: ignore[attr-defined]
+    return cats
+
+
+@login_required
+@require_GET
+def catalogue_list(request: HttpRequest) -> HttpResponse:
+    cats = Catalogue.objects.for_user(request.user)
+    page = Paginator(cats, CATALOGUES_PER_PAGE).get_page(request.GET.get("page"))
+    rows = _with_progress(list(page.object_list))
+    ctx = {
+        "page": page,
+        "catalogues": rows,
+        "polling": any(c.is_active for c in rows),
+        "formats": Catalogue.FORMATS,
+    }
+    template = "catalogues/_list.html" if request.headers.get("HX-Request") else "catalogues/list.html"
+    return render(request, template, ctx)
+
+
+@login_required
+@require_GET
+def catalogue_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    cat = get_catalogue_for_user(request, pk)
+    ccds = list(cat.ccd_rows.all())
+    _with_progress([cat])
+    if request.headers.get("HX-Request"):
+        if not cat.is_active:  # finished: show the whole preview page
+            return HttpResponse(status=204, headers={"HX-Refresh": "true"})
+        return render(request, "catalogues/_progress.html", {"cat": cat, "ccds": ccds})
+    ctx: dict[str, Any] = {"cat": cat, "ccds": ccds, "formats": Catalogue.FORMATS}
+    if cat.state == Catalogue.DONE:
+        rows = _rows_of(cat)
+        layout_file = cat.work_dir / "mosaic.json"
+        ctx["layout"] = json.loads(layout_file.read_text()) if layout_file.is_file() else []
+        ctx.update(plots(rows))
+        ctx["table"] = table_context(request, rows, reverse("catalogue_rows", args=[cat.pk]))
+        first = next((c for c in ccds if c.state == CatalogueCcd.DONE), None)
+        ctx["first_ccd"] = first
+        ctx["ccd_map"] = {c.ccd: c.hdu_index for c in ccds}  # table rows name CCDs, images are HDUs
+    return render(request, "catalogues/detail.html", ctx)
+
+
+# ---------------------------------------------------------------------------- previews
+
+
+def _rows_of(cat: Catalogue) -> np.ndarray:
+    path = rows_path(cat)
+    if cat.state != Catalogue.DONE or not path.is_file():
+        raise Http404("This catalogue has no rows yet.")
+    return np.load(path, allow_pickle=False)
+
+
+def _ccd_for(cat: Catalogue, hdu: int) -> CatalogueCcd:
+    return get_object_or_404(cat.ccd_rows, hdu_index=hdu, state=CatalogueCcd.DONE)
+
+
+@login_required
+@require_GET
+def catalogue_mosaic(request: HttpRequest, pk: int) -> FileResponse:
+    cat = get_catalogue_for_user(request, pk)
+    path = cat.work_dir / "mosaic.png"
+    if not path.is_file():
+        raise Http404("The mosaic is not ready.")
+    return FileResponse(path.open("rb"), content_type="image/png")
+
+
+@login_required
+@require_GET
+def catalogue_ccd_image(request: HttpRequest, pk: int, hdu: int) -> HttpResponse | FileResponse:
+    """A CCD's preview: the cached PNG, or re-stretched from its cached downsampled image."""
+    cat = get_catalogue_for_user(request, pk)
+    _ccd_for(cat, hdu)
+    stretch = request.GET.get("stretch", "linear")
+    try:
+        contrast = float(request.GET.get("contrast", "0.25"))
+    except ValueError:
+        contrast = math.nan
+    if stretch == "linear" and contrast == 0.25:
+        path = preview_path(cat, hdu, "png")
+        if path.is_file():
+            return FileResponse(path.open("rb"), content_type="image/png")
+    small = preview_path(cat, hdu, "small.npy")
+    if not small.is_file():
+        raise Http404("This preview is not ready.")
+    if not math.isfinite(contrast):
+        return HttpResponse("contrast must be a number", status=400, content_type="text/plain")
+    try:
+        png = ccd_png(np.load(small, allow_pickle=False), stretch, contrast)
+    except CatalogueInputError as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain")
+    return HttpResponse(png, content_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@login_required
+@require_GET
+def catalogue_ccd_sources(request: HttpRequest, pk: int, hdu: int) -> HttpResponse:
+    cat = get_catalogue_for_user(request, pk)
+    ccd = _ccd_for(cat, hdu)
+    path = preview_path(cat, hdu, "json")
+    if not path.is_file():
+        raise Http404("This preview is not ready.")
+    doc = json.loads(path.read_bytes())
+    doc.update(
+        ccd=ccd.ccd,
+        name=ccd.name,
+        hdu=hdu,
+        image=reverse("catalogue_ccd_image", args=[cat.pk, hdu]),
+    )
+    return JsonResponse(doc)
+
+
+@login_required
+@require_GET
+def catalogue_rows(request: HttpRequest, pk: int) -> HttpResponse:
+    cat = get_catalogue_for_user(request, pk)
+    rows = _rows_of(cat)
+    table = table_context(request, rows, reverse("catalogue_rows", args=[cat.pk]))
+    return render(request, "catalogues/_table.html", {"table": table})
+
+
+@login_required
+@require_GET
+def catalogue_download(request: HttpRequest, pk: int, fmt: str) -> FileResponse:
+    """One output format, found from the catalogue (never from a path in the request)."""
+    cat = get_catalogue_for_user(request, pk)
+    if fmt not in Catalogue.FORMATS or cat.state != Catalogue.DONE:
+        raise Http404("No such file.")
+    suffix, content_type = Catalogue.FORMATS[fmt]
+    path = cat.work_dir / "out" / f"{cat.stem}{suffix}"
+    if not path.is_file():
+        raise Http404("This file is no longer on the server; it is in your storage.")
+    response = FileResponse(
+        path.open("rb"), as_attachment=True, filename=path.name, content_type=content_type
+    )
+    response.block_size = 1024 * 1024
+    return response
+
+
+# ---------------------------------------------------------------------------- a catalogue in storage
+
+
+def _load_stored(request: HttpRequest, path: str) -> tuple[np.ndarray, str]:
+    """Rows of a catalogue file in the user's storage, converted once and cached by name, size and date."""
+    storage = storage_for(request.user)
+    node = storage.info(path)
+    if node.is_dir:
+        raise CatalogueInputError(f"{node.name} is a folder, not a catalogue.")
+    if node.size > STORAGE_CATALOGUE_MAX_BYTES:
+        raise CatalogueInputError(
+            f"{node.name} is larger than {filesizeformat(STORAGE_CATALOGUE_MAX_BYTES)}."
+        )
+    key = hashlib.sha256(f"{request.user.pk}\0{node.path}\0{node.size}\0{node.modified}".encode()).hexdigest()
+    folder = Path(settings.CATALOGUE_WORK_DIR) / "opened"
+    folder.mkdir(parents=True, exist_ok=True)
+    cached = folder / f"{key[:32]}.npy"
+    if cached.is_file():
+        return np.load(cached, allow_pickle=False), node.name
+    local = folder / f"{key[:32]}-{os.getpid()}-{node.name}"
+    try:
+        with storage.open_read(node.path) as src, local.open("wb") as dest:
+            shutil.copyfileobj(src, dest, 1024 * 1024)
+        rows = read_catalogue(local).rows
+    finally:
+        local.unlink(missing_ok=True)
+    tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp.npy")
+    np.save(tmp, rows, allow_pickle=False)
+    os.replace(tmp, cached)
+    return rows, node.name
+
+
+@login_required
+@require_GET
+def catalogue_preview(request: HttpRequest, path: str) -> HttpResponse:
+    """A catalogue file from storage (e.g. a source-extractor .cat of a batch job): table and plots."""
+    base = reverse("catalogue_preview", kwargs={"path": path})
+    try:
+        rows, name = _load_stored(request, path)
+    except (CatalogueInputError, StorageError) as exc:
+        ctx: dict[str, Any] = {"path": path, "name": path.rsplit("/", 1)[-1], "problem": str(exc)}
+        return render(request, "catalogues/stored.html", ctx, status=400)
+    table = table_context(request, rows, base)
+    if request.headers.get("HX-Request"):
+        return render(request, "catalogues/_table.html", {"table": table})
+    ctx = {"path": path, "name": name, "table": table, "n_rows": len(rows), **plots(rows)}
+    return render(request, "catalogues/stored.html", ctx)
+
+
+# ---------------------------------------------------------------------------- table and plots
+
+
+def contribute(s: summary.Summary, user: Any, project: Any) -> None:
+    """The dashboard's Catalogues card and the tutorial step "Look at your catalogues"."""
+    cats = Catalogue.objects.for_user(user)
+    done = cats.filter(state=Catalogue.DONE).count()
+    running = cats.active().count()
+    s.counts["Catalogues"] = {  # type: ignore[assignment]
+        "value": done,
+        "url": reverse("catalogues"),
+        "detail": f"{running} running" if running else "source catalogues",
+    }
+    s.steps.append(
+        summary.Step(
+            "Look at your catalogues",
+            "Detect sources on an image and preview them.",
+            "catalogues",
+            done > 0,
+        )
+    )
+
+
+if contribute not in summary.CONTRIBUTORS:
+    summary.CONTRIBUTORS.append(contribute)

@@ -1,0 +1,276 @@
+"""Catalogue pages: run on a small synthetic image in-process, preview, download, bad input, ownership."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from orchestration import operations
+from orchestration.catalogue.synth import SynthConfig, make_megacam_image
+from orchestration.tasks import catalogues as catalogue_tasks
+from portal.models import Catalogue, CatalogueCcd, Operation
+from tests.conftest import make_user
+
+SHAPE = (300, 256)
+DENSE = SynthConfig(stars_per_ccd=4000, galaxies_per_ccd=8000, cosmics_per_ccd=300)
+
+
+@pytest.fixture(scope="session")
+def small_fz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("synth") / "1056215p.fits.fz"
+    make_megacam_image(path, seed=3, n_ccds=2, shape=SHAPE, obs_id="1056215p", config=DENSE)
+    return path
+
+
+@pytest.fixture
+def catalogue_env(settings: Any, tmp_path: Path, small_fz: Path, monkeypatch: Any) -> Path:
+    """Local archive holding the small image, own work and storage folders, operations run in-process."""
+    settings.ARCHIVE_BACKEND = "local"
+    settings.ARCHIVE_DIR = tmp_path / "archive"
+    settings.CATALOGUE_WORK_DIR = tmp_path / "work"
+    settings.STORAGE_BACKEND = "local"
+    settings.STORAGE_ROOT = tmp_path / "storage"
+    (tmp_path / "archive" / "CFHT").mkdir(parents=True)
+    (tmp_path / "archive" / "CFHT" / small_fz.name).write_bytes(small_fz.read_bytes())
+    monkeypatch.setattr(
+        operations.run_operation, "apply_async", lambda *a, **k: SimpleNamespace(id="in-process")
+    )
+    monkeypatch.setattr(catalogue_tasks, "dispatch_ccd", lambda pk: catalogue_tasks.extract_catalogue_ccd(pk))
+    return tmp_path
+
+
+def drive(op_id: int, capture: Any, timeout: float = 60) -> Operation:
+    """Run an operation as a worker would (its waits too, and what it sends on commit) until it ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with capture(execute=True):
+            operations.run_operation.apply(args=[op_id])
+        op = Operation.objects.get(pk=op_id)
+        if op.state in (Operation.SUCCEEDED, Operation.FAILED):
+            return op
+    raise AssertionError(f"operation {op_id} did not finish")
+
+
+def run_archive(client: Any, capture: Any, observation: str = "1056215p", **params: Any) -> Catalogue:
+    data = {"source": "archive", "observation": observation, **form_defaults(), **params}
+    with capture(execute=True):
+        response = client.post("/catalogues/new/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    cat = Catalogue.objects.latest("pk")
+    drive(cat.operation_id, capture)
+    cat.refresh_from_db()
+    return cat
+
+
+def form_defaults() -> dict[str, Any]:
+    return {
+        "DETECT_THRESH": 1.5,
+        "DETECT_MINAREA": 5,
+        "DEBLEND_NTHRESH": 32,
+        "DEBLEND_MINCONT": 0.005,
+        "MAG_ZEROPOINT": 30,
+        "BACK_SIZE": 64,
+        "BACK_FILTERSIZE": 3,
+        "PHOT_AUTOPARAMS": "2.5, 3.5",
+        "SATUR_LEVEL": 50000,
+        "GAIN": 0,
+        "CLEAN": "on",
+        "FILTER": "on",
+    }
+
+
+def test_it_makes_a_catalogue_from_the_archive_and_stores_every_format(
+    alice_client: Any, alice: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    cat = run_archive(alice_client, django_capture_on_commit_callbacks)
+    assert cat.state == Catalogue.DONE, cat.error
+    assert cat.n_ccds == 2 and cat.n_sources and cat.n_sources > 20
+    assert sorted(cat.ccd_rows.values_list("state", flat=True)) == ["done", "done"]
+    stored = catalogue_env / "storage" / "alice" / "catalogues"
+    names = sorted(p.name for p in stored.iterdir())
+    assert names == [
+        "1056215p.cat",
+        "1056215p.cat.csv",
+        "1056215p.cat.fits",
+        "1056215p.cat.vot",
+        "1056215p.provenance.json",
+    ]
+    table = Table.read(stored / "1056215p.cat.fits")
+    assert len(table) == cat.n_sources
+    assert json.loads((stored / "1056215p.provenance.json").read_text())["parameters"]["MAG_ZEROPOINT"] == 30
+    page = alice_client.get(f"/catalogues/{cat.pk}/")
+    assert page.status_code == 200
+    assert b"Download FITS table" in page.content and b"mosaic-ccd" in page.content
+
+
+def test_it_never_duplicates_when_the_operation_runs_again(
+    alice_client: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    cat = run_archive(alice_client, django_capture_on_commit_callbacks)
+    Operation.objects.filter(pk=cat.operation_id).update(state=Operation.QUEUED)
+    Catalogue.objects.filter(pk=cat.pk).update(state=Catalogue.MERGING)  # as if killed while writing
+    drive(cat.operation_id, django_capture_on_commit_callbacks)
+    cat.refresh_from_db()
+    assert cat.state == Catalogue.DONE
+    assert CatalogueCcd.objects.filter(catalogue=cat).count() == 2
+    assert len(list((catalogue_env / "storage" / "alice" / "catalogues").iterdir())) == 5
+
+
+def test_it_serves_previews_sources_rows_and_downloads(
+    alice_client: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    cat = run_archive(alice_client, django_capture_on_commit_callbacks)
+    hdu = cat.ccd_rows.first().hdu_index
+    mosaic = alice_client.get(f"/catalogues/{cat.pk}/mosaic.png")
+    assert mosaic.status_code == 200 and b"".join(mosaic.streaming_content)[:8] == b"\x89PNG\r\n\x1a\n"
+    png = alice_client.get(f"/catalogues/{cat.pk}/ccd/{hdu}.png?stretch=asinh&contrast=0.5")
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    bad = alice_client.get(f"/catalogues/{cat.pk}/ccd/{hdu}.png?stretch=cubic")
+    assert bad.status_code == 400 and b"Unknown stretch" in bad.content
+    doc = alice_client.get(f"/catalogues/{cat.pk}/ccd/{hdu}/sources.json").json()
+    assert doc["width"] == SHAPE[1] and doc["height"] == SHAPE[0] and doc["sources"]
+    number = doc["sources"][10]["n"]
+    rows = alice_client.get(
+        f"/catalogues/{cat.pk}/rows/", {"ccd": doc["ccd"], "focus": number, "sort": "-MAG_AUTO"}
+    )
+    assert f'id="src-{doc["ccd"]}-{number}"'.encode() in rows.content
+    assert b"src-row focused" in rows.content
+    faint = alice_client.get(f"/catalogues/{cat.pk}/rows/", {"mag_min": 24, "mag_max": 25, "flags": "0"})
+    assert b"sources" in faint.content
+    download = alice_client.get(f"/catalogues/{cat.pk}/download/fits/")
+    assert download.status_code == 200
+    with fits.open(io.BytesIO(b"".join(download.streaming_content))) as hdul:
+        assert len(hdul[1].data) == cat.n_sources
+    assert alice_client.get(f"/catalogues/{cat.pk}/download/passwd/").status_code == 404
+
+
+def test_it_hides_other_users_catalogues(
+    alice_client: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any, client: Any
+) -> None:
+    cat = run_archive(alice_client, django_capture_on_commit_callbacks)
+    bob = make_user("bob", ["bob-project"])
+    client.force_login(bob)
+    for url in ("/", "/mosaic.png", "/rows/", "/ccd/1.png", "/ccd/1/sources.json", "/download/fits/"):
+        assert client.get(f"/catalogues/{cat.pk}{url}").status_code == 404, url
+    assert b"catalogue-row" not in client.get("/catalogues/").content
+
+
+def test_it_refuses_wrong_methods(alice_client: Any, catalogue_env: Path) -> None:
+    assert alice_client.post("/catalogues/").status_code == 405
+    assert alice_client.put("/catalogues/new/").status_code == 405
+    assert alice_client.post("/catalogues/1/download/fits/").status_code == 405
+
+
+def _upload(client: Any, name: str, content: bytes) -> Any:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    data = {"source": "upload", **form_defaults(), "upload": SimpleUploadedFile(name, content)}
+    return client.post("/catalogues/new/", data)
+
+
+def test_it_explains_bad_uploads_without_starting_anything(
+    alice_client: Any, catalogue_env: Path, small_fz: Path, settings: Any
+) -> None:
+    whole = small_fz.read_bytes()
+    cases = {
+        "notes.fits": (b"hello, this is not an image\n" * 200, b"not a FITS file"),
+        "cut.fits.fz": (whole[: len(whole) // 2], b"truncated"),
+        "empty.fits": (b"", b"empty"),
+    }
+    for name, (content, expected) in cases.items():
+        response = _upload(alice_client, name, content)
+        assert response.status_code == 400, name
+        assert expected in response.content, (name, response.content.decode()[:3000])
+    settings.CATALOGUE_MAX_DECOMPRESSED_BYTES = 100_000  # the small image decompresses to ~300 kB: a "bomb"
+    response = _upload(alice_client, "bomb.fits.fz", whole)
+    assert response.status_code == 400 and b"refusing to process it" in response.content
+    settings.CATALOGUE_UPLOAD_MAX_BYTES = 2048
+    response = _upload(alice_client, "big.fits.fz", whole)
+    assert response.status_code == 413 and b"upload limit" in response.content
+    assert not Catalogue.objects.exists() and not Operation.objects.exists()
+
+
+def test_it_runs_an_uploaded_image(
+    alice_client: Any, catalogue_env: Path, small_fz: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _upload(alice_client, "my image.fits.fz", small_fz.read_bytes())
+    assert response.status_code == 302
+    cat = Catalogue.objects.get()
+    assert drive(cat.operation_id, django_capture_on_commit_callbacks).state == Operation.SUCCEEDED
+    cat.refresh_from_db()
+    assert cat.outputs["ascii_head"] == "catalogues/my image.cat"
+
+
+def test_it_explains_bad_parameters_and_observation_ids(alice_client: Any, catalogue_env: Path) -> None:
+    data = {"source": "archive", "observation": "../etc/passwd", **form_defaults(), "DETECT_THRESH": -1}
+    response = alice_client.post("/catalogues/new/", data)
+    assert response.status_code == 400
+    assert b"is not an observation ID" in response.content
+    many = alice_client.post("/catalogues/many/", {"observations": "1056215p ; rm", **form_defaults()})
+    assert many.status_code == 400 and b"Not observation IDs" in many.content
+
+
+def test_it_fails_clearly_for_a_missing_observation(
+    alice_client: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    cat = run_archive(alice_client, django_capture_on_commit_callbacks, observation="1999999p")
+    assert cat.state == Catalogue.FAILED
+    assert "not in the local archive" in cat.error
+    assert b"not in the local archive" in alice_client.get(f"/catalogues/{cat.pk}/").content
+
+
+def test_it_starts_one_run_per_observation(
+    alice_client: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    response = alice_client.post(
+        "/catalogues/many/", {"observations": "1056215p\n1056216p\n1056215p", **form_defaults()}
+    )
+    assert response.status_code == 302
+    assert sorted(Catalogue.objects.values_list("name", flat=True)) == ["1056215p", "1056216p"]
+    assert Operation.objects.filter(kind="catalogue_run").count() == 2
+
+
+def test_it_opens_a_catalogue_file_from_storage(alice_client: Any, catalogue_env: Path) -> None:
+    folder = catalogue_env / "storage" / "alice" / "jobs"
+    folder.mkdir(parents=True)
+    header = "#   1 NUMBER    Running object number\n#   2 X_IMAGE   Object position along x   [pixel]\n"
+    header += "#   3 Y_IMAGE   Object position along y   [pixel]\n#   4 MAG_AUTO  Kron-like mag   [mag]\n"
+    header += "#   5 MAGERR_AUTO  RMS error  [mag]\n#   6 FLAGS  Extraction flags\n"
+    rows = "".join(
+        f"{i:10d} {10.0 + i:10.3f} {20.0 + i:10.3f} {18 + i / 10:8.4f} {0.01 * i:8.4f} 0\n"
+        for i in range(1, 80)
+    )
+    (folder / "1056215p.cat").write_text(header + rows)
+    (folder / "broken.cat").write_text("#   1 NUMBER  Running object number\n1\n2\n")
+    page = alice_client.get("/catalogues/storage/jobs/1056215p.cat")
+    assert page.status_code == 200
+    assert b"79 of 79 sources" in page.content and b"<svg" in page.content
+    missing = alice_client.get("/catalogues/storage/jobs/broken.cat")
+    assert missing.status_code == 400 and b"lacks the column(s) X_IMAGE, Y_IMAGE, MAG_AUTO" in missing.content
+    page2 = alice_client.get("/catalogues/storage/jobs/1056215p.cat", {"page": 2}, HTTP_HX_REQUEST="true")
+    assert b"Page 2 of 2" in page2.content
+    assert alice_client.get("/catalogues/storage/../bob/x.cat").status_code in (400, 404)
+
+
+def test_it_links_from_the_storage_page_and_the_dashboard(alice_client: Any, catalogue_env: Path) -> None:
+    folder = catalogue_env / "storage" / "alice"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "x.cat").write_text("#   1 NUMBER\n")
+    assert b"/catalogues/storage/x.cat" in alice_client.get("/storage/file/x.cat").content
+    dashboard = alice_client.get("/")
+    assert b"Look at your catalogues" in dashboard.content and b"Catalogues" in dashboard.content
+
+
+def _unused() -> None:  # keep imports used by helpers above
+    _ = (gzip, np)
