@@ -55,7 +55,8 @@ def test_it_runs_the_seeds_example_in_the_browser(page: Any, celery_worker_proce
         if states and all(s == "done" for s in states):
             break
         time.sleep(0.3)
-    assert {"idle", "running", "done"} <= seen, seen
+    # Seen queued (waiting to be sent, or idle: how long each lasts depends on the machine), then running, then done.
+    assert {"running", "done"} <= seen and seen & {"unsent", "idle"}, seen
     expect(page.get_by_test_id("finished-banner")).to_contain_text("4 done")
     expect(page.locator("#submission-live")).to_have_attribute("data-polling", "false")
     screenshot(page, "batch-03-done")
