@@ -8,12 +8,11 @@ Plain Python: works with any object that has the Storage methods used here.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from orchestration.storage.base import AlreadyExists, NotFound, StorageError, normalize
+from orchestration.storage.base import makedirs, normalize
 
 
 def missing_outputs(job_dir: Path | None, declared: Iterable[str]) -> list[str]:
@@ -35,17 +34,7 @@ def no_output_note(missing: list[str]) -> str:
 def ensure_folder(storage: Any, folder: str) -> str:
     """Create `folder` (and its parents) in the user's storage if needed; return its normal form."""
     folder = normalize(folder)
-    path = ""
-    for part in folder.split("/") if folder else []:
-        path = f"{path}/{part}" if path else part
-        try:
-            node = storage.info(path)
-        except NotFound:
-            with contextlib.suppress(AlreadyExists):  # made meanwhile by another job's copy
-                storage.mkdir(path)
-            continue
-        if not node.is_dir:
-            raise StorageError(f"'{path}' in your storage is a file, so outputs cannot be stored in it.")
+    makedirs(storage, folder)
     return folder
 
 

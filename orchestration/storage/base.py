@@ -5,6 +5,7 @@ Paths are always relative to the user's own space ("", "results", "results/cat 1
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from typing import IO, BinaryIO, Protocol
@@ -120,3 +121,18 @@ def copy_stream(src: IO[bytes], dest: IO[bytes], max_bytes: int | None = None) -
             raise StorageError(f"The file is larger than the {max_bytes // (1024 * 1024)} MB upload limit.")
         dest.write(chunk)
     return total
+
+
+def makedirs(storage: Storage, folder: str) -> None:
+    """Create ``folder`` and its parents where missing, like ``mkdir -p``; a file in the way is an error."""
+    path = ""
+    for part in [p for p in folder.split("/") if p]:
+        path = f"{path}/{part}" if path else part
+        try:
+            node = storage.info(path)
+        except NotFound:
+            with contextlib.suppress(AlreadyExists):  # made meanwhile by a parallel task
+                storage.mkdir(path)
+            continue
+        if not node.is_dir:
+            raise StorageError(f"'{path}' in your storage is a file, so nothing can be stored in it.")

@@ -81,7 +81,7 @@ def store_pending(sub: Submission, limit: int = STORE_BATCH) -> int:
     pending = list(jobs.order_by("index")[:limit])
     if not pending:
         return 0
-    from portal.storage_backend import storage_for
+    from portal.storage_backend import refresh_usage, storage_for
 
     try:
         storage = storage_for(sub.owner)
@@ -110,6 +110,8 @@ def store_pending(sub: Submission, limit: int = STORE_BATCH) -> int:
         else:
             Job.objects.filter(pk=job.pk).update(outputs_state=Job.OUTPUTS_STORED, stored_outputs=stored)
         done += 1
+    if done:
+        refresh_usage(sub.owner, storage)
     return done
 
 

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import json
@@ -50,7 +49,7 @@ from orchestration.catalogue.render import _detsec, downsample, render_mosaic, s
 from orchestration.catalogue.validate import CcdInfo, validate_image
 from orchestration.errors import TransientError, UserFacingError, Wait
 from orchestration.operations import Progress, handler
-from orchestration.storage.base import AlreadyExists, NotFound, Storage
+from orchestration.storage.base import makedirs
 from portal.models import Catalogue, CatalogueCcd, Operation
 
 log = logging.getLogger(__name__)
@@ -184,17 +183,6 @@ def _fetch(cat: Catalogue, target: Path) -> None:
         raise UserFacingError("The uploaded file is no longer on the server; please upload it again.")
 
 
-def _ensure_folder(storage: Storage, folder: str) -> None:
-    current = ""
-    for part in [p for p in folder.split("/") if p]:
-        current = f"{current}/{part}" if current else part
-        try:
-            storage.info(current)
-        except NotFound:
-            with contextlib.suppress(AlreadyExists):  # made meanwhile by a parallel run
-                storage.mkdir(current)
-
-
 # ---------------------------------------------------------------------------- the operation
 
 
@@ -291,7 +279,7 @@ def _fail(cat: Catalogue, message: str) -> None:
 
 
 def _merge_and_store(cat: Catalogue, image: Path, params: ExtractionParams, ccds: list[CcdInfo]) -> None:
-    from portal.storage_backend import storage_for
+    from portal.storage_backend import refresh_usage, storage_for
 
     parts = {c.index: np.load(rows_path(cat, c.index), allow_pickle=False) for c in ccds}
     catalogue = build_catalogue(image, params, ccds, parts)
@@ -301,13 +289,14 @@ def _merge_and_store(cat: Catalogue, image: Path, params: ExtractionParams, ccds
     out_dir = cat.work_dir / "out"
     files = write_all(catalogue, out_dir, cat.stem)
     storage = storage_for(cat.owner)
-    _ensure_folder(storage, cat.output_dir)
+    makedirs(storage, cat.output_dir)
     outputs = {}
     for fmt, path in files.items():
         target = f"{cat.output_dir}/{path.name}" if cat.output_dir else path.name
         with path.open("rb") as fh:
             storage.upload(target, fh, None, overwrite=True)  # same name on a rerun: replaced, not added
         outputs[fmt] = target
+    refresh_usage(cat.owner, storage)
     counts = {name: n for _, name, _, n in catalogue.ccds}
     _save_atomic(cat.work_dir / "mosaic.png", render_mosaic(image, counts, max_size=1200))
     layout = mosaic_layout(image, ccds)

@@ -108,6 +108,9 @@ def test_it_makes_a_catalogue_from_the_archive_and_stores_every_format(
     table = Table.read(stored / "1056215p.cat.fits")
     assert len(table) == cat.n_sources
     assert json.loads((stored / "1056215p.provenance.json").read_text())["parameters"]["MAG_ZEROPOINT"] == 30
+    from portal.models import StorageUsage
+
+    assert StorageUsage.objects.get(user=alice).bytes_used >= sum(p.stat().st_size for p in stored.iterdir())
     page = alice_client.get(f"/catalogues/{cat.pk}/")
     assert page.status_code == 200
     assert b"Download FITS table" in page.content and b"mosaic-ccd" in page.content
