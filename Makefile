@@ -7,14 +7,15 @@ STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 .PHONY: run test lint bootstrap system-packages
 
 # Debian packages the tests use: Chromium (end-to-end tests), funpack and
-# source-extractor (catalogues compared with SExtractor). Installed when missing
+# source-extractor (catalogues compared with SExtractor), bubblewrap (the local
+# executor's sandbox). Installed when missing
 # and when this runs as root with apt-get; otherwise the tests say what is missing.
-DEBIAN_PACKAGES := chromium libcfitsio-bin source-extractor
 system-packages:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v funpack >/dev/null || missing="$$missing libcfitsio-bin"; \
 	command -v source-extractor >/dev/null || missing="$$missing source-extractor"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "Installing$$missing"; \

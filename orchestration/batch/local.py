@@ -285,6 +285,8 @@ def _run_in(
             proc.wait()
             break
     status = proc.returncode
+    if job.use_bwrap and _BWRAP and status > 128:
+        status = 128 - status  # bwrap reports a child killed by signal N as exit status 128 + N
     sig = -status if status < 0 else None
     code = status if status >= 0 else None
     base = JobResult(

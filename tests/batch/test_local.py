@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -117,9 +119,7 @@ def test_it_holds_a_job_over_its_output_size(tmp_path: Path) -> None:
 
 
 def test_it_kills_the_whole_process_group(tmp_path: Path) -> None:
-    job = _job(
-        tmp_path, "#!/bin/sh\nsleep 60 &\necho $! > child.pid\ncp child.pid $HOME/../child.pid\nwait\n"
-    )
+    job = _job(tmp_path, "#!/bin/sh\nsleep 60 &\necho $! > child.pid\nwait\n")
     started = threading.Event()
     pids: list[int] = []
 
@@ -130,11 +130,14 @@ def test_it_kills_the_whole_process_group(tmp_path: Path) -> None:
     thread = threading.Thread(target=lambda: pids.append(run_job(job, on_start).signal or 0))
     thread.start()
     assert started.wait(10)
-    child_file = tmp_path / "scratch" / "child.pid"
-    for _ in range(100):
-        if child_file.exists() and child_file.read_text().strip():
+    child_file = None
+    for _ in range(100):  # in the job's own scratch directory: the only place it may write
+        found = [p for p in (tmp_path / "scratch").rglob("child.pid") if p.read_text().strip()]
+        if found:
+            child_file = found[0]
             break
         time.sleep(0.05)
+    assert child_file is not None
     child = int(child_file.read_text())
     assert kill_job(pids[0], grace_seconds=2)
     thread.join(10)
@@ -153,3 +156,35 @@ def _gone(pid: int) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_it_confines_a_job_to_its_scratch_directory_with_bubblewrap(tmp_path: Path) -> None:
+    assert shutil.which("bwrap"), "bubblewrap is part of the test set-up (make test installs it)"
+    # Outside /tmp (which the sandbox replaces by a private tmpfs): a folder like the portal's data.
+    portal_data = Path(__file__).resolve().parents[2] / "var" / "test" / f"bwrap-{uuid.uuid4().hex}"
+    portal_data.mkdir(parents=True)
+    try:
+        secrets, shared = portal_data / "secrets", portal_data / "shared"
+        secrets.mkdir()
+        shared.mkdir()
+        (secrets / "settings.env").write_text("SECRET_KEY=do-not-leak\n")
+        script = (
+            "#!/bin/sh\n"
+            f"echo tampered > {shared}/outside.txt 2>/dev/null && echo wrote-outside\n"
+            f"cat {secrets}/settings.env 2>/dev/null || echo hidden\n"
+            "echo fine > inside.txt && echo wrote-inside\n"
+        )
+        job = _job(tmp_path, script, hidden_paths=[secrets])
+        result = run_job(job)
+        assert result.state == JobState.DONE
+        out = _out(job)
+        assert "wrote-inside" in out and "hidden" in out  # its scratch is writable; hidden paths are masked
+        assert "wrote-outside" not in out and "do-not-leak" not in out  # the rest of the disk is read-only
+        assert not (shared / "outside.txt").exists()
+    finally:
+        shutil.rmtree(portal_data)
+
+
+def test_it_reports_a_signal_through_bubblewrap_as_a_signal(tmp_path: Path) -> None:
+    result = run_job(_job(tmp_path, "#!/bin/sh\nkill -KILL $$\n", use_bwrap=True))
+    assert (result.state, result.exit_code, result.signal) == (JobState.FAILED, None, signal.SIGKILL)

@@ -16,8 +16,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 def test_it_signs_in_with_cadc_and_shows_the_certificate(
     page: Any,
-    cadc_server: CadcTestServer,
-    settings: Any,  # noqa: F811
+    cadc_server: CadcTestServer,  # noqa: F811 (the fixture imported above)
+    settings: Any,
 ) -> None:
     settings.IDENTITY_BACKEND = "cadc"
     settings.CADC_REGISTRY_URL = cadc_server.registry_url
