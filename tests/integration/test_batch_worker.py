@@ -149,7 +149,12 @@ def test_it_repairs_a_job_whose_worker_was_killed(tmp_path: Any) -> None:
             assert _alive(orphan)
             os.killpg(first.pid, signal.SIGKILL)  # the worker dies mid-job; the job's own session survives
             first.wait(10)
-            refresh_batch()
+
+            def repaired() -> bool:  # beat's refresh, every few seconds, until the kill has fully landed
+                refresh_batch()
+                return Job.objects.get(pk=job.pk).state != Job.RUNNING
+
+            wait_for(repaired, 30, "the repair of the orphaned job")
             job.refresh_from_db()
             assert not _alive(orphan)  # the orphaned job was stopped
             assert (job.state, job.restarts) == (Job.IDLE, 1)
