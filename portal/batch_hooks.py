@@ -11,6 +11,7 @@ def snapshots_in_use(snapshots: list[Any]) -> dict[int, str]:
 
     ids = {s.external_id: s.pk for s in snapshots}
     busy: dict[int, str] = {}
-    for sub in Submission.objects.active().filter(image_id__in=list(ids)).only("name", "image_id"):
+    unfinished = Submission.objects.filter(state__in=[*Submission.ACTIVE_STATES, Submission.PAUSED])
+    for sub in unfinished.filter(image_id__in=list(ids)).only("name", "image_id"):  # paused: the rest may run
         busy[ids[sub.image_id]] = f"batch submission “{sub.name}” still runs its jobs on it."
     return busy

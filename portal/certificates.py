@@ -62,9 +62,9 @@ def obtain_at_sign_in(request: HttpRequest, user: Any, password: str) -> None:
 
 
 def store(user: Any, cert: ProxyCertificate) -> Credential:
-    row = Credential.objects.filter(user=user, project=None, kind=KIND).first() or Credential(
-        user=user, kind=KIND
-    )
+    row = Credential.objects.filter(user=user, project=None, kind=KIND).order_by(
+        "-created"
+    ).first() or Credential(user=user, kind=KIND)
     row.secret = cert.pem.decode("ascii")
     row.identifier = cert.subject[:255]
     row.expires_at = cert.not_after
@@ -75,7 +75,7 @@ def store(user: Any, cert: ProxyCertificate) -> Credential:
 
 def current(user: Any) -> Credential | None:
     """The stored certificate row, valid or not (for showing its expiry)."""
-    return Credential.objects.filter(user=user, project=None, kind=KIND).first()
+    return Credential.objects.filter(user=user, project=None, kind=KIND).order_by("-created").first()
 
 
 def get_proxy_for(user: Any) -> tuple[bytes, dt.datetime] | None:

@@ -49,9 +49,9 @@ def start_cloud_connection(request: HttpRequest, user: Any, password: str) -> Op
             "sign in again later to refresh your cloud credentials.",
         )
         return None
-    row = Credential.objects.filter(user=user, kind="keystone_token").first() or Credential(
-        user=user, kind="keystone_token"
-    )
+    row = Credential.objects.filter(user=user, kind="keystone_token").order_by(
+        "-created"
+    ).first() or Credential(user=user, kind="keystone_token")
     row.secret, row.expires_at, row.revoked = token, expires, False
     row.save()
     return Operation.start(owner=user, kind="cloud_connect", title="Connect to the cloud", target="keystone")

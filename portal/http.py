@@ -36,3 +36,20 @@ def project_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRes
         return view(request, *args, **kwargs)
 
     return login_required(wrapper)
+
+
+def posted_id(request: HttpRequest, name: str) -> int | None:
+    """A positive integer id from a POST field, or None for anything else (never an exception)."""
+    return _as_id(request.POST.get(name, ""))
+
+
+def posted_ids(request: HttpRequest, name: str) -> list[int]:
+    """The valid ids among a POST field's values; others are ignored."""
+    return [i for i in (_as_id(v) for v in request.POST.getlist(name)) if i is not None]
+
+
+def _as_id(value: str) -> int | None:
+    value = value.strip()
+    if not (value.isascii() and value.isdecimal()) or len(value) > 18:
+        return None
+    return int(value) or None

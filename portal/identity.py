@@ -22,6 +22,10 @@ class IdentityUnavailable(Exception):
     """The identity service could not be reached; the message is shown on the sign-in page."""
 
 
+class AccountConflict(Exception):
+    """A CADC sign-in whose username is a local account's; the message is shown on the sign-in page."""
+
+
 class PortalIdentityBackend(ModelBackend):
     def authenticate(  # type: ignore[override]
         self,
@@ -57,6 +61,12 @@ class PortalIdentityBackend(ModelBackend):
             raise IdentityUnavailable(str(exc)) from exc
         user_model = get_user_model()
         user, created = user_model.objects.get_or_create(username=username)
+        if not created and (user.has_usable_password() or user.is_staff or user.is_superuser):
+            # A local account (an operator, the demo user) must never be taken over by a CADC login.
+            log.warning("CADC sign-in of %s refused: a local account has that name", username)
+            raise AccountConflict(
+                "This username belongs to a local account of this portal. Ask its operators."
+            )
         if created:
             user.set_unusable_password()
             user.save(update_fields=["password"])

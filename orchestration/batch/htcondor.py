@@ -141,6 +141,9 @@ class HTCondorExecutor:
             schedd.spool(result)
         except htcondor2.HTCondorException as exc:
             raise _unavailable(exc) from exc
+        finally:
+            # The schedd holds its own copy once spooled; a retry writes it again. Never left on disk.
+            (stage / PROXY_FILE_NAME).unlink(missing_ok=True)
         return SubmitHandle(result.cluster(), result.num_procs())
 
     def find(self, key: str) -> int | None:

@@ -84,6 +84,10 @@ class LocalExecutor:
             raise BatchError(problem)
         return self.root / "keys" / key
 
+    def discard_proxy(self, cluster: int) -> None:
+        """Delete the cluster's copy of the proxy certificate once none of its jobs can run again."""
+        (self._dir(cluster) / "files" / PROXY_FILE_NAME).unlink(missing_ok=True)
+
     def find(self, key: str) -> int | None:
         """The cluster of a complete submission with this key, or None."""
         cluster = self._linked(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -206,6 +207,12 @@ class CloudClient:
     def servers(self) -> list[ServerInfo]:
         with translate("list servers"):
             return [self._server(s) for s in self.conn.compute.servers(details=True)]
+
+    def servers_named(self, name: str) -> list[ServerInfo]:
+        """Servers with exactly this name (Nova's name filter is a regular expression)."""
+        with translate("list servers"):
+            found = self.conn.compute.servers(details=True, name=f"^{re.escape(name)}$")
+            return [self._server(s) for s in found if s.name == name]
 
     def server(self, server_id: str) -> ServerInfo:
         with translate("look up the VM"):

@@ -62,8 +62,27 @@ def local_executor() -> LocalExecutor:
             output_mb=settings.BATCH_JOB_OUTPUT_MB,
         ),
         use_bwrap=settings.BATCH_USE_BWRAP,
-        hidden_paths=[settings.VAR_DIR, settings.BASE_DIR],
+        hidden_paths=portal_data_paths(),
     )
+
+
+def portal_data_paths() -> list[Path]:
+    """Everything of the portal's that a job must not read: its code, data, users' files and other jobs.
+
+    Each can be configured outside VAR_DIR, so each is listed; the job's own scratch is bound back in.
+    """
+    paths = [
+        settings.BASE_DIR,
+        settings.VAR_DIR,
+        settings.BATCH_ROOT,
+        settings.BATCH_SCRATCH_ROOT,
+        settings.STORAGE_ROOT,
+        settings.ARCHIVE_DIR,
+        settings.CATALOGUE_WORK_DIR,
+    ]
+    if settings.PROXY_CERT_DIR:
+        paths.append(Path(settings.PROXY_CERT_DIR))
+    return [Path(p) for p in paths]
 
 
 def _schedd() -> Any:
@@ -310,12 +329,23 @@ def _after_sync(sub: Submission, executor: Any) -> None:
         counts = counts_for([sub.pk]).get(sub.pk, {})
     if counts.get(Job.UNSENT):
         if Submission.objects.filter(pk=sub.pk, state=Submission.ACTIVE).update(state=Submission.PAUSED):
+            _discard_proxies(sub, executor)
             _notify(sub, counts, test=True)
         return
     if Submission.objects.filter(pk=sub.pk, state=Submission.ACTIVE).update(
         state=Submission.FINISHED, finished=timezone.now()
     ):
+        _discard_proxies(sub, executor)
         _notify(sub, counts, test=False)
+
+
+def _discard_proxies(sub: Submission, executor: Any) -> None:
+    """No job of the submission can run any more: its proxy certificate copies go (a later part brings its own)."""
+    if sub.executor != "local":
+        return  # the HTCondor executor never keeps one after spooling
+    for cluster in set(sub.jobs.exclude(cluster=None).values_list("cluster", flat=True)):
+        if cluster is not None:
+            executor.discard_proxy(int(cluster))
 
 
 def _retrieve(sub: Submission, executor: Any) -> bool:

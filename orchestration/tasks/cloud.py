@@ -56,7 +56,7 @@ def acting_for(op: Operation) -> Iterator[CloudClient]:
 @handler("cloud_connect")
 def cloud_connect(op: Operation, progress: Progress) -> None:
     """Turn the sign-in token into one application credential per project, then sync them."""
-    token_row = Credential.objects.filter(user=op.owner, kind="keystone_token").first()
+    token_row = Credential.objects.filter(user=op.owner, kind="keystone_token").order_by("-created").first()
     if token_row is None or not token_row.is_usable:
         raise UserFacingError("The sign-in token expired before the portal could use it. Sign in again.")
     token = token_row.secret
@@ -234,10 +234,14 @@ def _sync_servers(
     project: Project, servers: list[ServerInfo], images: dict[str, Image], now: Any
 ) -> dict[str, Server]:
     existing = {s.external_id: s for s in Server.objects.filter(project=project).exclude(external_id="")}
+    # Rows of launches in flight: the cloud may list a server before the launch task has recorded its id.
+    pending = {s.name: s for s in Server.objects.filter(project=project, external_id="")}
     rows = {}
     for info in servers:
-        row = existing.pop(info.id, None) or Server(
-            project=project, external_id=info.id, created_at=info.created_at or now
+        row = (
+            existing.pop(info.id, None)
+            or _adopt(pending, info)
+            or Server(project=project, external_id=info.id, created_at=info.created_at or now)
         )
         _apply_server(row, info, images.get(info.image_id))
         row.synced_at = now
@@ -246,6 +250,13 @@ def _sync_servers(
     # Deleted outside the portal (or our delete finished): forget them.
     Server.objects.filter(pk__in=[s.pk for s in existing.values()]).delete()
     return rows
+
+
+def _adopt(pending: dict[str, Server], info: ServerInfo) -> Server | None:
+    row = pending.pop(info.name, None)
+    if row is not None:
+        row.external_id = info.id
+    return row
 
 
 def _apply_server(row: Server, info: ServerInfo, image: Image | None) -> None:

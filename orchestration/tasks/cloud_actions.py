@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from orchestration.cloud import CloudClient, CloudNotFound
@@ -41,6 +42,31 @@ def _get_or_none(cloud: CloudClient, server_id: str) -> Any:
         return cloud.server(server_id)
     except CloudNotFound:
         return None
+
+
+def _launched_before(op: Operation, cloud: CloudClient, server: Server) -> Any:
+    """The cloud server an earlier attempt created for this row, if the worker died before recording it.
+
+    The launch form keeps names unique within a project, so a same-named server that no other row
+    knows is this row's.
+    """
+    known = Server.objects.filter(project=op.project).exclude(pk=server.pk).exclude(external_id="")
+    taken = set(known.values_list("external_id", flat=True))
+    return next((s for s in cloud.servers_named(server.name) if s.id not in taken), None)
+
+
+def _record_launch(server: Server, external_id: str, status: str) -> None:
+    try:
+        with transaction.atomic():
+            Server.objects.filter(pk=server.pk).update(external_id=external_id, status=status)
+    except IntegrityError:
+        # The project sync recorded the new server as a row of its own first: keep that one.
+        Server.objects.filter(project=server.project, external_id=external_id).update(
+            launched_by=server.launched_by, expires_at=server.expires_at
+        )
+        server.delete()
+        server.pk = Server.objects.get(project=server.project, external_id=external_id).pk
+    server.external_id = external_id
 
 
 # key pairs ----------------------------------------------------------------
@@ -132,17 +158,17 @@ def vm_launch(op: Operation, progress: Progress) -> None:
         raise UserFacingError("The VMs to launch were deleted before they could start.")
     with acting_for(op) as cloud:
         for index, server in enumerate(servers, start=1):
+            server.refresh_from_db(fields=["external_id"])  # the project sync may have adopted it meanwhile
             if server.external_id:
                 continue  # launched by an earlier attempt: never twice
-            info = cloud.create_server(
+            info = _launched_before(op, cloud, server) or cloud.create_server(
                 server.name,
                 p["image_id"],
                 p["flavor_id"],
                 p.get("key_name") or None,
                 p.get("user_data") or None,
             )
-            Server.objects.filter(pk=server.pk).update(external_id=info.id, status=info.status or "BUILD")
-            server.external_id = info.id
+            _record_launch(server, info.id, info.status or "BUILD")
             progress(5 + 15 * index // len(servers), f"The cloud accepted {server.name}")
         infos = [_get_or_none(cloud, s.external_id) for s in servers]
     errors, active = [], 0

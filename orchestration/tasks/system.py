@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 
@@ -28,7 +29,12 @@ def system_check(op: Operation, progress: Progress) -> None:
         progress(round(100 * index / len(checks)) - (1 if index == len(checks) else 0), label)
     op.result = {"checks": [label for label, _ in checks]}
     op.save(update_fields=["result"])
-    progress(100, "All checks passed")
+    if settings.BATCH_EXECUTOR == "local" and settings.BATCH_USE_BWRAP and not shutil.which("bwrap"):
+        progress(
+            100, "All checks passed, but bubblewrap is not installed: local batch jobs run without a sandbox"
+        )
+    else:
+        progress(100, "All checks passed")
 
 
 def _check_var_dir() -> None:

@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from portal import certificates
 from portal.cloud_session import start_cloud_connection
 from portal.demo import DEMO_PASSWORD, DEMO_USERNAME
-from portal.identity import IdentityUnavailable
+from portal.identity import AccountConflict, IdentityUnavailable
 
 
 class SignInForm(AuthenticationForm):
@@ -36,6 +36,8 @@ class SignInForm(AuthenticationForm):
     def clean(self):  # type: ignore[no-untyped-def]
         try:
             return super().clean()
+        except AccountConflict as exc:
+            raise forms.ValidationError(str(exc), code="conflict") from exc
         except IdentityUnavailable as exc:
             raise forms.ValidationError(
                 f"The sign-in service is not answering right now ({exc}). Please try again in a few minutes.",

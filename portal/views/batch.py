@@ -27,6 +27,7 @@ from orchestration.batch.submit import render as render_submit
 from orchestration.tasks.batch import job_dir, summary_text
 from portal import summary
 from portal.forms.batch import BatchForm, BatchPlan, UploadForm, proxy_problem
+from portal.http import posted_ids
 from portal.models import Job, Operation, Submission
 from portal.models.batch import STATE_NAMES, counts_for, empty_counts, record_submission
 
@@ -59,7 +60,8 @@ def _record(request: HttpRequest, plan: BatchPlan, parent: Submission | None = N
     with transaction.atomic():
         sub = record_submission(
             owner=request.user,
-            project=request.project,  # type: ignore[attr-defined]
+            # A resubmission stays in its original's project, whatever project is current now.
+            project=parent.project if parent is not None else request.project,  # type: ignore[attr-defined]
             name=plan.name,
             executor=plan.executor,
             script_name=plan.script_name,
@@ -292,7 +294,7 @@ def batch_job_file(request: HttpRequest, pk: int, kind: str) -> FileResponse:
 
 
 def _selected_jobs(request: HttpRequest, sub: Submission) -> list[int]:
-    wanted = [int(v) for v in request.POST.getlist("jobs") if v.isdigit()]
+    wanted = posted_ids(request, "jobs")
     return list(sub.jobs.filter(pk__in=wanted).values_list("pk", flat=True)) if wanted else []
 
 

@@ -150,12 +150,12 @@ def _catalogue_new_checked(request: HttpRequest) -> HttpResponse:
         path = data["storage_path"]
         folder, _, name = path.rpartition("/")
         cat = Catalogue(
-            name=name,
+            name=name[:200],  # storage names may be longer than the column
             source=Catalogue.STORAGE,
             source_ref=path,
             params=params,
             output_dir=folder,
-            stem=_stem(name),
+            stem=_stem(name)[:200],
         )
     else:
         saved, problem = _save_upload(data["upload"])
@@ -367,7 +367,8 @@ def _load_stored(request: HttpRequest, path: str) -> tuple[np.ndarray, str]:
     cached = folder / f"{key[:32]}.npy"
     if cached.is_file():
         return np.load(cached, allow_pickle=False), node.name
-    local = folder / f"{key[:32]}-{os.getpid()}-{node.name}"
+    suffix = "".join(Path(node.name).suffixes)[-40:]  # the reader goes by the extension; the name may be long
+    local = folder / f"{key[:32]}-{os.getpid()}{suffix}"
     try:
         with storage.open_read(node.path) as src, local.open("wb") as dest:
             shutil.copyfileobj(src, dest, 1024 * 1024)

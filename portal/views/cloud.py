@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.forms.cloud import KeyPairForm
-from portal.http import ProjectRequest, project_required
+from portal.http import ProjectRequest, posted_id, project_required
 from portal.models import FloatingIP, Image, KeyPair, Operation, Quota, Server
 
 
@@ -173,7 +173,7 @@ def ip_allocate(request: ProjectRequest) -> HttpResponse:
 def ip_action(request: ProjectRequest, pk: int, action: str) -> HttpResponse:
     fip = get_object_or_404(FloatingIP.objects.for_user(request.user), pk=pk, project=request.project)
     if action == "associate":
-        server = Server.objects.filter(project=fip.project, pk=request.POST.get("server") or 0).first()
+        server = Server.objects.filter(project=fip.project, pk=posted_id(request, "server") or 0).first()
         if server is None:
             messages.error(request, "Choose a running VM of this project.")
             return redirect("ips")

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.forms.cloud import LaunchForm, SnapshotForm
-from portal.http import ProjectRequest, project_required
+from portal.http import ProjectRequest, posted_id, posted_ids, project_required
 from portal.models import FloatingIP, Image, Operation, Quota, Server
 
 PAGE_SIZE = 50
@@ -217,7 +217,7 @@ def vm_snapshot(request: ProjectRequest, pk: int) -> HttpResponse:
 @require_POST
 def vm_associate(request: ProjectRequest, pk: int) -> HttpResponse:
     server = get_server_for_user(request, pk)
-    fip = FloatingIP.objects.filter(project=server.project, pk=request.POST.get("fip") or 0).first()
+    fip = FloatingIP.objects.filter(project=server.project, pk=posted_id(request, "fip") or 0).first()
     if fip is None:
         messages.error(request, "Choose a floating IP of this project.")
     elif fip.port_id:
@@ -252,7 +252,7 @@ def vm_console(request: ProjectRequest, pk: int) -> HttpResponse:
 @project_required
 @require_POST
 def vm_delete(request: ProjectRequest) -> HttpResponse:
-    ids = [int(i) for i in request.POST.getlist("server") if i.isdigit()]
+    ids = posted_ids(request, "server")
     project = request.project  # type: ignore[attr-defined]
     servers = list(Server.objects.for_user(request.user).filter(pk__in=ids, project=project))
     if not servers or len(servers) != len(set(ids)):

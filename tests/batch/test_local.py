@@ -188,3 +188,14 @@ def test_it_confines_a_job_to_its_scratch_directory_with_bubblewrap(tmp_path: Pa
 def test_it_reports_a_signal_through_bubblewrap_as_a_signal(tmp_path: Path) -> None:
     result = run_job(_job(tmp_path, "#!/bin/sh\nkill -KILL $$\n", use_bwrap=True))
     assert (result.state, result.exit_code, result.signal) == (JobState.FAILED, None, signal.SIGKILL)
+
+
+def test_it_binds_the_jobs_scratch_back_inside_a_hidden_scratch_root(tmp_path: Path) -> None:
+    other_job = tmp_path / "scratch" / "other-job"
+    other_job.mkdir(parents=True)
+    (other_job / "result.txt").write_text("someone else's data\n")
+    script = f"#!/bin/sh\nls {other_job} 2>/dev/null | grep -q result && echo saw-other\necho ok > mine.txt && echo own\n"
+    job = _job(tmp_path, script, hidden_paths=[tmp_path / "scratch"])
+    assert run_job(job).state == JobState.DONE
+    out = _out(job)
+    assert "own" in out and "saw-other" not in out

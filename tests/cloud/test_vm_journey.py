@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from django.contrib.auth.models import User
 
 from portal.models import Credential, Flavor, FloatingIP, Image, KeyPair, Operation, Project, Quota, Server
@@ -321,3 +322,58 @@ def test_it_reboots_reads_the_console_detaches_and_releases_and_deletes_keys_and
     before = Server.objects.get(pk=server.pk).expires_at
     demo_client.post(f"/vms/{server.pk}/extend/")
     assert Server.objects.get(pk=server.pk).expires_at > before
+
+
+def test_it_adopts_the_server_when_the_sync_sees_it_before_the_launch_records_it(demo_client: Any) -> None:
+    op = _launch(demo_client, "racy")
+    row = Server.objects.get(name="racy")
+    from orchestration.tasks import cloud_actions
+
+    real_record = cloud_actions._record_launch
+
+    def sync_first(server: Server, external_id: str, status: str) -> None:
+        sync()  # beat's sync lists the new server before the launch task writes down its id
+        real_record(server, external_id, status)
+
+    cloud_actions._record_launch = sync_first  # type: ignore[assignment]
+    try:
+        assert drive(op).state == "succeeded"
+    finally:
+        cloud_actions._record_launch = real_record  # type: ignore[assignment]
+    assert list(Server.objects.filter(name="racy").values_list("pk", "status")) == [(row.pk, "ACTIVE")]
+
+
+def test_it_finds_the_server_an_earlier_attempt_created_instead_of_launching_another(
+    demo_client: Any, cloud: Any
+) -> None:
+    op = _launch(demo_client, "again")
+    from orchestration.tasks import cloud_actions
+
+    real_record = cloud_actions._record_launch
+
+    def die(server: Server, external_id: str, status: str) -> None:
+        raise SystemExit("the worker died after the cloud accepted the server")
+
+    cloud_actions._record_launch = die  # type: ignore[assignment]
+    try:
+        with pytest.raises(SystemExit):
+            from orchestration.tasks.cloud_actions import vm_launch
+
+            vm_launch(Operation.objects.get(pk=op.pk), lambda *a: None)  # type: ignore[arg-type]
+    finally:
+        cloud_actions._record_launch = real_record  # type: ignore[assignment]
+    assert Server.objects.get(name="again").external_id == ""
+    assert drive(op).state == "succeeded"
+    import openstack
+
+    conn = openstack.connect(
+        auth_url=cloud.auth_url,
+        username="demo",
+        password="canfar-demo",
+        project_name="demo-lensing",
+        user_domain_name="Default",
+        project_domain_name="Default",
+        load_yaml_config=False,
+        load_envvars=False,
+    )
+    assert [s.name for s in conn.compute.servers()].count("again") == 1

@@ -190,6 +190,9 @@ def test_it_gives_local_jobs_the_users_proxy_certificate(
 
     assert path.endswith("/cadcproxy.pem") and str(local_batch.parent / "scratch") in path
     assert mode == "600" and digest.split()[0] == hashlib.md5(pem).hexdigest()  # noqa: S324
+    tasks.refresh_batch()  # the submission finishes: no copy of the certificate stays on disk
+    assert Submission.objects.get(pk=sub.pk).state == Submission.FINISHED
+    assert not list((local_batch.parent / "batch").rglob("cadcproxy.pem"))
 
 
 def test_it_sends_the_proxy_and_stores_htcondor_outputs_after_retrieval(
@@ -228,6 +231,7 @@ def test_it_sends_the_proxy_and_stores_htcondor_outputs_after_retrieval(
     ad = schedd.jobs[(100, 0)]
     assert ad["x509userproxy"].endswith("/cadcproxy.pem")  # HTCondor's way for a csv2 pool
     assert (schedd.spool_dir / "100.0" / "cadcproxy.pem").read_bytes() == pem
+    assert not list(local_batch.parent.rglob("cadcproxy.pem"))  # only the schedd's spooled copy remains
     schedd.run(100, 0, out="found 12 sources\n", files={"1056215p.cat": "catalogue\n"})
     schedd.run(100, 1, out="no image\n")  # exits 0 without its catalogue
     tasks.refresh_batch()

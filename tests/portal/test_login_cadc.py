@@ -78,3 +78,11 @@ def test_it_stores_the_password_nowhere(client: Any, cadc: CadcTestServer, caplo
     assert '"username": "carol"' in dump
     assert "Very-Secret-Pw-42" not in dump and "Wrong-Secret-Pw-43" not in dump
     assert "Very-Secret-Pw-42" not in caplog.text and "Wrong-Secret-Pw-43" not in caplog.text
+
+
+def test_it_never_lets_a_cadc_login_take_over_a_local_account(client: Any, cadc: CadcTestServer) -> None:
+    User.objects.create_superuser("alice", password="local-operator-password")
+    response = client.post(LOGIN, {"username": "alice", "password": "alice-pw"})
+    assert response.status_code == 200
+    assert b"belongs to a local account" in response.content
+    assert "_auth_user_id" not in client.session

@@ -133,3 +133,16 @@ def test_it_refuses_to_delete_a_shared_image(alice_client: Any, alice: User) -> 
     )
     response = alice_client.post(f"/vms/images/{image.pk}/delete/", follow=True)
     assert "only your snapshots can be deleted" in response.content.decode()
+
+
+@pytest.mark.parametrize("value", ["abc", "²", "1" * 5000, "-3", ""])
+def test_it_answers_hostile_ids_with_a_message_not_an_error(
+    alice_client: Any, alices_vm: Server, value: str
+) -> None:
+    for path, field in ((f"/vms/{alices_vm.pk}/associate/", "fip"), ("/vms/delete/", "server")):
+        response = alice_client.post(path, {field: value}, follow=True)
+        assert response.status_code == 200, path
+    fip = FloatingIP.objects.create(project=alices_vm.project, external_id="f9", address="203.0.113.9")
+    response = alice_client.post(f"/vms/ips/{fip.pk}/associate/", {"server": value}, follow=True)
+    assert response.status_code == 200 and b"Choose a running VM" in response.content
+    assert not Operation.objects.exists()
