@@ -126,7 +126,7 @@ class Command(BaseCommand):
             time.sleep(0.3)
         for proc in running.values():
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                proc.terminate()  # the main process only: Celery and gunicorn stop their own children
         deadline = time.monotonic() + 10
         for proc in running.values():
             try:
