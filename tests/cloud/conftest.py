@@ -63,6 +63,23 @@ def demo_client(client: Any, demo: User, cloud: RunningEmulator, no_dispatch: An
     return client
 
 
+def demo_sdk(project_name: str = "demo-lensing") -> Any:
+    """openstacksdk as the demo user, for acting on the cloud behind the portal's back."""
+    import openstack
+    from django.conf import settings
+
+    return openstack.connect(
+        auth_url=settings.OPENSTACK_AUTH_URL,
+        username="demo",
+        password=DEMO_PASSWORD,
+        project_name=project_name,
+        user_domain_name="Default",
+        project_domain_name="Default",
+        load_yaml_config=False,
+        load_envvars=False,
+    )
+
+
 def project(name: str = "demo-lensing") -> Project:
     return Project.objects.get(name=name)
 

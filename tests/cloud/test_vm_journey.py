@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from portal.models import Credential, Flavor, FloatingIP, Image, KeyPair, Operation, Project, Quota, Server
-from tests.cloud.conftest import drive, last_op, project, public_key, sync
+from tests.cloud.conftest import demo_sdk, drive, last_op, project, public_key, sync
 
 
 def test_it_turns_the_sign_in_into_app_credentials_without_storing_the_password(
@@ -136,19 +136,9 @@ def test_it_stops_starts_and_deletes_vms_in_bulk(demo_client: Any) -> None:
 def test_it_forgets_a_vm_deleted_outside_the_portal_and_finds_one_made_outside(
     demo_client: Any, cloud: Any
 ) -> None:
-    import openstack
 
     drive(_launch(demo_client, "doomed"))
-    conn = openstack.connect(
-        auth_url=cloud.auth_url,
-        username="demo",
-        password="canfar-demo",
-        project_name="demo-lensing",
-        user_domain_name="Default",
-        project_domain_name="Default",
-        load_yaml_config=False,
-        load_envvars=False,
-    )
+    conn = demo_sdk()
     conn.compute.delete_server(Server.objects.get(name="doomed").external_id)
     image = next(conn.image.images(name="canfar-rocky-8"))
     flavor = next(f for f in conn.compute.flavors() if f.name == "p2-7.5gb")
@@ -205,19 +195,8 @@ def test_it_shows_a_vm_that_goes_to_error_with_the_clouds_reason(demo_client: An
         },
     )
     # A snapshot that needs a bigger root disk than the flavor has: the cloud fails the build.
-    import openstack
-    from django.conf import settings
 
-    conn = openstack.connect(
-        auth_url=settings.OPENSTACK_AUTH_URL,
-        username="demo",
-        password="canfar-demo",
-        project_name="demo-lensing",
-        user_domain_name="Default",
-        project_domain_name="Default",
-        load_yaml_config=False,
-        load_envvars=False,
-    )
+    conn = demo_sdk()
     source = conn.compute.create_server(
         name="src", image_id=image.external_id, flavor_id=tiny.external_id, networks="auto"
     )
@@ -255,19 +234,9 @@ def test_it_never_launches_twice_when_a_worker_dies_after_the_cloud_accepted(
 def test_it_asks_to_sign_in_again_when_the_credentials_are_revoked(
     demo_client: Any, demo: User, cloud: Any
 ) -> None:
-    import openstack
 
     cred = Credential.objects.get(user=demo, project=project(), kind="openstack")
-    conn = openstack.connect(
-        auth_url=cloud.auth_url,
-        username="demo",
-        password="canfar-demo",
-        project_name="demo-lensing",
-        user_domain_name="Default",
-        project_domain_name="Default",
-        load_yaml_config=False,
-        load_envvars=False,
-    )
+    conn = demo_sdk()
     conn.identity.delete_application_credential(conn.current_user_id, cred.identifier)
     demo_client.post("/vms/keypairs/", {"name": "late", "public_key": public_key()})
     op = drive(last_op("keypair_import"))
@@ -364,16 +333,6 @@ def test_it_finds_the_server_an_earlier_attempt_created_instead_of_launching_ano
         cloud_actions._record_launch = real_record  # type: ignore[assignment]
     assert Server.objects.get(name="again").external_id == ""
     assert drive(op).state == "succeeded"
-    import openstack
 
-    conn = openstack.connect(
-        auth_url=cloud.auth_url,
-        username="demo",
-        password="canfar-demo",
-        project_name="demo-lensing",
-        user_domain_name="Default",
-        project_domain_name="Default",
-        load_yaml_config=False,
-        load_envvars=False,
-    )
+    conn = demo_sdk()
     assert [s.name for s in conn.compute.servers()].count("again") == 1
