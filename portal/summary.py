@@ -19,11 +19,9 @@ class Step:
 @dataclass
 class Summary:
     counts: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> value, url, detail
-    jobs_by_state: dict[str, int] = field(default_factory=dict)
     storage_used: int | None = None
     steps: list[Step] = field(default_factory=list)
     active_operations: int = 0
-    failed_operations: int = 0
     alerts: list[str] = field(default_factory=list)
 
     @property
@@ -35,7 +33,6 @@ def for_user(user: Any, project: Any) -> Summary:
     ops = Operation.objects.for_user(user)
     summary = Summary(
         active_operations=ops.active().count(),
-        failed_operations=ops.filter(state=Operation.FAILED).count(),
     )
     for contribute in CONTRIBUTORS:
         contribute(summary, user, project)

@@ -154,12 +154,6 @@ class CloudClient:
             )
         return AppCredential(cred.id, cred.secret, str(self.conn.current_project_id), expires)
 
-    def delete_app_credential(self, credential_id: str) -> None:
-        with translate("delete an application credential"):
-            self._identity.delete_application_credential(
-                self.conn.current_user_id, credential_id, ignore_missing=True
-            )
-
     # compute: flavors, images ----------------------------------------------
     def flavors(self) -> list[FlavorInfo]:
         with translate("list flavors"):

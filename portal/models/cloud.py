@@ -36,10 +36,6 @@ class Flavor(models.Model):
         return self.name
 
     @property
-    def is_persistent(self) -> bool:
-        return self.name.startswith("p") or self.ephemeral_gb == 0
-
-    @property
     def label(self) -> str:
         ram = f"{self.ram_mb / 1024:g} GB RAM"
         scratch = f"{self.ephemeral_gb} GB scratch" if self.ephemeral_gb else "no scratch (persistent)"

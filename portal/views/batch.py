@@ -408,7 +408,6 @@ def contribute(s: summary.Summary, user: Any, project: Any) -> None:
         .order_by()
     )
     by_state = {row["state"]: row["n"] for row in rows}
-    s.jobs_by_state = by_state
     detail = " · ".join(
         f"{by_state[k]} {k}" for k in (JobState.RUNNING, JobState.IDLE, JobState.HELD) if by_state.get(k)
     )

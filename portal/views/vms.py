@@ -54,7 +54,6 @@ def _list_context(request: ProjectRequest) -> dict[str, Any]:
         "query": request.GET.get("q", ""),
         "status": request.GET.get("status", ""),
         "polling": any(s.is_transitional or not s.external_id for s in servers),
-        "warning_days": settings.VM_EXPIRY_WARNING_DAYS,
     }
 
 
