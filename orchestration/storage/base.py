@@ -113,7 +113,20 @@ def page(nodes: list[Node], offset: int, limit: int | None) -> list[Node]:
 
 
 def copy_stream(src: IO[bytes], dest: IO[bytes], max_bytes: int | None = None) -> int:
-    """Copy in chunks; StorageError when more than `max_bytes` arrive."""
+    """Copy in chunks; StorageError when more than `max_bytes` arrive.
+
+    A source that can write itself to a file descriptor (``copy_to_fd(fd, max_bytes)``, as the web
+    layer's request body does) is asked to, when ``dest`` is a real file: that skips Python's copies.
+    """
+    copy_to_fd = getattr(src, "copy_to_fd", None)
+    if copy_to_fd is not None:
+        try:
+            fd = dest.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = -1
+        if fd >= 0:
+            dest.flush()
+            return int(copy_to_fd(fd, max_bytes))
     total = 0
     while chunk := src.read(CHUNK_SIZE):
         total += len(chunk)

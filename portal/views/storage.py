@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from orchestration.storage.base import AlreadyExists, Node, Storage, StorageError, StorageUnavailable
 from portal import storage_backend, summary
 from portal.forms.storage import DeleteForm, MkdirForm, MoveForm, UploadForm
+from portal.request_body import request_body
 from portal.storage_backend import storage_for
 from portal.storage_preview import (
     looks_like_text,
@@ -218,23 +219,6 @@ def download(request: HttpRequest, path: str) -> HttpResponseBase:
 
 
 # -- changes -------------------------------------------------------------------------------------------
-class _RequestBody:
-    """The raw request body as a file; a short body (client gone mid-upload) is an error, not a file."""
-
-    def __init__(self, request: HttpRequest, length: int) -> None:
-        self.request, self.remaining = request, length
-
-    def read(self, size: int = -1) -> bytes:
-        if self.remaining <= 0:
-            return b""
-        want = self.remaining if size < 0 else min(size, self.remaining)
-        data = self.request.read(want)
-        if not data:
-            raise StorageError("The upload was interrupted before the whole file arrived.")
-        self.remaining -= len(data)
-        return data
-
-
 def _upload_error(message: str, status: int) -> JsonResponse:
     return JsonResponse({"ok": False, "error": message}, status=status)
 
@@ -284,7 +268,7 @@ def _upload_checked(request: HttpRequest, length: int, multipart: bool) -> HttpR
         return _upload_error(_first_error(form), 400)
     try:
         storage = _storage(request)
-        body = cast(BinaryIO, _RequestBody(request, length))
+        body = cast(BinaryIO, request_body(request, length))
         node = storage.upload(form.target(), body, limit, form.cleaned_data["overwrite"])
     except StorageError as exc:
         status = (
