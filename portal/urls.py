@@ -65,6 +65,7 @@ urlpatterns += [
     path("catalogues/new/", catalogue_views.catalogue_new, name="catalogue_new"),
     path("catalogues/many/", catalogue_views.catalogue_many, name="catalogue_many"),
     path("catalogues/<int:pk>/", catalogue_views.catalogue_detail, name="catalogue_detail"),
+    path("catalogues/<int:pk>/delete/", catalogue_views.catalogue_delete, name="catalogue_delete"),
     path("catalogues/<int:pk>/mosaic.png", catalogue_views.catalogue_mosaic, name="catalogue_mosaic"),
     path("catalogues/<int:pk>/rows/", catalogue_views.catalogue_rows, name="catalogue_rows"),
     path(

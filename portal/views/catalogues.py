@@ -33,9 +33,9 @@ from orchestration.archive import LocalArchive
 from orchestration.catalogue.errors import CatalogueInputError
 from orchestration.catalogue.formats import read_catalogue
 from orchestration.catalogue.validate import validate_image
-from orchestration.storage.base import StorageError
+from orchestration.storage.base import NotFound, StorageError
 from orchestration.tasks.catalogues import ccd_png, input_path, preview_path, rows_path
-from portal import summary
+from portal import storage_backend, summary
 from portal.catalogue_table import plots, table_context
 from portal.forms.catalogues import ManyObservationsForm, NewCatalogueForm
 from portal.models import Catalogue, CatalogueCcd, Operation
@@ -126,11 +126,33 @@ def catalogue_new(request: HttpRequest) -> HttpResponse:
     return _catalogue_new_checked(request)
 
 
+def _again_initial(request: HttpRequest) -> dict[str, Any]:
+    """The form filled in from an earlier catalogue (``?again=<id>``): its image and parameters."""
+    try:
+        pk = int(request.GET.get("again", ""))
+    except ValueError:
+        return {}
+    cat = get_catalogue_for_user(request, pk)
+    initial: dict[str, Any] = {
+        name: value for name, value in cat.params.items() if name in NewCatalogueForm.PARAMETER_NAMES
+    }
+    autoparams = initial.get("PHOT_AUTOPARAMS")
+    if isinstance(autoparams, list | tuple):
+        initial["PHOT_AUTOPARAMS"] = ", ".join(f"{v:g}" for v in autoparams)
+    initial["source"] = cat.source
+    if cat.source == Catalogue.ARCHIVE:
+        initial["observation"] = cat.source_ref
+    elif cat.source == Catalogue.STORAGE:
+        initial["storage_path"] = cat.source_ref
+    return initial
+
+
 def _new_page(
-    request: HttpRequest, form: NewCatalogueForm, status: int = 200, problem: str = ""
+    request: HttpRequest, form: NewCatalogueForm, status: int = 200, problem: str = "", note: str = ""
 ) -> HttpResponse:
     ctx = {
         "problem": problem,
+        "note": note,
         "form": form,
         "archive_choices": _archive_choices(),
         "upload_limit": settings.CATALOGUE_UPLOAD_MAX_BYTES,
@@ -140,9 +162,18 @@ def _new_page(
 
 @csrf_protect
 def _catalogue_new_checked(request: HttpRequest) -> HttpResponse:
-    form = NewCatalogueForm(request.POST or None, request.FILES or None)
-    if request.method != "POST" or not form.is_valid() or form.params is None:
-        return _new_page(request, form, 400 if request.method == "POST" else 200)
+    if request.method != "POST":
+        initial = _again_initial(request)
+        note = (
+            "Uploads are not kept after their catalogue is made: choose the file again to run it with these "
+            "parameters."
+            if initial.get("source") == Catalogue.UPLOAD
+            else ""
+        )
+        return _new_page(request, NewCatalogueForm(initial=initial or None), note=note)
+    form = NewCatalogueForm(request.POST, request.FILES or None)
+    if not form.is_valid() or form.params is None:
+        return _new_page(request, form, 400)
     data, params = form.cleaned_data, form.params.to_dict()
     if data["source"] == "archive":
         cat = _archive_catalogue(data["observation"], params)
@@ -250,6 +281,42 @@ def catalogue_detail(request: HttpRequest, pk: int) -> HttpResponse:
         ctx["first_ccd"] = first
         ctx["ccd_map"] = {c.ccd: c.hdu_index for c in ccds}  # table rows name CCDs, images are HDUs
     return render(request, "catalogues/detail.html", ctx)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def catalogue_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Forget a finished catalogue and its cached previews; its stored files only when asked."""
+    cat = get_catalogue_for_user(request, pk)
+    busy = cat.is_active or cat.ccd_rows.filter(state=CatalogueCcd.RUNNING).exists()
+    if busy:
+        messages.error(
+            request, f"The catalogue of {cat.name} is still running; delete it when it has finished."
+        )
+        return redirect("catalogue_detail", pk=cat.pk)
+    stored = [path for path in cat.outputs.values() if isinstance(path, str)]
+    if request.method == "GET":
+        return render(request, "catalogues/delete.html", {"cat": cat, "stored": stored})
+    problems = []
+    if request.POST.get("files") == "on" and stored:
+        storage = storage_for(request.user)
+        for path in stored:
+            try:
+                storage.delete(path)
+            except NotFound:
+                pass  # already gone: nothing to do
+            except StorageError as exc:
+                problems.append(str(exc))
+        storage_backend.refresh_usage(request.user, storage)
+    if problems:  # the record stays, so the user can try again and nothing is half forgotten
+        messages.error(request, "The stored files could not all be deleted: " + " ".join(problems))
+        return redirect("catalogue_detail", pk=cat.pk)
+    name, work_dir = cat.name, cat.work_dir
+    cat.delete()
+    shutil.rmtree(work_dir, ignore_errors=True)
+    kept = " Its files in your storage are kept." if stored and request.POST.get("files") != "on" else ""
+    messages.success(request, f"Catalogue of {name} deleted.{kept}")
+    return redirect("catalogues")
 
 
 # ---------------------------------------------------------------------------- previews

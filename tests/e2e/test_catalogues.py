@@ -111,3 +111,14 @@ def test_it_runs_previews_and_downloads_a_catalogue(
     page.get_by_role("link", name="All catalogues").click()
     expect(page.get_by_test_id("catalogue-row").first).to_have_attribute("data-state", "done")
     screenshot(page, "catalogue-06-list")
+
+    # Run again opens the form filled in; delete asks first and can keep the stored files.
+    page.get_by_test_id("catalogue-row").first.get_by_role("link", name="Again…").click()
+    expect(page.locator("#id_observation")).to_have_value(OBS)
+    page.go_back()
+    page.get_by_test_id("catalogue-row").first.get_by_role("link", name="Delete…").click()
+    expect(page.get_by_test_id("delete-files")).not_to_be_checked()
+    screenshot(page, "catalogue-07-delete")
+    page.get_by_test_id("confirm-delete").click()
+    expect(page.locator(".alert-success")).to_contain_text("Its files in your storage are kept")
+    expect(page.get_by_test_id("catalogue-row")).to_have_count(0)

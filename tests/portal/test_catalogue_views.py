@@ -275,5 +275,75 @@ def test_it_links_from_the_storage_page_and_the_dashboard(alice_client: Any, cat
     assert b"Look at your catalogues" in dashboard.content and b"Catalogues" in dashboard.content
 
 
+def test_run_again_fills_the_form_with_the_image_and_parameters(
+    alice_client: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    cat = run_archive(alice_client, django_capture_on_commit_callbacks, DETECT_THRESH=2.5, MAG_ZEROPOINT=26.1)
+    assert (
+        f'href="/catalogues/new/?again={cat.pk}"'.encode()
+        in alice_client.get(f"/catalogues/{cat.pk}/").content
+    )
+    form = alice_client.get(f"/catalogues/new/?again={cat.pk}").context["form"]
+    assert form["source"].value() == "archive" and form["observation"].value() == "1056215p"
+    assert form["DETECT_THRESH"].value() == 2.5 and form["MAG_ZEROPOINT"].value() == 26.1
+    assert form["PHOT_AUTOPARAMS"].value() == "2.5, 3.5"
+    # Submitting it unchanged makes a second catalogue, the first one stays.
+    data = {k: v for k, v in form.initial.items() if v is not None}
+    data["CLEAN"] = data["FILTER"] = "on"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alice_client.post("/catalogues/new/", data).status_code == 302
+    again = Catalogue.objects.latest("pk")
+    assert again.pk != cat.pk and again.params == cat.params and again.source_ref == cat.source_ref
+
+
+def test_run_again_of_an_upload_asks_for_the_file_and_of_anothers_is_404(
+    alice_client: Any, alice: Any, catalogue_env: Path, client: Any
+) -> None:
+    up = Catalogue.objects.create(
+        owner=alice, name="mine.fits", source=Catalogue.UPLOAD, source_ref="mine.fits", params={}, stem="mine"
+    )
+    page = alice_client.get(f"/catalogues/new/?again={up.pk}")
+    assert page.context["form"]["source"].value() == "upload"
+    assert b"choose the file again" in page.content
+    client.force_login(make_user("bob", ["bob-project"]))
+    assert client.get(f"/catalogues/new/?again={up.pk}").status_code == 404
+    assert client.get(f"/catalogues/{up.pk}/delete/").status_code == 404
+    assert client.post(f"/catalogues/{up.pk}/delete/").status_code == 404
+    assert Catalogue.objects.filter(pk=up.pk).exists()
+
+
+def test_delete_keeps_stored_files_unless_asked(
+    alice_client: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    stored = catalogue_env / "storage" / "alice" / "catalogues"
+    first = run_archive(alice_client, django_capture_on_commit_callbacks)
+    assert first.work_dir.is_dir()
+    confirm = alice_client.get(f"/catalogues/{first.pk}/delete/")
+    assert b"catalogues/1056215p.cat.fits" in confirm.content and b"delete-files" in confirm.content
+    done = alice_client.post(f"/catalogues/{first.pk}/delete/", follow=True)
+    assert b"deleted. Its files in your storage are kept." in done.content
+    assert not Catalogue.objects.filter(pk=first.pk).exists()
+    assert not CatalogueCcd.objects.filter(catalogue_id=first.pk).exists()
+    assert not first.work_dir.exists()
+    assert len(list(stored.iterdir())) == 5
+
+    second = run_archive(alice_client, django_capture_on_commit_callbacks)
+    alice_client.post(f"/catalogues/{second.pk}/delete/", {"files": "on"})
+    assert not Catalogue.objects.filter(pk=second.pk).exists()
+    assert list(stored.iterdir()) == []
+
+
+def test_a_running_catalogue_cannot_be_deleted(alice_client: Any, alice: Any, catalogue_env: Path) -> None:
+    cat = Catalogue.objects.create(
+        owner=alice, name="1056215p", source=Catalogue.ARCHIVE, source_ref="1056215p", params={}, stem="x"
+    )
+    cat.state = Catalogue.EXTRACTING
+    cat.save()
+    response = alice_client.post(f"/catalogues/{cat.pk}/delete/", follow=True)
+    assert b"still running" in response.content
+    assert Catalogue.objects.filter(pk=cat.pk).exists()
+    assert b"delete-catalogue" not in alice_client.get(f"/catalogues/{cat.pk}/").content
+
+
 def _unused() -> None:  # keep imports used by helpers above
     _ = (gzip, np)
