@@ -61,6 +61,21 @@ def read_response(sock: socket.socket) -> tuple[int, bytes]:
     return int(head.split()[1]), body
 
 
+def listing(server: Server, sock: socket.socket) -> bytes:
+    """The storage page, asked for on ``sock``; it must come back 200."""
+    sock.sendall(server.head("GET", "/storage/"))
+    status, page = read_response(sock)
+    assert status == 200
+    return page
+
+
+def send_in_two(server: Server, sock: socket.socket, name: str, body: bytes, first: int) -> None:
+    """Headers and the start of the body in one packet (gunicorn reads that part with the headers)."""
+    sock.sendall(server.head("POST", f"/storage/upload/?name={name}", len(body)) + body[:first])
+    time.sleep(0.2)
+    sock.sendall(body[first:])
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     user = make_user("alice", ["alice-survey"])
@@ -107,18 +122,12 @@ def server(tmp_path: Path) -> Iterator[Server]:
 def test_the_body_gunicorn_already_holds_and_the_rest_make_the_whole_file(server: Server) -> None:
     body = os.urandom(3 * 1024 * 1024 + 17)
     with server.connect() as sock:
-        # Headers and the start of the body in one packet: gunicorn reads part of the body with them.
-        sock.sendall(server.head("POST", "/storage/upload/?name=image%201.fits", len(body)) + body[:5000])
-        time.sleep(0.2)
-        sock.sendall(body[5000:])
+        send_in_two(server, sock, "image%201.fits", body, 5000)
         status, reply = read_response(sock)
         assert status == 200, reply
         assert (server.storage / "image 1.fits").read_bytes() == body
         # The same connection serves the next request: nothing of the body was left behind on it.
-        sock.sendall(server.head("GET", "/storage/"))
-        status, page = read_response(sock)
-        assert status == 200
-        assert b"image 1.fits" in page
+        assert b"image 1.fits" in listing(server, sock)
 
 
 def test_a_body_that_stops_halfway_leaves_no_file(server: Server) -> None:
@@ -131,10 +140,7 @@ def test_a_body_that_stops_halfway_leaves_no_file(server: Server) -> None:
         time.sleep(0.1)  # the server notices the closed connection and removes its temporary file
     assert list(server.storage.iterdir()) == []
     with server.connect() as sock:  # and goes on serving
-        sock.sendall(server.head("GET", "/storage/"))
-        status, page = read_response(sock)
-        assert status == 200
-        assert b"half.bin" not in page
+        assert b"half.bin" not in listing(server, sock)
 
 
 def test_an_upload_over_the_limit_is_refused_before_its_body_is_read(server: Server) -> None:
@@ -151,12 +157,8 @@ def test_an_existing_name_is_refused_and_the_connection_stays_in_step(server: Se
     # gunicorn drains an unread body of up to 64 KiB to keep the connection; this one is smaller.
     body = b"new" * 15_000
     with server.connect() as sock:
-        sock.sendall(server.head("POST", "/storage/upload/?name=taken.txt", len(body)) + body[:1000])
-        time.sleep(0.1)
-        sock.sendall(body[1000:])
+        send_in_two(server, sock, "taken.txt", body, 1000)
         status, reply = read_response(sock)
         assert status == 409, reply
-        sock.sendall(server.head("GET", "/storage/"))
-        status, _ = read_response(sock)
-        assert status == 200
+        listing(server, sock)
     assert (server.storage / "taken.txt").read_bytes() == b"keep me"
