@@ -9,7 +9,7 @@ file in 1 MiB blocks, as the page's XMLHttpRequest does; the download client wri
 blocks, as a download manager does (curl, whose 16 KiB writes cost more than the transfer itself,
 is timed once as an aside). References, measured in this run: `shutil.copyfile` of the same file
 (what `cp` does: an in-kernel copy, no user space) and a Python read/write loop with 1 MiB chunks.
-Every figure is the best of five interleaved rounds, each from a synced disk. Server
+Every figure is the best of four rounds in which the transfers take turns, after a warm-up. Server
 memory is the worker's peak RSS (VmHWM) before and after the transfers.
 """
 
@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,28 +194,34 @@ def main(size_mb: int) -> None:
                 list_times.append(t)
             hwm_before = worker_hwm_mb(server.pid)
 
-            # Page-cache write-back makes single timings of 1 GB writes noisy: each measurement starts
-            # from a synced disk, and the best of five interleaved rounds is kept for every figure.
+            # Timings of 1 GB writes are noisy here, and whichever write comes late in a burst is slow
+            # (the first round is slow for all). So: a warm-up round that is not counted, then four
+            # rounds in which the four transfers take turns at every position, each starting from a
+            # synced disk with its destination removed; the best of each is kept, medians printed too.
             big = base / "storage" / "bench" / "big.bin"
-            # Downloads serve a file stored earlier, like the references' source: any first read of a
-            # file written moments before (cp's included) is slower while the kernel settles it.
-            shutil.copyfile(src, base / "storage" / "bench" / "served.bin")
-            cp_times, loop_times, up_times, down_times = [], [], [], []
-            for _ in range(5):
-                for dest in (copy_dest, big, got):
-                    dest.unlink(missing_ok=True)
-                os.sync()
-                cp_times.append(_timed(lambda: shutil.copyfile(src, copy_dest)))
-                os.sync()
-                loop_times.append(_timed(lambda: plain_loop(src, got)))
-                got.unlink()
-                os.sync()
+            served = base / "storage" / "bench" / "served.bin"  # a file stored earlier, like `src`
+            shutil.copyfile(src, served)
+
+            def upload() -> float:
                 t, reply = post_file(port, session, src, "/storage/upload/?folder=&name=big.bin&overwrite=on")
                 assert '"ok": true' in reply, reply
-                up_times.append(t)
-                os.sync()
-                down_times.append(get_file(port, session, "/storage/download/served.bin", got))
-                assert got.stat().st_size == src.stat().st_size
+                return t
+
+            transfers: list[tuple[Path, Callable[[], float], list[float]]] = [
+                (copy_dest, lambda: _timed(lambda: shutil.copyfile(src, copy_dest)), []),
+                (got, lambda: _timed(lambda: plain_loop(src, got)), []),
+                (big, upload, []),
+                (got, lambda: get_file(port, session, "/storage/download/served.bin", got), []),
+            ]
+            for round_ in range(5):
+                turn = transfers[round_ % 4 :] + transfers[: round_ % 4]
+                for dest, action, times in turn:
+                    dest.unlink(missing_ok=True)
+                    os.sync()
+                    t = action()
+                    if round_:
+                        times.append(t)
+            cp_times, loop_times, up_times, down_times = (times for _, _, times in transfers)
             same = all(subprocess.run(["cmp", "-s", str(src), str(f)]).returncode == 0 for f in (big, got))
             got.unlink()
             os.sync()
