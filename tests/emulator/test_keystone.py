@@ -50,7 +50,9 @@ def test_it_points_the_catalog_at_the_host_the_client_used(emulator: RunningEmul
 
 def test_it_stops_accepting_an_expired_application_credential(emulator: RunningEmulator) -> None:
     conn = connect(emulator)
-    soon = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 1)) + "Z"
+    # Whole seconds: the credential lives between 2 and 3 s, long enough for the first use on a busy machine.
+    expires = int(time.time()) + 3
+    soon = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(expires)) + "Z"
     cred = conn.identity.create_application_credential(
         user=conn.current_user_id, name="short", expires_at=soon
     )
@@ -65,7 +67,7 @@ def test_it_stops_accepting_an_expired_application_credential(emulator: RunningE
     first = requests.post(f"{emulator.auth_url}/auth/tokens", json=body, timeout=10)
     assert first.status_code == 201
     assert first.json()["token"]["application_credential"]["restricted"] is True
-    time.sleep(1.5)
+    time.sleep(max(0.0, expires + 0.5 - time.time()))
     assert requests.post(f"{emulator.auth_url}/auth/tokens", json=body, timeout=10).status_code == 401
 
 
