@@ -305,6 +305,9 @@ def test_run_again_of_an_upload_asks_for_the_file_and_of_anothers_is_404(
     page = alice_client.get(f"/catalogues/new/?again={up.pk}")
     assert page.context["form"]["source"].value() == "upload"
     assert b"choose the file again" in page.content
+    for hostile in ("abc", "-1", "99999999999999999999999", "1%00"):  # a blank form or 404, never a 500
+        assert alice_client.get(f"/catalogues/new/?again={hostile}").status_code in (200, 404), hostile
+    assert alice_client.get("/catalogues/99999999999999999999999/delete/").status_code == 404
     client.force_login(make_user("bob", ["bob-project"]))
     assert client.get(f"/catalogues/new/?again={up.pk}").status_code == 404
     assert client.get(f"/catalogues/{up.pk}/delete/").status_code == 404
