@@ -190,22 +190,32 @@ def _sync_with(project: Project, client: CloudClient, credential: Credential) ->
             revoke_on_rejection(cred, exc)
 
 
+def _reconcile(
+    model: Any, scope: dict[str, Any], key: str, rows: dict[str, dict[str, Any]], **stale: Any
+) -> None:
+    """Make ``model``'s rows in ``scope`` match ``rows`` ({key value: fields}): update or create each,
+    then delete the scope's other rows (only those also matching ``stale``, when given)."""
+    for value, fields in rows.items():
+        model.objects.update_or_create(**scope, **{key: value}, defaults=fields)
+    model.objects.filter(**scope, **stale).exclude(**{f"{key}__in": list(rows)}).delete()
+
+
 def _sync_flavors(project: Project, flavors: list[Any]) -> None:
-    keep = []
-    for f in flavors:
-        Flavor.objects.update_or_create(
-            project=project,
-            external_id=f.id,
-            defaults={
+    _reconcile(
+        Flavor,
+        {"project": project},
+        "external_id",
+        {
+            f.id: {
                 "name": f.name,
                 "vcpus": f.vcpus,
                 "ram_mb": f.ram_mb,
                 "disk_gb": f.disk_gb,
                 "ephemeral_gb": f.ephemeral_gb,
-            },
-        )
-        keep.append(f.id)
-    Flavor.objects.filter(project=project).exclude(external_id__in=keep).delete()
+            }
+            for f in flavors
+        },
+    )
 
 
 def _sync_images(
@@ -279,40 +289,40 @@ def _apply_server(row: Server, info: ServerInfo, image: Image | None) -> None:
 
 def _sync_ips(project: Project, ips: list[Any], servers: dict[str, Server], now: Any) -> None:
     by_fixed = {ip: s for s in servers.values() for ip in s.fixed_ips}
-    keep = []
-    for info in ips:
-        FloatingIP.objects.update_or_create(
-            project=project,
-            external_id=info.id,
-            defaults={
+    _reconcile(
+        FloatingIP,
+        {"project": project},
+        "external_id",
+        {
+            info.id: {
                 "address": info.address,
                 "status": info.status,
                 "port_id": info.port_id,
                 "fixed_address": info.fixed_address,
                 "server": by_fixed.get(info.fixed_address) if info.port_id else None,
                 "synced_at": now,
-            },
-        )
-        keep.append(info.id)
-    FloatingIP.objects.filter(project=project).exclude(external_id__in=keep).delete()
+            }
+            for info in ips
+        },
+    )
 
 
 def _sync_keypairs(project: Project, user: Any, keypairs: list[Any]) -> None:
-    names = []
-    for k in keypairs:
-        KeyPair.objects.update_or_create(
-            project=project,
-            owner=user,
-            name=k.name,
-            defaults={
+    _reconcile(
+        KeyPair,
+        {"project": project, "owner": user},
+        "name",
+        {
+            k.name: {
                 "fingerprint": k.fingerprint,
                 "public_key": k.public_key,
                 "key_type": k.type,
                 "pending": False,
-            },
-        )
-        names.append(k.name)
-    KeyPair.objects.filter(project=project, owner=user, pending=False).exclude(name__in=names).delete()
+            }
+            for k in keypairs
+        },
+        pending=False,  # an import in flight is not yet listed by the cloud: it stays
+    )
 
 
 def refresh_after(op: Operation) -> None:

@@ -149,6 +149,35 @@ def test_it_forgets_a_vm_deleted_outside_the_portal_and_finds_one_made_outside(
     assert outside.launched_by is None and outside.default_user == "rocky"
 
 
+def test_sync_follows_key_pairs_floating_ips_and_flavors_changed_outside(
+    demo_client: Any, cloud: Any
+) -> None:
+    sync()
+    conn = demo_sdk()
+    conn.compute.create_keypair(name="laptop", public_key=public_key())
+    external = next(iter(conn.network.networks(is_router_external=True)))
+    ip = conn.network.create_ip(floating_network_id=external.id)
+    # Rows the cloud no longer has (a flavor retired, a key deleted elsewhere) and an import in flight.
+    demo_user = User.objects.get(username="demo")
+    Flavor.objects.create(
+        project=project(), external_id="retired", name="old", vcpus=1, ram_mb=1, disk_gb=1, ephemeral_gb=0
+    )
+    KeyPair.objects.create(project=project(), owner=demo_user, name="gone", public_key=public_key())
+    KeyPair.objects.create(project=project(), owner=demo_user, name="importing", public_key="x", pending=True)
+    sync()
+    assert KeyPair.objects.get(name="laptop", owner=demo_user).pending is False
+    assert set(KeyPair.objects.filter(owner=demo_user).values_list("name", flat=True)) == {
+        "laptop",
+        "importing",
+    }
+    assert FloatingIP.objects.get(external_id=ip.id).address == ip.floating_ip_address
+    assert not Flavor.objects.filter(external_id="retired").exists()
+    assert Flavor.objects.filter(project=project(), name="p2-7.5gb").exists()
+    conn.network.delete_ip(ip.id)
+    sync()
+    assert not FloatingIP.objects.filter(external_id=ip.id).exists()
+
+
 def test_it_refuses_a_launch_that_the_quota_cannot_fit(demo_client: Any) -> None:
     Quota.objects.filter(project=project()).update(instances_used=10, instances_limit=10)
     response = demo_client.get("/vms/launch/")
