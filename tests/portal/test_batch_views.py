@@ -11,6 +11,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from orchestration.batch.eventlog import EventLogWriter
 from portal.forms.batch import SEED_SCRIPT
 from portal.models import Job, Operation, Submission
+from portal.models.batch import _new_key
+from portal.views.batch import SUBMISSIONS_PER_PAGE
 
 ITEMS = "1056215p\n1056216p\n1056217p\n1056218p\n"
 SEED_SUBMIT = """executable = do_catalogue.bash
@@ -198,6 +200,22 @@ def test_it_shows_counts_and_polls_the_queue_only_while_jobs_are_live(
     Submission.objects.update(state=Submission.FINISHED)
     html = alice_client.get("/batch/", HTTP_HX_REQUEST="true").content.decode()
     assert "4 done" in html and 'data-polling="false"' in html and "hx-trigger" not in html
+
+
+def test_the_queue_pages_keep_the_filter_and_search(
+    alice_client: Any, sent: list[Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    submit(alice_client, django_capture_on_commit_callbacks)
+    sub = Submission.objects.get()
+    for i in range(SUBMISSIONS_PER_PAGE + 1):
+        sub.pk, sub.key, sub.name = None, _new_key(), f"lensing-{i}"
+        sub.save()
+    html = alice_client.get("/batch/?show=all&q=lensing").content.decode()
+    assert "Page 1 of 2" in html
+    assert 'href="?show=all&amp;q=lensing&amp;page=2">Next' in html
+    html = alice_client.get("/batch/?show=all&q=lensing&page=2").content.decode()
+    assert 'href="?show=all&amp;q=lensing&amp;page=1">Previous' in html
+    assert html.count('data-testid="submission-row"') == 1
 
 
 def test_it_shows_a_pool_summary_without_other_users_items(

@@ -315,6 +315,17 @@ def test_run_again_of_an_upload_asks_for_the_file_and_of_anothers_is_404(
     assert Catalogue.objects.filter(pk=up.pk).exists()
 
 
+def test_the_list_pages_through_many_catalogues(alice_client: Any, alice: Any, catalogue_env: Path) -> None:
+    for i in range(21):
+        Catalogue.objects.create(
+            owner=alice, name=f"img{i}", source=Catalogue.ARCHIVE, source_ref=f"img{i}", stem=f"img{i}"
+        )
+    first = alice_client.get("/catalogues/").content.decode()
+    assert first.count('data-testid="catalogue-row"') == 20 and 'href="?page=2">Next' in first
+    second = alice_client.get("/catalogues/?page=2").content.decode()
+    assert second.count('data-testid="catalogue-row"') == 1 and 'href="?page=1">Previous' in second
+
+
 def test_delete_keeps_stored_files_unless_asked(
     alice_client: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any
 ) -> None:
