@@ -19,7 +19,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from orchestration.storage.base import CHUNK_SIZE, StorageError
+from orchestration.storage.base import CHUNK_SIZE, StorageError, too_large
 
 INTERRUPTED = "The upload was interrupted before the whole file arrived."
 _PIPE_SIZE = 1024 * 1024  # Linux's default /proc/sys/fs/pipe-max-size; a smaller pipe still works
@@ -77,7 +77,7 @@ class SocketBody:
         """Write the whole body to the file descriptor ``fd``; the number of bytes written."""
         total = self.remaining
         if max_bytes is not None and total > max_bytes:  # the view checks first; this is a backstop
-            raise StorageError(f"The file is larger than the {max_bytes // (1024 * 1024)} MB upload limit.")
+            raise too_large(max_bytes)
         if self.buffered:
             _write_all(fd, self.buffered)
             self.buffered = b""

@@ -112,6 +112,10 @@ def page(nodes: list[Node], offset: int, limit: int | None) -> list[Node]:
     return nodes[offset : None if limit is None else offset + limit]
 
 
+def too_large(max_bytes: int) -> StorageError:
+    return StorageError(f"The file is larger than the {max_bytes // (1024 * 1024)} MB upload limit.")
+
+
 def copy_stream(src: IO[bytes], dest: IO[bytes], max_bytes: int | None = None) -> int:
     """Copy in chunks; StorageError when more than `max_bytes` arrive.
 
@@ -131,7 +135,7 @@ def copy_stream(src: IO[bytes], dest: IO[bytes], max_bytes: int | None = None) -
     while chunk := src.read(CHUNK_SIZE):
         total += len(chunk)
         if max_bytes is not None and total > max_bytes:
-            raise StorageError(f"The file is larger than the {max_bytes // (1024 * 1024)} MB upload limit.")
+            raise too_large(max_bytes)
         dest.write(chunk)
     return total
 
