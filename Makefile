@@ -3,12 +3,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+RICE := orchestration/catalogue/_rice.so
 
 .PHONY: run test lint bootstrap system-packages
 
 # Debian packages the tests use: Chromium (end-to-end tests), funpack and
 # source-extractor (catalogues compared with SExtractor), bubblewrap (the local
-# executor's sandbox). Installed when missing
+# executor's sandbox), a C compiler (the catalogue reader's decoder). Installed when missing
 # and when this runs as root with apt-get; otherwise the tests say what is missing.
 system-packages:
 	@missing=""; \
@@ -16,6 +17,7 @@ system-packages:
 	command -v funpack >/dev/null || missing="$$missing libcfitsio-bin"; \
 	command -v source-extractor >/dev/null || missing="$$missing source-extractor"; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	command -v $(CC) >/dev/null || missing="$$missing gcc"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "Installing$$missing"; \
@@ -30,13 +32,20 @@ $(STAMP): requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-bootstrap: $(STAMP)
+# The catalogue reader's Rice decoder. Optional for running: without a C compiler, catalogues read
+# compressed images with astropy's decoder, about twice as slowly.
+$(RICE): orchestration/catalogue/_rice.c
+	@if command -v $(CC) >/dev/null; then \
+	  set -x; $(CC) -O2 -Wall -Wextra -shared -fPIC -ffp-contract=off -o $@ $<; \
+	else echo "No C compiler ($(CC)): catalogues will read Rice-compressed images more slowly"; fi
+
+bootstrap: $(STAMP) $(RICE)
 	$(BIN)/python manage.py bootstrap
 
 run: bootstrap
 	$(BIN)/python manage.py runportal
 
-test: $(STAMP) system-packages
+test: system-packages $(STAMP) $(RICE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from astropy.table import Table  # noqa: E402
 
+from orchestration.catalogue import fitsread  # noqa: E402
 from orchestration.catalogue.extract import ExtractionParams, extract_file, extract_hdu  # noqa: E402
 from orchestration.catalogue.formats import read_catalogue, write_all, write_ascii_head  # noqa: E402
 from orchestration.catalogue.quality import Quality, assess  # noqa: E402
@@ -48,17 +49,38 @@ BINS = np.arange(-17.0, -4.49, 0.25)
 BRIGHT = (-13.0, -10.0)  # unsaturated, high S/N stars for the scatter figures
 
 
+# Runs a command from a small, freshly started Python and reports that command's own peak RSS: a child
+# forked straight from this process would count this process's memory (its RSS before exec) as its peak.
+LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+with open(sys.argv[1], "w") as out:
+    out.write(f"{wall} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_child(cmd: list[str], cwd: Path) -> tuple[float, float, float]:
-    """Run a command; (wall seconds, peak RSS MB, CPU seconds) of that one child."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    """Run a command; (wall seconds, peak RSS MB, CPU seconds) of that one command."""
+    report = cwd / ".child-usage"
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", LAUNCHER, str(report), *cmd],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
     if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace")
         raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
+    wall, maxrss_kb, cpu = report.read_text().split()
+    report.unlink()
+    return float(wall), float(maxrss_kb) / 1024.0, float(cpu)
 
 
 def reference(image: Path, work: Path) -> tuple[np.ndarray, dict[str, float]]:
@@ -158,6 +180,10 @@ def main() -> None:
         )
     truth = Table.read(truth_path)
     print(f"image: {image.name}, 36 CCDs of 2048 x 4612, {len(truth)} true sources; cores: {os.cpu_count()}")
+    decoder = (
+        "compiled (_rice.so)" if fitsread._rice_to_float else "astropy's, tile by tile (_rice.so not built)"
+    )
+    print(f"Rice decoder: {decoder}")
 
     best_ref: dict[str, float] | None = None
     best_ours: dict[str, float] | None = None

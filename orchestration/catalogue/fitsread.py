@@ -2,12 +2,18 @@
 
 astropy decompresses tile by tile with a lot of Python per tile; MegaCam files have one tile per row
 (4612 per CCD), so that overhead is as large as the decompression itself. The fast path reads the HDU's
-bytes once and calls astropy's own C Rice decoder in a tight loop. Anything unusual (quantised floats,
-other algorithms, extra columns, tiles not spanning full rows) goes through astropy.
+bytes once and decodes every tile straight into the float32 image in one call to ``_rice.so`` (built
+from ``_rice.c`` by the Makefile), faster than CFITSIO's own decoder and with no conversion pass
+afterwards. Without that library it calls astropy's own C Rice decoder tile by tile in a tight
+loop. Anything unusual (quantised floats, other algorithms, extra columns, tiles not spanning full
+rows) goes through astropy.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +27,29 @@ except ImportError:  # pragma: no cover - depends on the astropy build
 
 from orchestration.catalogue.errors import CatalogueInputError
 from orchestration.catalogue.fitsindex import image_header, scan_hdus
+
+log = logging.getLogger(__name__)
+RICE_LIBRARY = Path(__file__).with_name("_rice.so")
+
+
+def _load_rice() -> Callable[..., int] | None:
+    """The compiled decoder, or None (not built: the astropy codec does the work, more slowly)."""
+    try:
+        lib = ctypes.CDLL(str(RICE_LIBRARY))
+    except OSError:
+        log.info("%s is not built (make builds it); reading Rice images with astropy's codec", RICE_LIBRARY)
+        return None
+    fn = lib.rice_tiles_to_float
+    i64 = ctypes.c_int64
+    fn.restype = i64
+    # heap, heap length, descriptors, rows, first, step, tiles, tile pixels, image pixels, bytepix,
+    # blocksize, bscale, bzero, output
+    fn.argtypes = [ctypes.c_char_p, i64, ctypes.c_void_p, i64, i64, i64, i64, i64, i64]
+    fn.argtypes += [ctypes.c_int, ctypes.c_int, ctypes.c_double, ctypes.c_double, ctypes.c_void_p]
+    return fn
+
+
+_rice_to_float = _load_rice()
 
 
 def _zvals(header: fits.Header) -> dict[str, int]:
@@ -71,25 +100,47 @@ def _fast_rice(path: Path, index: int, row_step: int = 1) -> tuple[np.ndarray, f
         buf = fh.read(entry.data_size)
     if len(buf) < entry.data_size:
         raise CatalogueInputError(f"{path.name}: HDU {index} is truncated")
-    desc = np.frombuffer(buf, dtype=">i8" if wide else ">i4", count=nrows * 2).reshape(nrows, 2).tolist()
+    raw_desc = np.frombuffer(buf, dtype=">i8" if wide else ">i4", count=nrows * 2)
     theap = int(h.get("THEAP", rowlen * nrows))
-    heap = buf[theap:]
     tile_pix = int(h["ZTILE1"]) * int(h.get("ZTILE2", 1))
     total = nx * ny
+    if nrows != -(-total // tile_pix):
+        raise CatalogueInputError(
+            f"{path.name}: HDU {index} is corrupted and cannot be read ({nrows} tiles for {total} pixels)"
+        )
+    bscale, bzero = float(h.get("BSCALE", 1.0)), float(h.get("BZERO", 0.0))
+    if _rice_to_float is not None:
+        desc = raw_desc.astype(np.int64)
+        desc[1::2] += theap  # offsets from the start of buf
+        ntiles = len(range(0, nrows, row_step))
+        data = np.empty((ny if row_step == 1 else ntiles, nx), np.float32)
+        failed = _rice_to_float(
+            buf, len(buf), desc.ctypes.data, nrows, 0, row_step, ntiles, tile_pix, total,
+            bytepix, blocksize, bscale, bzero, data.ctypes.data,
+        )  # fmt: skip
+        if failed:
+            why = f"tile {failed} does not decode" if failed > 0 else "invalid compression parameters"
+            raise CatalogueInputError(f"{path.name}: HDU {index} is corrupted and cannot be read ({why})")
+        return data, image_header(raw_header)
+    tiles = raw_desc.reshape(nrows, 2).tolist()
+    heap = buf[theap:]
     parts = []
-    for k in range(0, len(desc), row_step):
-        n, off = desc[k]
+    for k in range(0, len(tiles), row_step):
+        n, off = tiles[k]
         npix = min(tile_pix, total - k * tile_pix)
         if off + n > len(heap):
-            raise CatalogueInputError(f"{path.name}: HDU {index} compressed data is corrupted")
+            raise CatalogueInputError(
+                f"{path.name}: HDU {index} is corrupted and cannot be read (tiles do not decode)"
+            )
         parts.append(decompress_rice_1_c(heap[off : off + n], blocksize, bytepix, npix))
     pixels = b"".join(parts)
     ny = len(range(0, ny, row_step))
     if len(pixels) != (total if row_step == 1 else ny * nx) * bytepix:
-        raise CatalogueInputError(f"{path.name}: HDU {index} compressed data is corrupted")
+        raise CatalogueInputError(
+            f"{path.name}: HDU {index} is corrupted and cannot be read (tiles do not decode)"
+        )
     ints = np.frombuffer(pixels, dtype={1: np.uint8, 2: np.int16, 4: np.int32}[bytepix]).reshape(ny, nx)
     data = np.empty((ny, nx), np.float32)
-    bscale, bzero = float(h.get("BSCALE", 1.0)), float(h.get("BZERO", 0.0))
     if bscale != 1.0:
         np.multiply(ints, np.float32(bscale), out=data, dtype=np.float32)
         data += np.float32(bzero)
