@@ -104,9 +104,17 @@ def _fast_rice(path: Path, index: int, row_step: int = 1) -> tuple[np.ndarray, f
     theap = int(h.get("THEAP", rowlen * nrows))
     tile_pix = int(h["ZTILE1"]) * int(h.get("ZTILE2", 1))
     total = nx * ny
-    if nrows != -(-total // tile_pix):
+    if tile_pix <= 0 or nrows != -(-total // tile_pix):
         raise CatalogueInputError(
             f"{path.name}: HDU {index} is corrupted and cannot be read ({nrows} tiles for {total} pixels)"
+        )
+    if not 1 <= blocksize <= 1024:  # CFITSIO writes 32 (16 for bytes)
+        raise CatalogueInputError(
+            f"{path.name}: HDU {index} is corrupted and cannot be read (Rice block size {blocksize})"
+        )
+    if total > (8 * len(buf) // 3 + nrows) * blocksize:  # every block costs at least 3 bits
+        raise CatalogueInputError(
+            f"{path.name}: HDU {index} is corrupted and cannot be read ({total} pixels from {len(buf)} bytes)"
         )
     bscale, bzero = float(h.get("BSCALE", 1.0)), float(h.get("BZERO", 0.0))
     if _rice_to_float is not None:
