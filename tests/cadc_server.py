@@ -7,6 +7,11 @@ locate/files endpoints that `cadcdata` uses. Point `cadcutils`, `vos` and `cadcd
 
 Switches: `server.unavailable` (a set of service names, or "all") answers 503;
 `server.reject_credentials` answers 401 to every authenticated call.
+
+`CadcTestServer(tls=True)` serves HTTPS instead, as CADC does, with its own certificate authority:
+proxy certificates it issues are signed by that authority and identify their user when presented as
+client certificates (TLS with certificate, as `vos --cert` and the portal's workers use it).
+`point_clients_at` adds the authority to the CA bundle requests verifies servers with.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import tempfile
 import threading
 import xml.etree.ElementTree as ET
@@ -30,6 +36,7 @@ from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 VOSNS = "http://www.ivoa.net/xml/VOSpace/v2.0"
 XSINS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -120,13 +127,18 @@ class Job:
 class CadcTestServer:
     """Threaded loopback server; `start()` then use `registry_url`; `stop()` when done."""
 
-    def __init__(self, users: dict[str, str] | None = None, data_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, users: dict[str, str] | None = None, data_dir: str | Path | None = None, tls: bool = False
+    ) -> None:
         self.users = dict(users if users is not None else {"alice": "alice-password"})
+        self.tls = tls
+        self.auth_seen: list[tuple[str, str]] = []  # (user, how: token, basic or certificate)
         self.unavailable: set[str] = set()
         self.reject_credentials = False
         self.requests: list[tuple[str, str]] = []  # (method, path) seen, for debugging only
         self.tokens: dict[str, str] = {}
         self.archive_files: dict[str, Path] = {}
+        self.archive_owners: dict[str, str] = {}  # proprietary artifacts: uri -> the user who may read it
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="cadc-server-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +147,8 @@ class CadcTestServer:
         self.nodes: dict[str, VNode] = {}
         self.jobs: dict[str, Job] = {}
         self.preauth: dict[str, tuple[str, str, str]] = {}  # key -> (path, direction, user)
-        self._key = None
+        self._key: Any = None
+        self._ca: tuple[Any, Any] | None = None  # (key, certificate) of the TLS authority
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         for user in self.users:
@@ -148,6 +161,19 @@ class CadcTestServer:
         handler = type("Handler", (CadcHandler,), {"cadc": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self._server_pem())
+            context.verify_mode = ssl.CERT_OPTIONAL  # registry and capabilities stay anonymous
+            # TLS 1.2: a refused client certificate then fails the handshake itself, so the client
+            # always reads the server's alert. With TLS 1.3 the check comes after the client has sent
+            # its request, and a client still writing a body can see the connection close instead.
+            context.maximum_version = ssl.TLSVersion.TLSv1_2
+            context.load_verify_locations(cafile=self.ca_file)
+            # The handshake happens in the handler's thread (CadcHandler.setup), not in accept().
+            self._httpd.socket = context.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -174,7 +200,8 @@ class CadcTestServer:
     @property
     def base_url(self) -> str:
         assert self._httpd is not None, "server not started"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self._httpd.server_address[1]}"
 
     @property
     def registry_url(self) -> str:
@@ -185,51 +212,79 @@ class CadcTestServer:
         with self.lock:
             self.nodes.setdefault(f"/{user}", VNode(f"/{user}", True, user))
 
-    def add_archive_file(self, uri: str, path: str | Path) -> None:
-        """Serve a local file as storage-inventory artifact `uri` (e.g. cadc:CFHT/1056213p.fits.fz)."""
+    def add_archive_file(self, uri: str, path: str | Path, owner: str | None = None) -> None:
+        """Serve a local file as storage-inventory artifact `uri` (e.g. cadc:CFHT/1056213p.fits.fz);
+        with `owner`, it is proprietary: only that user, authenticated, may locate and read it."""
         self.archive_files[uri] = Path(path)
+        if owner is None:
+            self.archive_owners.pop(uri, None)
+        else:
+            self.archive_owners[uri] = owner
 
     def issue_token(self, user: str) -> str:
         token = secrets.token_urlsafe(24)
         self.tokens[token] = user
         return token
 
-    def make_proxy_pem(self, user: str, days: float) -> bytes:
-        """A self-signed certificate plus key, like cadcproxy.pem, valid for `days`."""
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-        from cryptography.x509.oid import NameOID
+    def make_proxy_pem(self, user: str, days: float, trusted: bool = True) -> bytes:
+        """A certificate plus key, like cadcproxy.pem, valid for `days` (negative: expired that long ago).
+
+        Self-signed on a plain HTTP server; with TLS, signed by the server's authority, or self-signed
+        (``trusted=False``, a certificate the server does not accept).
+        """
+        from cryptography.hazmat.primitives import serialization
 
         with self.lock:
             if self._key is None:
                 self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             key = self._key
-        name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.COUNTRY_NAME, "ca"),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hia"),
-                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "cadc"),
-                x509.NameAttribute(NameOID.COMMON_NAME, user),
-            ]
-        )
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=days))
-            .sign(key, hashes.SHA256())
-        )
+        name = _name(user, "cadc")
+        issuer = self._authority() if self.tls and trusted else None
+        end = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+        start = min(dt.datetime.now(dt.UTC), end - dt.timedelta(days=1)) - dt.timedelta(minutes=5)
+        cert = _certificate(name, key, issuer, start, end)
         key_pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.TraditionalOpenSSL,
             serialization.NoEncryption(),
         )
         return cert.public_bytes(serialization.Encoding.PEM) + key_pem
+
+    # -- TLS -------------------------------------------------------------------------------------
+    @property
+    def ca_file(self) -> str:
+        """The authority's certificate (PEM): what clients must trust to talk to this server."""
+        return str(self.data_dir / "tls-ca.pem")
+
+    def _authority(self) -> tuple[Any, Any]:
+        from cryptography.hazmat.primitives import serialization
+
+        with self.lock:
+            if self._ca is None:
+                key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                now = dt.datetime.now(dt.UTC)
+                start, end = now - dt.timedelta(minutes=5), now + dt.timedelta(days=30)
+                cert = _certificate(_name("Test CADC CA", "ca"), key, None, start, end, ca=True)
+                Path(self.ca_file).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+                self._ca = (key, cert)
+            return self._ca
+
+    def _server_pem(self) -> str:
+        """The server's certificate for 127.0.0.1 and its key, signed by the authority; a file name."""
+        from cryptography.hazmat.primitives import serialization
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = dt.datetime.now(dt.UTC)
+        start, end = now - dt.timedelta(minutes=5), now + dt.timedelta(days=30)
+        cert = _certificate(_name("127.0.0.1", "server"), key, self._authority(), start, end, server=True)
+        path = self.data_dir / "tls-server.pem"
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key_pem)
+        return str(path)
 
     def registry_text(self) -> str:
         return "".join(f"{rid} = {self.base_url}/{svc}/capabilities\n" for svc, (rid, _) in SERVICES.items())
@@ -332,6 +387,52 @@ def _interface(url: str, methods: list[str]) -> str:
     return anon + anon.replace("</accessURL>", f"</accessURL>{sms}")
 
 
+def _name(common_name: str, unit: str) -> Any:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "ca"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hia"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _certificate(
+    name: Any,
+    key: Any,
+    issuer: tuple[Any, Any] | None,
+    start: dt.datetime,
+    end: dt.datetime,
+    ca: bool = False,
+    server: bool = False,
+) -> Any:
+    """An X.509 certificate for `key`, signed by `issuer` (key, certificate) or by itself."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    signer_key, issuer_name = (issuer[0], issuer[1].subject) if issuer else (key, name)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if server:
+        san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+        builder = builder.add_extension(san, critical=False)
+    return builder.sign(signer_key, hashes.SHA256())
+
+
 DEFAULT_USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 
 
@@ -342,6 +443,15 @@ def cadc_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Cad
     Use it elsewhere with `from tests.cadc_server import cadc_server  # noqa: F401` in a conftest.
     """
     server = CadcTestServer(users=DEFAULT_USERS, data_dir=tmp_path / "cadc-server-data").start()
+    point_clients_at(server, monkeypatch, tmp_path / "home")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cadc_tls_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[CadcTestServer]:
+    """The same over HTTPS with client certificates, the clients trusting its authority."""
+    server = CadcTestServer(users=DEFAULT_USERS, data_dir=tmp_path / "cadc-tls-data", tls=True).start()
     point_clients_at(server, monkeypatch, tmp_path / "home")
     yield server
     server.stop()
@@ -359,6 +469,16 @@ def point_clients_at(server: CadcTestServer, monkeypatch: Any, home: Path) -> No
     monkeypatch.setattr(ws, "DEFAULT_REGISTRY", server.registry_url)
     # No PyPI version look-ups from tests.
     monkeypatch.setattr(cutils.check_version, "checked", ["cadcutils", "vos", "cadcdata"])
+    if server.tls:
+        # cadcutils turns requests' environment off (REQUESTS_CA_BUNDLE), so the test authority joins
+        # the default bundle itself: the public authorities, as in production, plus this one.
+        import certifi
+        import requests.adapters
+
+        bundle = home / "ca-bundle.pem"
+        bundle.parent.mkdir(parents=True, exist_ok=True)
+        bundle.write_bytes(Path(certifi.where()).read_bytes() + Path(server.ca_file).read_bytes())
+        monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", str(bundle))
 
 
 def md5_b64(hexdigest: str) -> str:

@@ -12,7 +12,7 @@ from orchestration.archive.base import (
     destination,
     observation_uri,
 )
-from orchestration.identity.cadc_registry import http_status, use_registry
+from orchestration.identity.cadc_registry import certificate_refused, http_status, use_registry
 
 
 class CadcArchive:
@@ -48,6 +48,11 @@ class CadcArchive:
             ) from None
         except Exception as exc:  # noqa: BLE001 - anything else: the archive is not usable right now
             part.unlink(missing_ok=True)
+            if certificate_refused(exc):
+                raise ArchiveAccessDenied(
+                    "CADC did not accept your proxy certificate (expired, revoked or not issued by CADC). "
+                    "Renew it from the user menu."
+                ) from None
             status = http_status(exc)
             if status == 503:
                 message = "The CADC archive is temporarily unavailable. Please try again in a few minutes."

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 
 import requests
@@ -51,3 +52,28 @@ def http_status(exc: BaseException) -> int | None:
         if isinstance(response, requests.Response):
             return response.status_code
     return None
+
+
+# TLS alerts a server sends when it refuses the client's certificate (unknown authority, expired,
+# revoked, bad or missing). Our own failure to verify the server is CERTIFICATE_VERIFY_FAILED instead.
+_CLIENT_CERT_ALERT = re.compile(r"ALERT_(UNKNOWN_CA|CERTIFICATE_\w+|BAD_CERTIFICATE)", re.IGNORECASE)
+
+
+def certificate_refused(exc: BaseException) -> bool:
+    """Did the service refuse our client certificate during the TLS handshake?
+
+    cadcutils reports that as "unable to verify the server certificate", which sends users and
+    operators the wrong way; the alert's name further down the exception chain says what happened.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if _CLIENT_CERT_ALERT.search(str(current)):
+            return True
+        todo += [current.__cause__, current.__context__, getattr(current, "orig_exception", None)]
+        todo += [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
+    return False

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 import requests
 from cadcutils import exceptions as cadc_exc
 
-from orchestration.identity.cadc_registry import http_status, use_registry
+from orchestration.identity.cadc_registry import certificate_refused, http_status, use_registry
 from orchestration.storage.base import (
     AlreadyExists,
     InvalidPath,
@@ -237,9 +237,9 @@ def _errors(rel: str) -> Iterator[None]:
         raise PermissionDenied(f"You are not allowed to access '{shown}'.") from None
     except cadc_exc.AlreadyExistsException:
         raise AlreadyExists(f"'{shown}' already exists.") from None
-    except cadc_exc.HttpException as exc:
-        raise _service_error(exc, http_status(exc)) from None
-    except requests.RequestException as exc:
+    except (cadc_exc.HttpException, requests.RequestException) as exc:
+        if certificate_refused(exc):
+            raise PermissionDenied(_CREDENTIALS_MESSAGE) from None
         raise _service_error(exc, http_status(exc)) from None
     except OSError as exc:
         code = exc.errno

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import io
 import secrets
 import shutil
+import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -53,6 +55,19 @@ class CadcHandler(BaseHTTPRequestHandler):
         super().setup()
         with self.cadc.lock:
             self.cadc.connections.add(self.connection)
+        self.peer_user: str | None = None
+        if self.cadc.tls:
+            try:
+                self.connection.do_handshake()  # refuses certificates the authority did not sign
+            except (ssl.SSLError, OSError):
+                self.close_connection = True
+                self.rfile = io.BytesIO()  # handle() then reads no request and the connection closes
+                return
+            cert = self.connection.getpeercert()
+            for rdn in (cert or {}).get("subject", ()):
+                for key, value in rdn:
+                    if key == "commonName":
+                        self.peer_user = value
 
     def finish(self) -> None:
         with self.cadc.lock:
@@ -161,15 +176,21 @@ class CadcHandler(BaseHTTPRequestHandler):
         if not token and "CADC_SSO=" in cookie:
             token = cookie.split("CADC_SSO=", 1)[1].split(";")[0].strip('"')
         if token:
-            return self.cadc.tokens.get(token)
-        if auth.lower().startswith("basic "):
+            user = self.cadc.tokens.get(token)
+            how = "token"
+        elif auth.lower().startswith("basic "):
             try:
-                user, _, password = base64.b64decode(auth.split(" ", 1)[1]).decode().partition(":")
+                name, _, password = base64.b64decode(auth.split(" ", 1)[1]).decode().partition(":")
             except ValueError:
                 return None
-            if self.cadc.users.get(user) == password and password:
-                return user
-        return None
+            user = name if self.cadc.users.get(name) == password and password else None
+            how = "basic"
+        else:
+            user = self.peer_user if self.peer_user in self.cadc.users else None
+            how = "certificate"
+        if user is not None:
+            self.cadc.auth_seen.append((user, how))
+        return user
 
     def _require_user(self) -> str:
         user = self._user()
@@ -207,6 +228,7 @@ class CadcHandler(BaseHTTPRequestHandler):
             target, _ = _transfer_fields(self._body())
             if target not in self.cadc.archive_files:
                 raise HttpError(404, f"not found: {target}")
+            self._check_proprietary(target)
             url = f"{self.cadc.base_url}/raven/files/{quote(target)}"
             return self._send(200, self._transfer_doc(target, "pullFromVoSpace", [url]), "text/xml")
         if method in ("GET", "HEAD") and rest.startswith("files/"):
@@ -214,8 +236,14 @@ class CadcHandler(BaseHTTPRequestHandler):
             path = self.cadc.archive_files.get(uri)
             if path is None or not path.exists():
                 raise HttpError(404, f"not found: {uri}")
+            self._check_proprietary(uri)
             return self._stream_file(path, cs.hash_file(path), uri.rsplit("/", 1)[-1])
         raise HttpError(404, "not found")
+
+    def _check_proprietary(self, uri: str) -> None:
+        owner = self.cadc.archive_owners.get(uri)
+        if owner is not None and self._require_user() != owner:
+            raise HttpError(403, f"{uri} is proprietary")
 
     def _svc_vault(self, method: str, rest: str) -> None:
         kind, _, tail = rest.partition("/")

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from portal import certificates
-from tests.cadc_server import CadcTestServer, cadc_server  # noqa: F401 (fixture)
+from tests.cadc_server import CadcTestServer, cadc_server, cadc_tls_server  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -80,20 +80,45 @@ def test_it_asks_for_a_certificate_when_there_is_none(
     assert b"needs a CADC proxy certificate" in response.content
 
 
+@pytest.fixture
+def tls_vault(cadc_tls_server: CadcTestServer, settings: Any, tmp_path: Any) -> CadcTestServer:  # noqa: F811
+    """VOSpace over HTTPS, reached with each user's own proxy certificate (no service token)."""
+    settings.STORAGE_BACKEND = "vospace"
+    settings.CADC_REGISTRY_URL = cadc_tls_server.registry_url
+    settings.VOSPACE_TOKEN = ""
+    settings.PROXY_CERT_DIR = str(tmp_path / "proxies")
+    settings.STORAGE_UPLOAD_MAX_BYTES = 10 * 1024 * 1024
+    return cadc_tls_server
+
+
 def test_it_uses_the_users_proxy_certificate(
-    alice_client: Any, alice: User, vault: CadcTestServer, settings: Any, tmp_path: Any
+    alice_client: Any, alice: User, tls_vault: CadcTestServer
 ) -> None:
     from orchestration.identity.cadc import read_proxy_certificate
     from orchestration.storage.vospace import VOSpaceStorage
     from portal.storage_backend import storage_for
 
-    settings.VOSPACE_TOKEN = ""
-    settings.PROXY_CERT_DIR = str(tmp_path / "proxies")
-    certificates.store(alice, read_proxy_certificate(vault.make_proxy_pem("alice", 5)))
+    certificates.store(alice, read_proxy_certificate(tls_vault.make_proxy_pem("alice", 5)))
     storage = storage_for(alice)
     assert isinstance(storage, VOSpaceStorage)
     assert storage.base_uri == "vos:alice"
-    # The local server speaks plain HTTP, so a client certificate cannot be presented: VOSpace refuses,
-    # and the user reads why instead of a crash.
+    data = bytes(range(256)) * 1024
+    assert upload(alice_client, "cat.fits", data).json()["size"] == len(data)
+    listing = alice_client.get("/storage/")
+    assert [r["node"].name for r in listing.context["rows"]] == ["cat.fits"]
+    assert b"".join(alice_client.get("/storage/download/cat.fits").streaming_content) == data
+    # The server knew alice only from the certificate her browser never saw.
+    assert {how for _, how in tls_vault.auth_seen} == {"certificate"}
+    assert {user for user, _ in tls_vault.auth_seen} == {"alice"}
+
+
+def test_it_explains_a_certificate_vospace_refuses(
+    alice_client: Any, alice: User, tls_vault: CadcTestServer
+) -> None:
+    from orchestration.identity.cadc import read_proxy_certificate
+
+    pem = tls_vault.make_proxy_pem("alice", 5, trusted=False)  # not issued by the service's authority
+    certificates.store(alice, read_proxy_certificate(pem))
     response = alice_client.get("/storage/")
+    assert response.status_code == 400
     assert b"VOSpace did not accept your credentials" in response.content
