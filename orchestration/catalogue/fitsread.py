@@ -65,7 +65,7 @@ def _fast_rice(path: Path, index: int, row_step: int = 1) -> tuple[np.ndarray, f
 
     With ``row_step`` > 1 and one-row tiles, only every row_step-th row is decoded (for thumbnails).
     """
-    if decompress_rice_1_c is None:
+    if _rice_to_float is None and decompress_rice_1_c is None:
         return None
     entries = scan_hdus(path)
     if index >= len(entries):
