@@ -84,7 +84,7 @@ def run_child(cmd: list[str], cwd: Path) -> tuple[float, float, float]:
 
 
 def reference(image: Path, work: Path) -> tuple[np.ndarray, dict[str, float]]:
-    """The seeds' pipeline: funpack -D then source-extractor with defaults and DETECT_MINAREA 5."""
+    """The CANFAR tutorial's pipeline: funpack -D then source-extractor with defaults and DETECT_MINAREA 5."""
     ref = work / "ref"
     shutil.rmtree(ref, ignore_errors=True)
     ref.mkdir()

@@ -1,4 +1,4 @@
-"""The dashboard's cloud figures and the first tutorial steps (seeds: key, IP, VM, snapshot)."""
+"""The dashboard's cloud figures and the first tutorial steps (the tutorial's: key, IP, VM, snapshot)."""
 
 from __future__ import annotations
 

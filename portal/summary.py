@@ -39,5 +39,5 @@ def for_user(user: Any, project: Any) -> Summary:
     return summary
 
 
-# Each area adds its counts and tutorial steps; the order is the seeds' tutorial.
+# Each area adds its counts and tutorial steps; the order is the CANFAR tutorial.
 CONTRIBUTORS: list[Any] = []

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from orchestration.batch.base import JobState
@@ -54,6 +54,28 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class LocalServices:
+    """The archive and storage of a portal whose backends are local folders, offered to its jobs with
+    stand-ins for the CADC tools (``jobtools/``: cadcget, vcp, vls, vmkdir), so the tutorial's scripts
+    run unchanged. Inside bubblewrap the archive is visible read-only and, of all users' storage,
+    only the job owner's own folder, writable as VOSpace is with the real vcp."""
+
+    tools_dir: Path
+    archive_dir: Path
+    storage_dir: Path  # the owner's own space
+    vos_uri: str  # how the owner's space is named in vos: paths, e.g. vos:alice
+
+    def to_json(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> LocalServices:
+        return cls(
+            Path(data["tools_dir"]), Path(data["archive_dir"]), Path(data["storage_dir"]), data["vos_uri"]
+        )
+
+
+@dataclass(frozen=True)
 class LocalJob:
     """Everything the runner needs; paths are on this machine."""
 
@@ -75,6 +97,7 @@ class LocalJob:
     hidden_paths: list[Path] = field(default_factory=list)  # masked inside bwrap
     keep_scratch: bool = False
     stop_file: Path | None = None  # appears when the portal holds or removes the job from any host
+    services: LocalServices | None = None  # local archive and storage behind cadcget and vcp
 
 
 @dataclass(frozen=True)
@@ -106,6 +129,11 @@ def job_environment(job: LocalJob, scratch: Path) -> dict[str, str]:
     }
     if job.proxy is not None:
         env["X509_USER_PROXY"] = str(scratch / job.proxy.name)
+    if job.services is not None:
+        env["PATH"] = f"{job.services.tools_dir}:{env['PATH']}"
+        env["PORTAL_ARCHIVE_DIR"] = str(job.services.archive_dir)
+        env["PORTAL_STORAGE_DIR"] = str(job.services.storage_dir)
+        env["PORTAL_VOS_URI"] = job.services.vos_uri
     env.update(job.env)
     return env
 
@@ -129,6 +157,11 @@ def _command(job: LocalJob, scratch: Path) -> tuple[list[str], Callable[[], None
         wrap = [_BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
         for hidden in job.hidden_paths:
             wrap += ["--tmpfs", str(hidden)]
+        if job.services is not None:  # after the hidden paths: these few come back into view
+            services = job.services
+            wrap += ["--ro-bind", str(services.tools_dir), str(services.tools_dir)]
+            wrap += ["--ro-bind", str(services.archive_dir), str(services.archive_dir)]
+            wrap += ["--bind", str(services.storage_dir), str(services.storage_dir)]
         wrap += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--die-with-parent", "--"]
         argv = wrap + argv
     limits = _limit_args(job.limits)
@@ -147,6 +180,9 @@ def _command(job: LocalJob, scratch: Path) -> tuple[list[str], Callable[[], None
 
 def _prepare_scratch(job: LocalJob) -> Path:
     job.scratch_root.mkdir(parents=True, exist_ok=True)
+    if job.services is not None:  # bubblewrap binds them, so they must exist
+        job.services.archive_dir.mkdir(parents=True, exist_ok=True)
+        job.services.storage_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"job-{job.cluster}.{job.proc}-", dir=job.scratch_root))
     target = scratch / job.script.name
     shutil.copyfile(job.script, target)

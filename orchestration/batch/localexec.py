@@ -31,7 +31,7 @@ from orchestration.batch.base import (
     WorkerTarget,
 )
 from orchestration.batch.eventlog import HOLD_FAILED_TO_START, EventLogWriter, JobEvent, read_events
-from orchestration.batch.local import JobResult, Limits, LocalJob, OnStart, kill_job, run_job
+from orchestration.batch.local import JobResult, Limits, LocalJob, LocalServices, OnStart, kill_job, run_job
 from orchestration.batch.submit import PROXY_FILE_NAME
 from orchestration.batch.validate import check_file_name
 
@@ -134,6 +134,7 @@ class LocalExecutor:
         key: str,
         proxy: bytes | None = None,
         target: WorkerTarget | None = None,  # unused: jobs run here, not on cloud workers
+        services: LocalServices | None = None,
     ) -> SubmitHandle:
         """Record the submission and log each job as submitted. Safe to repeat, or to resume, with a key."""
         existing = self.find(key)
@@ -172,6 +173,7 @@ class LocalExecutor:
             "executable": parsed.executable,
             "inputs": [n for n in parsed.transfer_input_files if n != PROXY_FILE_NAME],
             "proxy": proxy is not None,
+            "services": services.to_json() if services else None,
             "jobs": [asdict(job) for job in parsed.jobs],
         }
         tmp = base / ".submission.json.tmp"
@@ -237,6 +239,7 @@ class LocalExecutor:
             use_bwrap=self.use_bwrap,
             hidden_paths=[*self.hidden_paths, self.root],
             stop_file=base / "stop" / str(proc),
+            services=LocalServices.from_json(record["services"]) if record.get("services") else None,
         )
         try:
             return run_job(local, on_start=started)

@@ -23,6 +23,7 @@ from orchestration.catalogue.validate import CatalogueInputError
 
 REQUIRED_COLUMNS = ("NUMBER", "X_IMAGE", "Y_IMAGE", "MAG_AUTO")
 SUFFIXES = {"ascii_head": ".cat", "fits": ".cat.fits", "csv": ".cat.csv", "votable": ".cat.vot"}
+PROVENANCE_SUFFIX = ".provenance.json"
 # printf formats close to SExtractor's own, so the ASCII file reads like one it wrote
 _FORMATS = {
     "NUMBER": "%10d",
@@ -200,7 +201,7 @@ def write_all(cat: Catalogue, out_dir: str | Path, stem: str) -> dict[str, Path]
         "votable": write_votable(cat, out_dir / f"{stem}{SUFFIXES['votable']}"),
     }
     prov = dict(cat.provenance, n_sources=len(cat), ccds=[list(c[:2]) + [list(c[2]), c[3]] for c in cat.ccds])
-    provenance_path = out_dir / f"{stem}.provenance.json"
+    provenance_path = out_dir / f"{stem}{PROVENANCE_SUFFIX}"
     provenance_path.write_text(json.dumps(prov, indent=2))
     paths["provenance"] = provenance_path
     return paths

@@ -113,4 +113,23 @@ def translate(action: str) -> Iterator[None]:
     ) as exc:
         if isinstance(exc, os_exc.ResourceFailure):
             raise CloudError(f"Could not {action}: the cloud reports a failure ({exc}).") from exc
+        if _unauthorized_inside(exc):
+            # openstacksdk wraps Keystone's 401 at connection time in a plain SDKException.
+            raise CredentialsRejected(
+                "The cloud no longer accepts your credentials (they expired or were revoked). "
+                "Sign out and sign in again to renew them; nothing you did is lost."
+            ) from exc
         raise CloudUnavailable(f"The cloud is not answering (could not {action}).") from exc
+
+
+def _unauthorized_inside(exc: BaseException) -> bool:
+    """Is a Keystone 401 the cause of ``exc``, somewhere down its chain?"""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        status = getattr(current, "status_code", None) or getattr(current, "http_status", None)
+        if isinstance(current, ks_exc.Unauthorized) or status == 401:
+            return True
+        current = current.__cause__ or current.__context__
+    return False

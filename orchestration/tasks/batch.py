@@ -32,7 +32,7 @@ from orchestration.batch.base import (
     WorkerTarget,
 )
 from orchestration.batch.eventlog import read_events
-from orchestration.batch.local import Limits
+from orchestration.batch.local import Limits, LocalServices
 from orchestration.batch.localexec import LocalExecutor, state_from_events
 from orchestration.errors import TransientError, UserFacingError
 from orchestration.operations import Progress, handler
@@ -63,6 +63,26 @@ def local_executor() -> LocalExecutor:
         ),
         use_bwrap=settings.BATCH_USE_BWRAP,
         hidden_paths=portal_data_paths(),
+    )
+
+
+JOB_TOOLS = Path(__file__).resolve().parent.parent / "batch" / "jobtools"
+
+
+def local_services(user: Any) -> LocalServices | None:
+    """When the archive and storage are local folders (the embedded defaults), local jobs get cadcget
+    and vcp that use them, so the tutorial's script runs as it is. None with CADC and VOSpace: jobs
+    then use the real tools (installed on the workers) with the user's proxy certificate."""
+    if settings.ARCHIVE_BACKEND != "local" or settings.STORAGE_BACKEND != "local":
+        return None
+    from portal.storage_backend import storage_for
+
+    storage = storage_for(user)  # validates the user name as a folder name
+    return LocalServices(
+        tools_dir=JOB_TOOLS,
+        archive_dir=Path(settings.ARCHIVE_DIR),
+        storage_dir=Path(storage.root),  # type: ignore[attr-defined]
+        vos_uri=settings.VOSPACE_BASE_URI.format(username=user.username),
     )
 
 
@@ -177,6 +197,9 @@ def batch_submit(op: Operation, progress: Progress) -> None:
     if sub.image_name or sub.flavor_name:
         project = sub.project.name if sub.project else ""
         target = WorkerTarget(project, sub.image_name, sub.image_id, sub.flavor_name)
+    extra: dict[str, Any] = {}
+    if sub.executor == "local" and (services := local_services(op.owner)) is not None:
+        extra["services"] = services
     try:
         handle = executor_for(sub.executor).submit(
             _parsed(sub, jobs),
@@ -184,6 +207,7 @@ def batch_submit(op: Operation, progress: Progress) -> None:
             key=sub.part_key(part),
             proxy=proxy_for_jobs(op.owner),
             target=target,
+            **extra,
         )
     except ExecutorUnavailable as exc:
         raise TransientError(str(exc)) from exc

@@ -28,6 +28,7 @@ import numpy as np
 from celery import shared_task
 from celery.signals import worker_process_init
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -44,12 +45,12 @@ from orchestration.catalogue.extract import (
 )
 from orchestration.catalogue.fitsindex import scan_hdus
 from orchestration.catalogue.fitsread import read_ccd
-from orchestration.catalogue.formats import write_all
+from orchestration.catalogue.formats import PROVENANCE_SUFFIX, SUFFIXES, write_all
 from orchestration.catalogue.render import _detsec, downsample, render_mosaic, scale_to_uint8
 from orchestration.catalogue.validate import CcdInfo, validate_image
 from orchestration.errors import TransientError, UserFacingError, Wait
 from orchestration.operations import Progress, handler
-from orchestration.storage.base import makedirs
+from orchestration.storage.base import NotFound, makedirs
 from portal.models import Catalogue, CatalogueCcd, Operation
 
 log = logging.getLogger(__name__)
@@ -278,6 +279,52 @@ def _fail(cat: Catalogue, message: str) -> None:
     _set_state(cat, Catalogue.FAILED, error=message[:2000], finished=timezone.now())
 
 
+def _output_paths(cat: Catalogue, stem: str) -> dict[str, str]:
+    names = {fmt: f"{stem}{suffix}" for fmt, suffix in SUFFIXES.items()}
+    names["provenance"] = f"{stem}{PROVENANCE_SUFFIX}"
+    return {fmt: f"{cat.output_dir}/{n}" if cat.output_dir else n for fmt, n in names.items()}
+
+
+def _exists(storage: Any, path: str) -> bool:
+    try:
+        storage.info(path)
+    except NotFound:
+        return False
+    return True
+
+
+def _reserve_outputs(cat: Catalogue, storage: Any) -> dict[str, str]:
+    """Storage paths that belong to this catalogue alone: named after the image (1056215p.cat), or
+    1056215p-2.cat, -3... when another catalogue of the user has that name or any file is already
+    there (an earlier run's, a batch job's, an upload): a run never overwrites files it does not own.
+    Kept on the catalogue (stem and outputs) before anything is written, so a retried task writes
+    the same files again."""
+    if cat.outputs:
+        return dict(cat.outputs)
+    base = cat.stem
+    for n in range(1, 10_000):
+        stem = base if n == 1 else f"{base}-{n}"[:200]
+        paths = _output_paths(cat, stem)
+        if any(_exists(storage, p) for p in paths.values()):
+            continue
+        with transaction.atomic():
+            get_user_model().objects.select_for_update().get(
+                pk=cat.owner_id
+            )  # one reservation at a time per user
+            others = Catalogue.objects.filter(owner_id=cat.owner_id).exclude(pk=cat.pk)
+            taken = {
+                p for outputs in others.values_list("outputs", flat=True) for p in (outputs or {}).values()
+            }
+            if taken.intersection(paths.values()):
+                continue
+            Catalogue.objects.filter(pk=cat.pk).update(stem=stem, outputs=paths)
+        cat.stem, cat.outputs = stem, paths
+        return paths
+    raise UserFacingError(
+        f"No free name for the catalogue of {base} in {cat.output_dir or 'your top folder'}."
+    )
+
+
 def _merge_and_store(cat: Catalogue, image: Path, params: ExtractionParams, ccds: list[CcdInfo]) -> None:
     from portal.storage_backend import refresh_usage, storage_for
 
@@ -287,15 +334,13 @@ def _merge_and_store(cat: Catalogue, image: Path, params: ExtractionParams, ccds
     catalogue.provenance["portal_catalogue"] = cat.key
     _save_atomic(rows_path(cat), _npy_bytes(catalogue.rows))
     out_dir = cat.work_dir / "out"
-    files = write_all(catalogue, out_dir, cat.stem)
     storage = storage_for(cat.owner)
     makedirs(storage, cat.output_dir)
-    outputs = {}
+    outputs = _reserve_outputs(cat, storage)
+    files = write_all(catalogue, out_dir, cat.stem)
     for fmt, path in files.items():
-        target = f"{cat.output_dir}/{path.name}" if cat.output_dir else path.name
         with path.open("rb") as fh:
-            storage.upload(target, fh, None, overwrite=True)  # same name on a rerun: replaced, not added
-        outputs[fmt] = target
+            storage.upload(outputs[fmt], fh, None, overwrite=True)  # names reserved for this catalogue
     refresh_usage(cat.owner, storage)
     counts = {name: n for _, name, _, n in catalogue.ccds}
     _save_atomic(cat.work_dir / "mosaic.png", render_mosaic(image, counts, max_size=1200))
@@ -379,7 +424,7 @@ DEMO_SHAPE = (1153, 512)  # a quarter of MegaCam's 4612 x 2048 on each side: 36 
 
 
 def fill_demo_archive(stdout: Any) -> None:
-    """Bootstrap step: synthetic MegaCam-like images named after the seeds' observation IDs."""
+    """Bootstrap step: synthetic MegaCam-like images named after the tutorial's observation IDs."""
     from orchestration.catalogue.synth import SynthConfig, make_megacam_image
 
     if settings.ARCHIVE_BACKEND != "local":

@@ -58,6 +58,18 @@ def cloud_connect(op: Operation, progress: Progress) -> None:
     """Turn the sign-in token into one application credential per project, then sync them."""
     token_row = Credential.objects.filter(user=op.owner, kind="keystone_token").order_by("-created").first()
     if token_row is None or not token_row.is_usable:
+        # Two sign-ins moments apart share the token row, and the first operation to run uses it up:
+        # if that one connected the user, there is nothing left to do.
+        connected = [
+            m.project
+            for m in Membership.objects.filter(user=op.owner).select_related("project")
+            if usable_credentials(m.project, op.owner).exists()
+        ]
+        if token_row is None and connected:
+            for project in connected:
+                sync_project_now(project, force=True)
+            progress(100, "Connected by your latest sign-in")
+            return
         raise UserFacingError("The sign-in token expired before the portal could use it. Sign in again.")
     token = token_row.secret
     progress(10, "Listing your projects")

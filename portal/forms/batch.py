@@ -20,7 +20,8 @@ from orchestration.batch.validate import check_file_name, validate_items, valida
 from orchestration.storage.base import InvalidPath, normalize
 from portal.models import Flavor, Image
 
-# The seeds' pipeline script (the CANFAR batch tutorial); the form starts from it.
+# The CANFAR batch tutorial's pipeline script; the form starts from it. On a portal with a local archive
+# and storage, its jobs get stand-ins for cadcget and vcp (orchestration/batch/jobtools).
 SEED_SCRIPT = """#!/bin/bash
 id=$1
 cadcget cadc:CFHT/${id}.fits.fz
@@ -60,7 +61,7 @@ OUTPUTS_HELP = (
 )
 OUTPUT_FILES_HELP = (
     "Files each job writes in its working directory and returns, comma-separated; $(arguments) is the "
-    "item, so $(arguments).cat is 1056215p.cat for item 1056215p (the seeds' catalogue). A job that "
+    "item, so $(arguments).cat is 1056215p.cat for item 1056215p (the tutorial's catalogue). A job that "
     "exits 0 without writing them is marked “completed without output”. Leave empty to declare none."
 )
 
@@ -211,6 +212,10 @@ class BatchForm(_TargetMixin):
         self.project = project
         self.plan: BatchPlan | None = None
         name = self["name"].value() or "do_catalogue"
+        if self.user is not None and getattr(self.user, "username", ""):
+            # The tutorial's "vos:[VOSpace]" placeholder, filled in with the user's own space.
+            vos = settings.VOSPACE_BASE_URI.format(username=self.user.username)
+            self.fields["script"].initial = SEED_SCRIPT.replace("vos:[VOSpace]", vos)
         self.fields["output_files"].widget.attrs["placeholder"] = "$(arguments).cat"
         for key in ("output", "error", "log"):
             self.fields[key].widget.attrs["placeholder"] = f"{name}-$(arguments).{key[:3]}"

@@ -167,7 +167,7 @@ class NewCatalogueForm(ParametersForm):
 
 
 class ManyObservationsForm(ParametersForm):
-    """The seeds' do_catalogue over a list of observation IDs: one run per ID."""
+    """The CANFAR tutorial's do_catalogue over a list of observation IDs: one run per ID."""
 
     observations = forms.CharField(
         initial=SEEDS_OBSERVATIONS,

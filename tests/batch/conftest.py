@@ -1,4 +1,4 @@
-"""Shared fixtures for the batch tests: the seeds' example files."""
+"""Shared fixtures for the batch tests: the tutorial's example files."""
 
 from __future__ import annotations
 

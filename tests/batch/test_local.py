@@ -199,3 +199,51 @@ def test_it_binds_the_jobs_scratch_back_inside_a_hidden_scratch_root(tmp_path: P
     assert run_job(job).state == JobState.DONE
     out = _out(job)
     assert "own" in out and "saw-other" not in out
+
+
+def test_the_tutorials_cadc_commands_use_the_local_archive_and_the_owners_storage(tmp_path: Path) -> None:
+    """With local backends, cadcget reads the archive and vcp/vls/vmkdir the owner's space, inside
+    bubblewrap where the rest of the portal's data (other users' storage) stays hidden."""
+    from orchestration.batch.local import LocalServices
+    from orchestration.tasks.batch import JOB_TOOLS
+
+    # Outside /tmp (which the sandbox replaces by a private tmpfs), like the portal's var/.
+    portal_data = Path(__file__).resolve().parents[2] / "var" / "test" / f"tools-{uuid.uuid4().hex}"
+    archive, storage = portal_data / "archive", portal_data / "storage"
+    (archive / "CFHT").mkdir(parents=True)
+    (archive / "CFHT" / "1056215p.fits.fz").write_bytes(b"pixels of 1056215p")
+    (storage / "bob").mkdir(parents=True)
+    (storage / "bob" / "private.txt").write_text("bob's\n")
+    try:
+        script = (
+            "#!/bin/bash\n"
+            "set -u\n"
+            "cadcget cadc:CFHT/1056215p.fits.fz && cat 1056215p.fits.fz && echo\n"
+            "cadcget cadc:CFHT/1056299p.fits.fz || echo no-such-observation\n"
+            "cadcget cadc:CFHT/../../storage/bob/private.txt || echo no-dotdot\n"
+            "echo 'NUMBER MAG_AUTO' > 1056215p.cat\n"
+            "vcp 1056215p.cat vos:alice/ && echo stored\n"
+            "vmkdir vos:alice/run1 && vcp 1056215p.cat vos:alice/run1/copy.cat && vls vos:alice/run1\n"
+            "vcp 1056215p.cat vos:bob/ || echo not-bobs\n"
+            "vcp 1056215p.cat 'vos:[VOSpace]/' || echo placeholder\n"
+            f"cat {storage}/bob/private.txt 2>/dev/null || echo bob-hidden\n"
+        )
+        services = LocalServices(JOB_TOOLS, archive, storage / "alice", "vos:alice")
+        job = _job(tmp_path, script, services=services, hidden_paths=[portal_data], use_bwrap=True)
+        assert run_job(job).state == JobState.DONE
+        out, err = _out(job), (job.job_dir / job.error).read_text()
+        assert "pixels of 1056215p" in out
+        assert (
+            "no-such-observation" in out
+            and "cadc:CFHT/1056299p.fits.fz is not in this portal's archive" in err
+        )
+        assert "no-dotdot" in out and "may not contain '..'" in err
+        assert "stored" in out and "copy.cat" in out
+        assert (storage / "alice" / "1056215p.cat").read_text() == "NUMBER MAG_AUTO\n"
+        assert (storage / "alice" / "run1" / "copy.cat").exists()
+        assert "not-bobs" in out and "jobs here reach only your own space vos:alice/" in err
+        assert not (storage / "bob" / "1056215p.cat").exists()
+        assert "placeholder" in out and "replace the placeholder" in err
+        assert "bob-hidden" in out and "bob's" not in out
+    finally:
+        shutil.rmtree(portal_data)

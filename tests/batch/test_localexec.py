@@ -1,4 +1,4 @@
-"""The local executor end to end: submit the seeds' example, run the jobs, follow them in the logs."""
+"""The local executor end to end: submit the tutorial's example, run the jobs, follow them in the logs."""
 
 from __future__ import annotations
 

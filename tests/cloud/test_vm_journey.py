@@ -365,3 +365,31 @@ def test_it_finds_the_server_an_earlier_attempt_created_instead_of_launching_ano
 
     conn = demo_sdk()
     assert [s.name for s in conn.compute.servers()].count("again") == 1
+
+
+def test_a_user_the_cloud_does_not_know_is_told_so_at_sign_in(
+    client: Any, cloud: Any, no_dispatch: Any, db: Any
+) -> None:
+    User.objects.create_user("eve", password="eve-password")
+    response = client.post("/accounts/login/", {"username": "eve", "password": "eve-password"}, follow=True)
+    shown = [str(m) for m in response.context["messages"]]
+    assert any("Your account has no access to the cloud" in m for m in shown), shown
+    assert not any("did not answer" in m for m in shown)
+    assert not Operation.objects.filter(kind="cloud_connect").exists()
+
+
+def test_two_sign_ins_moments_apart_both_connect(
+    client: Any, demo: User, cloud: Any, no_dispatch: Any
+) -> None:
+    from django.test import Client
+
+    first, second = client, Client()
+    for browser in (first, second):
+        browser.post("/accounts/login/", {"username": "demo", "password": "canfar-demo"})
+    ops = list(Operation.objects.filter(owner=demo, kind="cloud_connect").order_by("pk"))
+    assert len(ops) == 2
+    for op in ops:  # the first uses up the shared sign-in token
+        done = drive(op)
+        assert done.state == "succeeded", done.error
+    assert Credential.objects.filter(user=demo, kind="openstack").count() == 2
+    assert "demo-survey" in second.get("/").content.decode()

@@ -1,4 +1,4 @@
-"""The seeds' batch example end to end in a real browser, on the local executor."""
+"""The CANFAR tutorial's batch example end to end in a real browser, on the local executor."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The seeds' VM journey in a real browser: key, IP, launch, SSH command, snapshot, boot from it, delete."""
+"""The CANFAR tutorial's VM journey in a real browser: key, IP, launch, SSH command, snapshot, boot from it, delete."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The seeds' example on the local executor, with real Celery worker processes."""
+"""The CANFAR tutorial's example on the local executor, with real Celery worker processes."""
 
 from __future__ import annotations
 
@@ -228,3 +228,46 @@ def test_it_leaves_no_duplicate_and_no_orphan_when_a_worker_dies_mid_submission(
     with override_settings(BATCH_ROOT=tmp_path / "batch"):
         logs = [job_dir(j) / j.log for j in Job.objects.filter(submission=sub).select_related("submission")]
     assert all(p.read_text().count("Job submitted") == 1 for p in logs)  # each job queued exactly once
+
+
+def test_the_tutorials_script_runs_unchanged_against_the_local_archive_and_storage(
+    client: Any, celery_worker_process: Any
+) -> None:
+    """cadcget, funpack, source-extractor and vcp, as the CANFAR tutorial writes them, on a real worker."""
+    from orchestration.catalogue.formats import read_catalogue
+    from orchestration.catalogue.synth import SynthConfig, make_megacam_image
+    from portal.forms.batch import SEED_SCRIPT
+
+    observation = "1056216p"
+    image = settings.ARCHIVE_DIR / "CFHT" / f"{observation}.fits.fz"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    make_megacam_image(image, seed=5, n_ccds=2, shape=(400, 300), obs_id=observation, config=SynthConfig())
+    bob = make_user("bob", ["bob-lensing"])
+    client.force_login(bob)
+    form = client.get("/batch/new/").content.decode()
+    assert "vos:bob/" in form and "[VOSpace]" not in form  # the placeholder is filled in for the user
+    response = client.post(
+        "/batch/new/",
+        {
+            "name": "do_catalogue",
+            "script_name": "do_catalogue.bash",
+            "script": SEED_SCRIPT.replace("vos:[VOSpace]", "vos:bob"),
+            "items": observation,
+            "request_cpus": 1,
+            "request_memory_mb": 2048,
+            "request_disk_mb": 1024,
+            "executor": "local",
+        },
+    )
+    assert response.status_code == 302
+    sub = Submission.objects.get(owner=bob)
+    wait_for(
+        lambda: Submission.objects.get(pk=sub.pk).state == Submission.FINISHED, 120, "the batch to finish"
+    )
+    job = sub.jobs.get()
+    err = (job_dir(job) / job.error).read_text() if job_dir(job) else ""
+    assert (job.state, job.exit_code) == ("done", 0), err
+    stored = settings.STORAGE_ROOT / "bob" / f"{observation}.cat"
+    catalogue = read_catalogue(stored)  # source-extractor's own ASCII_HEAD file, stored by vcp
+    assert len(catalogue) > 10
+    assert {"NUMBER", "MAG_AUTO", "X_IMAGE", "Y_IMAGE"} <= set(catalogue.rows.dtype.names or ())

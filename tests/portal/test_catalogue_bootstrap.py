@@ -1,4 +1,4 @@
-"""The bootstrap step that fills the local archive with synthetic images named after the seeds' IDs."""
+"""The bootstrap step that fills the local archive with synthetic images named after the tutorial's IDs."""
 
 from __future__ import annotations
 

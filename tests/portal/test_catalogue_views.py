@@ -342,9 +342,43 @@ def test_delete_keeps_stored_files_unless_asked(
     assert len(list(stored.iterdir())) == 5
 
     second = run_archive(alice_client, django_capture_on_commit_callbacks)
+    assert second.outputs["ascii_head"] == "catalogues/1056215p-2.cat"  # the kept files are not replaced
     alice_client.post(f"/catalogues/{second.pk}/delete/", {"files": "on"})
     assert not Catalogue.objects.filter(pk=second.pk).exists()
-    assert list(stored.iterdir()) == []
+    assert sorted(p.name for p in stored.iterdir()) == [
+        "1056215p.cat",
+        "1056215p.cat.csv",
+        "1056215p.cat.fits",
+        "1056215p.cat.vot",
+        "1056215p.provenance.json",
+    ]
+
+
+def test_running_again_never_overwrites_another_catalogues_files(
+    alice_client: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    stored = catalogue_env / "storage" / "alice" / "catalogues"
+    first = run_archive(alice_client, django_capture_on_commit_callbacks)
+    second = run_archive(alice_client, django_capture_on_commit_callbacks, DETECT_THRESH=5)
+    assert first.n_sources != second.n_sources
+    assert first.outputs["fits"] == "catalogues/1056215p.cat.fits"
+    assert second.outputs["fits"] == "catalogues/1056215p-2.cat.fits"
+    assert second.stem == "1056215p-2"
+    assert len(Table.read(stored / "1056215p.cat.fits")) == first.n_sources
+    assert len(Table.read(stored / "1056215p-2.cat.fits")) == second.n_sources
+    download = alice_client.get(f"/catalogues/{second.pk}/download/fits/")
+    assert download.status_code == 200 and "1056215p-2.cat.fits" in download["Content-Disposition"]
+    # Deleting one with its files leaves the other's alone.
+    alice_client.post(f"/catalogues/{first.pk}/delete/", {"files": "on"})
+    assert sorted(p.name for p in stored.iterdir()) == [
+        "1056215p-2.cat",
+        "1056215p-2.cat.csv",
+        "1056215p-2.cat.fits",
+        "1056215p-2.cat.vot",
+        "1056215p-2.provenance.json",
+    ]
+    page = alice_client.get(f"/catalogues/{second.pk}/")
+    assert b"catalogues/1056215p-2.cat" in page.content
 
 
 def test_a_running_catalogue_cannot_be_deleted(alice_client: Any, alice: Any, catalogue_env: Path) -> None:

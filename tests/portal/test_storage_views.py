@@ -43,6 +43,9 @@ def test_it_shows_an_empty_space_with_the_next_step(alice_client: Any) -> None:
     assert response.status_code == 200
     assert b"This folder is empty" in response.content
     assert b'href="/storage/"' in response.content  # the nav shows Storage
+    # The empty state points at these buttons: they must be there when there is nothing yet.
+    assert b'data-testid="upload-button"' in response.content
+    assert b'data-testid="new-folder"' in response.content
 
 
 def test_it_uploads_streamed_and_lists_the_file(alice_client: Any, storage_root: Path) -> None:
