@@ -212,9 +212,11 @@ class BatchForm(_TargetMixin):
         self.project = project
         self.plan: BatchPlan | None = None
         name = self["name"].value() or "do_catalogue"
-        if self.user is not None and getattr(self.user, "username", ""):
+        owner: Any = self.user
+        username = str(getattr(owner, "username", "") or "")
+        if username:
             # The tutorial's "vos:[VOSpace]" placeholder, filled in with the user's own space.
-            vos = settings.VOSPACE_BASE_URI.format(username=self.user.username)
+            vos = settings.VOSPACE_BASE_URI.format(username=username)
             self.fields["script"].initial = SEED_SCRIPT.replace("vos:[VOSpace]", vos)
         self.fields["output_files"].widget.attrs["placeholder"] = "$(arguments).cat"
         for key in ("output", "error", "log"):
