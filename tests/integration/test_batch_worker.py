@@ -41,29 +41,37 @@ def wait_for(check: Callable[[], bool], timeout: float = 60, what: str = "") -> 
         time.sleep(0.2)
 
 
-def test_it_runs_the_seeds_example_on_a_worker_and_announces_the_end(
-    client: Any, celery_worker_process: Any, django_capture_on_commit_callbacks: Any
-) -> None:
-    alice = make_user("alice", ["alice-lensing"])
-    client.force_login(alice)
+def submit_and_wait(
+    client: Any, owner: Any, script: str, items: list[str], memory_mb: int = 2048
+) -> Submission:
+    """Submit do_catalogue.bash over the items on the local workers, through the form; wait for the end."""
     response = client.post(
         "/batch/new/",
         {
             "name": "do_catalogue",
             "script_name": "do_catalogue.bash",
-            "script": SCRIPT,
-            "items": "\n".join(ITEMS),
+            "script": script,
+            "items": "\n".join(items),
             "request_cpus": 1,
-            "request_memory_mb": 512,
+            "request_memory_mb": memory_mb,
             "request_disk_mb": 1024,
             "executor": "local",
         },
     )
     assert response.status_code == 302
-    sub = Submission.objects.get(owner=alice)
+    sub = Submission.objects.get(owner=owner)
     wait_for(
-        lambda: Submission.objects.get(pk=sub.pk).state == Submission.FINISHED, 90, "the batch to finish"
+        lambda: Submission.objects.get(pk=sub.pk).state == Submission.FINISHED, 120, "the batch to finish"
     )
+    return sub
+
+
+def test_it_runs_the_tutorials_example_on_a_worker_and_announces_the_end(
+    client: Any, celery_worker_process: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    alice = make_user("alice", ["alice-lensing"])
+    client.force_login(alice)
+    sub = submit_and_wait(client, alice, SCRIPT, ITEMS, memory_mb=512)
     jobs = list(sub.jobs.order_by("index"))
     assert [(j.item, j.state, j.exit_code) for j in jobs] == [(i, "done", 0) for i in ITEMS]
     assert all(j.host and j.started_at and j.finished_at for j in jobs)
@@ -246,24 +254,7 @@ def test_the_tutorials_script_runs_unchanged_against_the_local_archive_and_stora
     client.force_login(bob)
     form = client.get("/batch/new/").content.decode()
     assert "vos:bob/" in form and "[VOSpace]" not in form  # the placeholder is filled in for the user
-    response = client.post(
-        "/batch/new/",
-        {
-            "name": "do_catalogue",
-            "script_name": "do_catalogue.bash",
-            "script": SEED_SCRIPT.replace("vos:[VOSpace]", "vos:bob"),
-            "items": observation,
-            "request_cpus": 1,
-            "request_memory_mb": 2048,
-            "request_disk_mb": 1024,
-            "executor": "local",
-        },
-    )
-    assert response.status_code == 302
-    sub = Submission.objects.get(owner=bob)
-    wait_for(
-        lambda: Submission.objects.get(pk=sub.pk).state == Submission.FINISHED, 120, "the batch to finish"
-    )
+    sub = submit_and_wait(client, bob, SEED_SCRIPT.replace("vos:[VOSpace]", "vos:bob"), [observation])
     job = sub.jobs.get()
     err = (job_dir(job) / job.error).read_text() if job_dir(job) else ""
     assert (job.state, job.exit_code) == ("done", 0), err
