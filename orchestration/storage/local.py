@@ -132,7 +132,9 @@ class LocalStorage:
         dest_rel, dest_full = self._resolve(dest)
         if not src_rel or not dest_rel:
             raise InvalidPath("Your top folder cannot be moved or replaced.")
-        if dest_rel == src_rel or dest_rel.startswith(src_rel + "/"):
+        if dest_rel == src_rel:
+            raise InvalidPath(f"'{src_rel}' is already there: give a new name or another folder.")
+        if dest_rel.startswith(src_rel + "/"):
             raise InvalidPath("A folder cannot be moved into itself.")
         with _errors(src_rel):
             if not os.path.lexists(src_full):

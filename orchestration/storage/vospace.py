@@ -176,7 +176,9 @@ class VOSpaceStorage:
         dest_rel, dest_uri = self._uri(dest)
         if not src_rel or not dest_rel:
             raise InvalidPath("Your top folder cannot be moved or replaced.")
-        if dest_rel == src_rel or dest_rel.startswith(src_rel + "/"):
+        if dest_rel == src_rel:
+            raise InvalidPath(f"'{src_rel}' is already there: give a new name or another folder.")
+        if dest_rel.startswith(src_rel + "/"):
             raise InvalidPath("A folder cannot be moved into itself.")
         self._get(src_rel, src_uri)
         if self._exists(dest_rel, dest_uri):

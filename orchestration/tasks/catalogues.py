@@ -238,8 +238,10 @@ def catalogue_run(op: Operation, progress: Progress) -> None:
     except (Wait, TransientError):
         raise  # called again later; the catalogue stays active
     except CatalogueInputError as exc:
-        _fail(cat, str(exc))
-        raise UserFacingError(str(exc)) from None
+        # The messages name the file the worker read, the catalogue's own copy: show the user's name.
+        message = str(exc).replace(f"{input_path(cat).name}:", f"{cat.source_ref.rsplit('/', 1)[-1]}:")
+        _fail(cat, message)
+        raise UserFacingError(message) from None
     except UserFacingError as exc:
         _fail(cat, str(exc))
         raise

@@ -137,6 +137,19 @@ class Server(models.Model):
         return self.expires_at - timezone.now() if self.expires_at else None
 
     @property
+    def lifetime_left_text(self) -> str:
+        """'13 days', '5 hours', '40 minutes': one unit, rounded down, as the VM list shows it."""
+        left = self.lifetime_left
+        if left is None:
+            return ""
+        seconds = max(0, int(left.total_seconds()))
+        for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+            if seconds >= size:
+                n = seconds // size
+                return f"{n} {unit}{'s' if n != 1 else ''}"
+        return "under a minute"
+
+    @property
     def is_expired(self) -> bool:
         left = self.lifetime_left
         return left is not None and left.total_seconds() <= 0

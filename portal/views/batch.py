@@ -6,6 +6,7 @@ wrote); every action that reaches the executor is an Operation sent on commit.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,6 +228,22 @@ def batch_submission(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, template, ctx)
 
 
+_CSI = re.compile(r"\x1b\[([0-9;?]*)([@-~])")
+
+
+def terminal_text(raw: str) -> str:
+    """Text as a terminal would have left it: programs such as source-extractor redraw their progress
+    line with escape codes (cursor up, erase line) and carriage returns; only the final lines stay."""
+    lines: list[str] = []
+    for line in raw.split("\n"):
+        up = sum(
+            int(m.group(1)) if m.group(1).isdigit() else 1 for m in _CSI.finditer(line) if m.group(2) == "A"
+        )
+        del lines[max(0, len(lines) - up) :]
+        lines.append(_CSI.sub("", line).removesuffix("\r").rsplit("\r", 1)[-1])  # CRLF ends stay
+    return "\n".join(lines)
+
+
 def _tail(path: Path | None) -> tuple[str, int, bool]:
     """The end of a text file: (text, size, truncated)."""
     if path is None or not path.is_file():
@@ -235,7 +252,7 @@ def _tail(path: Path | None) -> tuple[str, int, bool]:
     with open(path, "rb") as f:
         f.seek(max(0, size - TAIL_BYTES))
         data = f.read(TAIL_BYTES)
-    return data.decode("utf-8", "replace"), size, size > TAIL_BYTES
+    return terminal_text(data.decode("utf-8", "replace")), size, size > TAIL_BYTES
 
 
 def _file_path(job: Job, kind: str) -> Path | None:

@@ -69,6 +69,17 @@ def _start(request: HttpRequest, cat: Catalogue) -> Catalogue:
     return cat
 
 
+def _storage_file_problem(user: Any, path: str) -> str:
+    """Why the storage path cannot be an input image (checked now, not minutes later), or ''."""
+    try:
+        node = storage_for(user).info(path)
+    except NotFound:
+        return f"There is no '{path}' in your storage."
+    except StorageError as exc:
+        return str(exc)
+    return f"'{path}' is a folder: give the path of an image file." if node.is_dir else ""
+
+
 def _stem(name: str) -> str:
     for suffix in (".fits.fz", ".fits.gz", ".fits", ".fit", ".fts", ".fz"):
         if name.lower().endswith(suffix):
@@ -179,6 +190,10 @@ def _catalogue_new_checked(request: HttpRequest) -> HttpResponse:
         cat = _archive_catalogue(data["observation"], params)
     elif data["source"] == "storage":
         path = data["storage_path"]
+        problem = _storage_file_problem(request.user, path)
+        if problem:
+            form.add_error("storage_path", problem)
+            return _new_page(request, form, 400)
         folder, _, name = path.rpartition("/")
         cat = Catalogue(
             name=name[:200],  # storage names may be longer than the column

@@ -117,7 +117,8 @@ def vm_launch(request: ProjectRequest) -> HttpResponse:
                     "user_data": form.user_data(),
                 },
             )
-        messages.success(request, f"Launching {', '.join(names)}. Their status updates below.")
+        its = "Its" if len(names) == 1 else "Their"
+        messages.success(request, f"Launching {', '.join(names)}. {its} status updates below.")
         return redirect("vms")
     flavors = list(form.flavors.values())
     fits = {f.external_id: (quota.launch_refusal(1, f.vcpus, f.ram_mb) if quota else "") for f in flavors}

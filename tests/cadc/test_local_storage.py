@@ -129,3 +129,12 @@ def test_it_reports_missing_things_clearly(space: LocalStorage) -> None:
     space.mkdir("d")
     with pytest.raises(StorageError, match="is a folder"):
         space.open_read("d")
+
+
+def test_it_explains_a_move_to_where_the_item_already_is(space: LocalStorage) -> None:
+    space.mkdir("a")
+    space.upload("a/f.txt", io.BytesIO(b"1"))
+    with pytest.raises(InvalidPath, match="'a/f.txt' is already there"):
+        space.move("a/f.txt", "a/f.txt")
+    with pytest.raises(InvalidPath, match="cannot be moved into itself"):
+        space.move("a", "a/b")

@@ -88,7 +88,7 @@ def test_it_attaches_the_projects_one_ip_and_shows_the_ssh_command(demo_client: 
     assert op.state == "succeeded", op.error
     fip = FloatingIP.objects.get(project=project())
     assert fip.address.startswith("203.0.113.")
-    assert "Quota exceeded (1 of 1 used)" in demo_client.get("/vms/ips/").content.decode()
+    assert "Quota reached (1 of 1 used)" in demo_client.get("/vms/ips/").content.decode()
     server = Server.objects.get(name="web")
     demo_client.post(f"/vms/{server.pk}/associate/", {"fip": fip.pk})
     op = drive(last_op("fip_associate"))

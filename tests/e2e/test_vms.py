@@ -48,7 +48,7 @@ def test_it_runs_the_vm_journey(
     page.get_by_test_id("allocate-ip").click()
     expect(page.locator("[data-ip]")).to_have_count(1, timeout=SLOW)
     page.reload()
-    expect(page.get_by_test_id("allocate-ip")).to_contain_text("Quota exceeded")
+    expect(page.get_by_test_id("allocate-ip")).to_contain_text("Quota reached")
     screenshot(page, "vms-03-ips")
 
     page.goto("/vms/launch/")

@@ -306,3 +306,16 @@ def test_it_adds_jobs_to_the_dashboard(
     Job.objects.filter(index=3).update(state=Job.HELD)
     html = alice_client.get("/").content.decode()
     assert 'data-testid="count-jobs">4<' in html and "3 running · 1 held" in html
+
+
+def test_job_output_is_shown_as_a_terminal_would_leave_it() -> None:
+    from portal.views.batch import terminal_text
+
+    # source-extractor redraws its progress line with "cursor up" and "erase line" codes.
+    raw = (
+        "----- SExtractor 2.25.0 started\n\x1b[1M> Setting up\n\x1b[1A\x1b[1M> Line:  100\n"
+        "\x1b[1A\x1b[1M> All done\nprogress 10%\rprogress 100%\nend"
+    )
+    assert terminal_text(raw) == "----- SExtractor 2.25.0 started\n> All done\nprogress 100%\nend"
+    assert terminal_text("plain\ntext\n") == "plain\ntext\n"
+    assert terminal_text("windows\r\nlines\r\n") == "windows\nlines\n"

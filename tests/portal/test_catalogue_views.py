@@ -395,3 +395,35 @@ def test_a_running_catalogue_cannot_be_deleted(alice_client: Any, alice: Any, ca
 
 def _unused() -> None:  # keep imports used by helpers above
     _ = (gzip, np)
+
+
+def test_a_storage_file_that_is_not_fits_is_named_as_the_user_knows_it(
+    alice_client: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    folder = catalogue_env / "storage" / "alice" / "images"
+    folder.mkdir(parents=True)
+    (folder / "notes.fits").write_bytes(b"hello, this is not an image\n" * 200)
+    data = {"source": "storage", "storage_path": "images/notes.fits", **form_defaults()}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alice_client.post("/catalogues/new/", data).status_code == 302
+    cat = Catalogue.objects.get()
+    drive(cat.operation_id, django_capture_on_commit_callbacks)
+    cat.refresh_from_db()
+    assert cat.state == Catalogue.FAILED
+    assert cat.error.startswith("notes.fits: not a FITS file"), cat.error
+    assert "input.fits" not in cat.error
+
+
+def test_a_storage_path_that_is_missing_or_a_folder_is_refused_at_once(
+    alice_client: Any, catalogue_env: Path
+) -> None:
+    (catalogue_env / "storage" / "alice" / "images").mkdir(parents=True)
+    for path, message in (
+        ("images/nothere.fits", "There is no &#x27;images/nothere.fits&#x27; in your storage."),
+        ("images", "&#x27;images&#x27; is a folder: give the path of an image file."),
+    ):
+        data = {"source": "storage", "storage_path": path, **form_defaults()}
+        response = alice_client.post("/catalogues/new/", data)
+        assert response.status_code == 400
+        assert message in response.content.decode()
+    assert not Catalogue.objects.exists()

@@ -84,6 +84,14 @@ def test_it_lists_only_the_current_projects_vms_and_flags_expiry(
     assert "past the end of its lifetime: alices-vm" in dashboard
 
 
+def test_it_shows_the_lifetime_left_in_one_plain_unit(alice_client: Any, alices_vm: Server) -> None:
+    for left, shown in ((timedelta(days=13, hours=5), "13 days"), (timedelta(hours=5, minutes=3), "5 hours")):
+        Server.objects.filter(pk=alices_vm.pk).update(expires_at=timezone.now() + left)
+        assert f">{shown}</span>" in alice_client.get("/vms/").content.decode()
+    alices_vm.expires_at = timezone.now() + timedelta(minutes=1, seconds=30)
+    assert alices_vm.lifetime_left_text == "1 minute"
+
+
 def test_it_polls_the_vm_list_only_while_something_changes(alice_client: Any, alices_vm: Server) -> None:
     assert 'data-polling="false"' in alice_client.get("/vms/").content.decode()
     Server.objects.filter(pk=alices_vm.pk).update(status="BUILD")
@@ -110,7 +118,7 @@ def test_it_says_quota_exceeded_on_the_allocate_button(alice_client: Any, alice:
     Quota.objects.create(project=project, floating_ips_used=1, floating_ips_limit=1)
     FloatingIP.objects.create(project=project, external_id="f1", address="203.0.113.9")
     html = alice_client.get("/vms/ips/").content.decode()
-    assert "Quota exceeded (1 of 1 used)" in html and "disabled" in html
+    assert "Quota reached (1 of 1 used)" in html and "disabled" in html
 
 
 def test_it_hides_another_users_key_pairs_and_refuses_to_delete_them(alice_client: Any, bob: User) -> None:
