@@ -8,7 +8,9 @@ another user's files cannot be named at all.
 from __future__ import annotations
 
 import logging
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -35,11 +37,16 @@ def _username(user: Any) -> str:
     return name
 
 
+def local_root(user: Any) -> Path:
+    """The user's folder with the local backend (it may not exist yet)."""
+    return Path(os.path.realpath(settings.STORAGE_ROOT / _username(user)))
+
+
 def storage_for(user: Any) -> Storage:
     """The user's storage; NoStorageCredentials when VOSpace is configured and no credential exists."""
     username = _username(user)
     if settings.STORAGE_BACKEND == "local":
-        return LocalStorage(settings.STORAGE_ROOT / username)
+        return LocalStorage(local_root(user))
     from orchestration.storage.vospace import VOSpaceStorage
 
     base_uri = settings.VOSPACE_BASE_URI.format(username=username)

@@ -95,9 +95,10 @@ class ExtractionParams:
             (self.GAIN >= 0, "GAIN must be zero or positive"),
             (-100 < self.MAG_ZEROPOINT < 100, "MAG_ZEROPOINT must be between -100 and 100"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise CatalogueInputError(f"Invalid parameter: {message}")
+        problems = [message for ok, message in checks if not ok]
+        if problems:  # all of them at once, so a form shows every one
+            plural = "s" if len(problems) > 1 else ""
+            raise CatalogueInputError(f"Invalid parameter{plural}: {'; '.join(problems)}", problems)
         self.PHOT_AUTOPARAMS = (float(self.PHOT_AUTOPARAMS[0]), float(self.PHOT_AUTOPARAMS[1]))
 
     def to_dict(self) -> dict[str, Any]:

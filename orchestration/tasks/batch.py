@@ -75,13 +75,12 @@ def local_services(user: Any) -> LocalServices | None:
     then use the real tools (installed on the workers) with the user's proxy certificate."""
     if settings.ARCHIVE_BACKEND != "local" or settings.STORAGE_BACKEND != "local":
         return None
-    from portal.storage_backend import storage_for
+    from portal.storage_backend import local_root
 
-    storage = storage_for(user)  # validates the user name as a folder name
     return LocalServices(
         tools_dir=JOB_TOOLS,
         archive_dir=Path(settings.ARCHIVE_DIR),
-        storage_dir=Path(storage.root),  # type: ignore[attr-defined]
+        storage_dir=local_root(user),  # validates the user name as a folder name
         vos_uri=settings.VOSPACE_BASE_URI.format(username=user.username),
     )
 

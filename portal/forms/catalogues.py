@@ -94,7 +94,8 @@ class ParametersForm(forms.Form):
             try:
                 self.params = ExtractionParams.from_dict({n: data[n] for n in self.PARAMETER_NAMES})
             except CatalogueInputError as exc:
-                self.add_error(None, str(exc))
+                for problem in exc.problems or [str(exc)]:
+                    self.add_error(None, problem)
         return data
 
 

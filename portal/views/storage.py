@@ -23,7 +23,14 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from orchestration.storage.base import AlreadyExists, Node, Storage, StorageError, StorageUnavailable
+from orchestration.storage.base import (
+    AlreadyExists,
+    InvalidPath,
+    Node,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+)
 from portal import storage_backend, summary
 from portal.forms.storage import DeleteForm, MkdirForm, MoveForm, UploadForm
 from portal.request_body import request_body
@@ -60,6 +67,8 @@ def _parent(path: str) -> str:
 def _refused(request: HttpRequest, exc: StorageError, back: str = "") -> HttpResponse:
     """Show the adapter's message and go back to a folder that exists (the top one by default)."""
     messages.error(request, str(exc))
+    if isinstance(exc, InvalidPath) or ".." in back.split("/"):
+        back = ""  # a path that is not valid has no folder to go back to: the top one
     return redirect(_browse_url(back))
 
 
@@ -343,13 +352,12 @@ def delete(request: HttpRequest) -> HttpResponse:
     except StorageError as exc:
         return _refused(request, exc)
     count = _safe_count(storage, node) if node.is_dir else 0
+    must_confirm = False
     if request.method == "POST":
         form = DeleteForm(request.POST)
         if form.is_valid():
             if node.is_dir and count and not form.cleaned_data["recursive"]:
-                messages.error(
-                    request, f"The folder '{node.name}' is not empty: confirm to delete everything in it."
-                )
+                must_confirm = True
             else:
                 try:
                     storage.delete(node.path, recursive=node.is_dir)
@@ -359,7 +367,8 @@ def delete(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"Deleted '{node.path}'.")
                 return redirect(_browse_url(_parent(node.path)))
     ctx = {"action": "delete", "node": node, "count": count, "breadcrumbs": _breadcrumbs(node.path)}
-    return render(request, "storage/action.html", ctx)
+    ctx["must_confirm"] = must_confirm
+    return render(request, "storage/action.html", ctx, status=400 if must_confirm else 200)
 
 
 def _safe_list(storage: Storage, path: str) -> list[Node]:

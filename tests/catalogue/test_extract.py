@@ -141,6 +141,9 @@ def test_it_rejects_bad_parameters() -> None:
         ExtractionParams(DETECT_THRESH=-1)
     with pytest.raises(CatalogueInputError, match="Unknown parameter"):
         ExtractionParams.from_dict({"DETECT_TRESH": 2})
+    with pytest.raises(CatalogueInputError) as every:  # all problems at once, for the form
+        ExtractionParams(DETECT_THRESH=0, BACK_SIZE=4, GAIN=-1)
+    assert len(every.value.problems) == 3 and str(every.value).startswith("Invalid parameters: DETECT_THRESH")
 
 
 def test_it_builds_the_catalogue_from_per_ccd_task_results(catalogue, small_image) -> None:

@@ -296,6 +296,22 @@ def test_it_records_hold_release_and_remove_as_operations(
     assert alice_client.post(f"/batch/{sub.pk}/explode/").status_code == 404
 
 
+def test_it_says_when_there_is_nothing_to_hold_release_or_remove(
+    alice_client: Any, alice: User, sent: list[Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    submit(alice_client, django_capture_on_commit_callbacks)
+    sub = Submission.objects.get()
+    sub.jobs.update(state=Job.DONE)
+    for action, why in (
+        ("hold", "Nothing to hold: no job is waiting or running."),
+        ("release", "Nothing to release: no job is held."),
+        ("remove", "Nothing to remove: every job has already ended."),
+    ):
+        page = alice_client.post(f"/batch/{sub.pk}/{action}/", follow=True)
+        assert why in [str(m) for m in page.context["messages"]]
+    assert not Operation.objects.filter(kind="batch_control").exists()
+
+
 def test_it_adds_jobs_to_the_dashboard(
     alice_client: Any, alice: User, sent: list[Any], django_capture_on_commit_callbacks: Any
 ) -> None:

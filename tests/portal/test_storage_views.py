@@ -159,8 +159,9 @@ def test_it_deletes_a_folder_only_after_confirmation(alice_client: Any, storage_
     (home / "results" / "deep" / "a.txt").write_text("x")
     confirm = alice_client.get("/storage/delete/?path=results")
     assert b"Deleting it deletes everything inside it" in confirm.content
-    response = alice_client.post("/storage/delete/", {"path": "results"}, follow=True)
-    assert "confirm to delete everything in it" in " ".join(messages_of(response))
+    response = alice_client.post("/storage/delete/", {"path": "results"})
+    assert response.status_code == 400
+    assert b"Tick this box to delete the folder with everything in it." in response.content
     assert (home / "results").exists()
     response = alice_client.post("/storage/delete/", {"path": "results", "recursive": "on"}, follow=True)
     assert "Deleted 'results'." in messages_of(response)
@@ -282,3 +283,12 @@ def test_it_downloads_a_name_with_a_control_character(alice_client: Any, storage
     response = alice_client.get("/storage/download/" + quote("bad\tname.txt"))
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="bad_name.txt"'
+
+
+def test_a_download_path_that_climbs_out_goes_back_to_the_top_folder_with_the_reason(
+    alice_client: Any, storage_root: Path
+) -> None:
+    response = alice_client.get("/storage/download/..%2f..%2fetc%2fpasswd")
+    assert response.status_code == 302 and response["Location"] == "/storage/"
+    page = alice_client.get(response["Location"])
+    assert any("'..'" in m for m in messages_of(page))
