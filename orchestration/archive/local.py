@@ -38,6 +38,10 @@ class LocalArchive:
         source = self._source(uri)
         target = destination(uri, dest)
         part = target.with_name(target.name + ".part")
-        shutil.copyfile(source, part)  # chunked copy (sendfile), never whole file in memory
+        part.unlink(missing_ok=True)
+        try:
+            os.link(source, part)  # archive files never change: on the same file system, no copy at all
+        except OSError:
+            shutil.copyfile(source, part)  # chunked copy (sendfile), never whole file in memory
         os.replace(part, target)
         return target

@@ -49,7 +49,7 @@ from orchestration.catalogue.formats import PROVENANCE_SUFFIX, SUFFIXES, write_a
 from orchestration.catalogue.render import _detsec, downsample, render_mosaic, scale_to_uint8
 from orchestration.catalogue.validate import CcdInfo, validate_image
 from orchestration.errors import TransientError, UserFacingError, Wait
-from orchestration.operations import Progress, handler
+from orchestration.operations import Progress, handler, run_operation
 from orchestration.storage.base import NotFound, makedirs
 from portal.models import Catalogue, CatalogueCcd, Operation
 
@@ -378,6 +378,15 @@ def extract_catalogue_ccd(ccd_id: int) -> str:
     cat = row.catalogue
     started = time.monotonic()
     try:
+        outcome = _extract_and_record(cat, row, started)
+    finally:
+        _wake_if_last(cat)
+    return outcome
+
+
+def _extract_and_record(cat: Catalogue, row: CatalogueCcd, started: float) -> str:
+    ccd_id = row.pk
+    try:
         n = _extract_one(cat, row)
     except CatalogueInputError as exc:
         CatalogueCcd.objects.filter(pk=ccd_id).update(state=CatalogueCcd.FAILED, error=str(exc)[:2000])
@@ -402,6 +411,14 @@ def extract_catalogue_ccd(ccd_id: int) -> str:
         updated=timezone.now(),
     )
     return "done"
+
+
+def _wake_if_last(cat: Catalogue) -> None:
+    """The last CCD to end wakes the catalogue's operation at once, so merging starts now rather than
+    at its next poll (safe: a waiting operation is resumed by one call only)."""
+    open_states = [CatalogueCcd.PENDING, CatalogueCcd.RUNNING]
+    if cat.operation_id and not CatalogueCcd.objects.filter(catalogue=cat, state__in=open_states).exists():
+        run_operation.apply_async(args=[cat.operation_id])
 
 
 def _extract_one(cat: Catalogue, row: CatalogueCcd) -> int:
