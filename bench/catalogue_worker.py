@@ -22,22 +22,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _django import ROOT, setup_django  # noqa: E402
 
-FORM = {
-    "source": "archive",
-    "DETECT_THRESH": 1.5,
-    "DETECT_MINAREA": 5,
-    "DEBLEND_NTHRESH": 32,
-    "DEBLEND_MINCONT": 0.005,
-    "MAG_ZEROPOINT": 30,
-    "BACK_SIZE": 64,
-    "BACK_FILTERSIZE": 3,
-    "PHOT_AUTOPARAMS": "2.5, 3.5",
-    "SATUR_LEVEL": 50000,
-    "GAIN": 0,
-    "CLEAN": "on",
-    "FILTER": "on",
-}
-
 
 def start_worker(var_dir: Path) -> subprocess.Popen[bytes]:
     log = open(var_dir / "worker.log", "wb")  # noqa: SIM115 - closed with the process
@@ -58,7 +42,12 @@ def run_once(client: object, observation: str) -> tuple[float, object]:
     from portal.models import Catalogue
 
     start = time.perf_counter()
-    response = client.post("/catalogues/new/", {**FORM, "observation": observation})  # type: ignore[attr-defined]
+    from portal.forms.catalogues import NewCatalogueForm
+
+    # The form as a user leaves it: every parameter at its default (booleans ticked as "on").
+    form = {n: ("on" if f.initial is True else f.initial) for n, f in NewCatalogueForm.base_fields.items()}
+    form = {n: v for n, v in form.items() if v is not None and v is not False}
+    response = client.post("/catalogues/new/", {**form, "observation": observation})  # type: ignore[attr-defined]
     assert response.status_code == 302, response.content[:2000]
     cat = Catalogue.objects.latest("pk")
     while True:
