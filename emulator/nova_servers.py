@@ -346,7 +346,11 @@ def _console(server: dict[str, Any], length: Any) -> str:
     lines = [
         f"[    0.000000] Linux version 5.4.0 (emulated cloud: no real VM runs here) {server['hostname']}",
         "[    1.234567] cloud-init: running modules for config",
-        f"ci-info: no authorized SSH keys fingerprints found for user {server.get('key_name') or 'none'}",
+        (
+            f"ci-info: key pair {server['key_name']} installed in the default user's authorized_keys"
+            if server.get("key_name")
+            else "ci-info: no authorized SSH keys fingerprints found (launched without a key pair)"
+        ),
         f"{server['hostname']} login:",
     ]
     if length is not None:
