@@ -15,6 +15,7 @@ import resource
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -57,8 +58,8 @@ class Limits:
 class LocalServices:
     """The archive and storage of a portal whose backends are local folders, offered to its jobs with
     stand-ins for the CADC tools (``jobtools/``: cadcget, vcp, vls, vmkdir), so the tutorial's scripts
-    run unchanged. Inside bubblewrap the archive is visible read-only and, of all users' storage,
-    only the job owner's own folder, writable as VOSpace is with the real vcp."""
+    run unchanged. Inside bubblewrap the archive and, of all users' storage, only the job owner's own
+    folder are visible, both read-only: vcp writes to an outbox the portal stores when the job ends."""
 
     tools_dir: Path
     archive_dir: Path
@@ -118,6 +119,9 @@ class JobResult:
 OnStart = Callable[[int, str], None]
 
 
+OUTBOX = ".vospace-outbox"  # in scratch: what the job copies to vos: with the stand-in vcp
+
+
 def job_environment(job: LocalJob, scratch: Path) -> dict[str, str]:
     """The job's whole environment: nothing inherited from the worker but these."""
     env = {
@@ -134,6 +138,7 @@ def job_environment(job: LocalJob, scratch: Path) -> dict[str, str]:
         env["PORTAL_ARCHIVE_DIR"] = str(job.services.archive_dir)
         env["PORTAL_STORAGE_DIR"] = str(job.services.storage_dir)
         env["PORTAL_VOS_URI"] = job.services.vos_uri
+        env["PORTAL_VOS_OUTBOX"] = str(scratch / OUTBOX)
     env.update(job.env)
     return env
 
@@ -161,7 +166,7 @@ def _command(job: LocalJob, scratch: Path) -> tuple[list[str], Callable[[], None
             services = job.services
             wrap += ["--ro-bind", str(services.tools_dir), str(services.tools_dir)]
             wrap += ["--ro-bind", str(services.archive_dir), str(services.archive_dir)]
-            wrap += ["--bind", str(services.storage_dir), str(services.storage_dir)]
+            wrap += ["--ro-bind", str(services.storage_dir), str(services.storage_dir)]
         wrap += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--die-with-parent", "--"]
         argv = wrap + argv
     limits = _limit_args(job.limits)
@@ -186,6 +191,8 @@ def _prepare_scratch(job: LocalJob) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix=f"job-{job.cluster}.{job.proc}-", dir=job.scratch_root))
     target = scratch / job.script.name
     shutil.copyfile(job.script, target)
+    if job.services is not None:
+        (scratch / OUTBOX).mkdir()
     target.chmod(0o700)
     for path in [*job.input_files, *([job.proxy] if job.proxy else [])]:
         shutil.copyfile(path, scratch / path.name)
@@ -340,6 +347,7 @@ def _run_in(
         log.held(hold_reason, hold_code)
         return replace(base, state=JobState.HELD, hold_reason=hold_reason, hold_code=hold_code)
     _copy_back(job, scratch)
+    _collect_outbox(job, scratch)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # cumulative over this worker's children
     user_cpu, sys_cpu = usage.ru_utime - usage_before.ru_utime, usage.ru_stime - usage_before.ru_stime
     log.terminated(return_value=code, signal=sig, user_cpu=user_cpu, sys_cpu=sys_cpu)
@@ -376,6 +384,38 @@ def _limit_hit(
             HOLD_DURATION_EXCEEDED,
         )
     return "", None
+
+
+def outbox_dir(job_dir: Path, proc: int) -> Path:
+    """Where a finished job's vcp copies wait for the portal to store them in the user's space."""
+    return job_dir / f".vospace-{int(proc)}"
+
+
+def _collect_outbox(job: LocalJob, scratch: Path) -> None:
+    """Take what the job copied to vos: (the stand-in vcp's outbox) out of its scratch folder.
+
+    Regular files and folders only, opened without following links: the job wrote this tree, so a
+    link in it must not make the worker read anything of its own.
+    """
+    root = scratch / OUTBOX
+    if job.services is None or root.is_symlink() or not root.is_dir():
+        return
+    target_root = outbox_dir(job.job_dir, job.proc)
+    shutil.rmtree(target_root, ignore_errors=True)
+    for dirpath, dirnames, filenames in os.walk(root):  # does not descend into linked folders
+        rel = Path(dirpath).relative_to(root)
+        (target_root / rel).mkdir(parents=True, exist_ok=True)
+        dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
+        for name in filenames:
+            try:
+                fd = os.open(Path(dirpath) / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue  # a link, or gone
+            with os.fdopen(fd, "rb") as src:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue  # a FIFO or device: nothing to copy
+                with open(target_root / rel / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
 
 
 def _copy_back(job: LocalJob, scratch: Path) -> None:

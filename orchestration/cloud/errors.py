@@ -123,13 +123,13 @@ def translate(action: str) -> Iterator[None]:
 
 
 def _unauthorized_inside(exc: BaseException) -> bool:
-    """Is a Keystone 401 the cause of ``exc``, somewhere down its chain?"""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        status = getattr(current, "status_code", None) or getattr(current, "http_status", None)
-        if isinstance(current, ks_exc.Unauthorized) or status == 401:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    """Is ``exc`` openstacksdk's plain wrapper around Keystone's 401 (what ``authorize()`` raises)?
+
+    Only that exact shape: a connection failure that merely passed through a 401 on the way (version
+    discovery retries after one) must stay "unavailable", or stored credentials would be revoked.
+    """
+    if type(exc) is not os_exc.SDKException:
+        return False
+    inner = exc.__cause__ or exc.__context__
+    status = getattr(inner, "http_status", None) or getattr(inner, "status_code", None)
+    return isinstance(inner, ks_exc.Unauthorized) or status == 401

@@ -75,6 +75,12 @@ def local_services(user: Any) -> LocalServices | None:
     then use the real tools (installed on the workers) with the user's proxy certificate."""
     if settings.ARCHIVE_BACKEND != "local" or settings.STORAGE_BACKEND != "local":
         return None
+    archive = Path(settings.ARCHIVE_DIR).resolve()
+    private = [Path(p).resolve() for p in portal_data_paths() if Path(p).resolve() != archive]
+    if any(p == archive or archive in p.parents for p in private):
+        # The archive is shown to jobs read-only; it must not hold the portal's data or users' files.
+        log.warning("batch: ARCHIVE_DIR %s holds other portal data; jobs get no cadcget/vcp", archive)
+        return None
     from portal.storage_backend import local_root
 
     return LocalServices(

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from celery import shared_task
@@ -21,8 +23,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from orchestration.batch.base import BatchError, JobState
+from orchestration.batch.local import outbox_dir
 from orchestration.batch.localexec import LocalExecutor
-from orchestration.tasks.batch import local_executor, sync_submission
+from orchestration.storage.base import StorageError, makedirs
+from orchestration.tasks.batch import job_dir, local_executor, sync_submission
 from portal.models import Job, Submission
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,43 @@ def _pullable() -> Any:
     return Job.objects.filter(state=Job.IDLE, claimed_by="", submission__executor="local").exclude(
         cluster=None
     )
+
+
+def store_vos_outbox(job: Job) -> int:
+    """Store what a finished job copied to vos: with the stand-in vcp into its owner's space, through
+    the storage adapter (which refuses paths out of the space); how many files. Problems are noted
+    on the job, and the outbox is removed either way."""
+    directory = job_dir(job)
+    outbox = outbox_dir(directory, job.proc) if directory else None
+    if outbox is None or not outbox.is_dir():
+        return 0
+    from portal.storage_backend import refresh_usage, storage_for
+
+    stored, problems = 0, []
+    try:
+        storage = storage_for(job.submission.owner)
+        for dirpath, _dirnames, filenames in os.walk(outbox):
+            rel = Path(dirpath).relative_to(outbox).as_posix()
+            prefix = "" if rel == "." else f"{rel}/"
+            if prefix:
+                makedirs(storage, prefix.rstrip("/"))
+            for name in sorted(filenames):
+                try:
+                    with open(Path(dirpath) / name, "rb") as fh:
+                        storage.upload(prefix + name, fh, None, overwrite=True)
+                    stored += 1
+                except StorageError as exc:
+                    problems.append(f"{prefix}{name}: {exc}")
+        if stored:
+            refresh_usage(job.submission.owner, storage)
+    except StorageError as exc:
+        problems.append(str(exc))
+    finally:
+        shutil.rmtree(outbox, ignore_errors=True)
+    if problems:
+        note = "Files copied with vcp could not all be stored: " + "; ".join(problems)
+        Job.objects.filter(pk=job.pk).update(output_note=note[:1000])
+    return stored
 
 
 def _claim_next(token: str) -> Job | None:
@@ -95,6 +136,7 @@ def _run_claimed(executor: LocalExecutor, job: Job, token: str) -> str:
         result = None
     finally:
         row.filter(claimed_by=token).update(claimed_by="", claimed_at=None)
+    store_vos_outbox(job)
     fresh = row.select_related("submission").first()
     if fresh is not None:
         sync_submission(fresh.submission, jobs=[fresh])

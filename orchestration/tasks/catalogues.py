@@ -238,8 +238,7 @@ def catalogue_run(op: Operation, progress: Progress) -> None:
     except (Wait, TransientError):
         raise  # called again later; the catalogue stays active
     except CatalogueInputError as exc:
-        # The messages name the file the worker read, the catalogue's own copy: show the user's name.
-        message = str(exc).replace(f"{input_path(cat).name}:", f"{cat.source_ref.rsplit('/', 1)[-1]}:")
+        message = _users_name(cat, str(exc))
         _fail(cat, message)
         raise UserFacingError(message) from None
     except UserFacingError as exc:
@@ -265,7 +264,7 @@ def _run(cat: Catalogue, progress: Progress) -> None:
     _send_ccds(cat)
     failed = cat.ccd_rows.filter(state=CatalogueCcd.FAILED).first()
     if failed is not None:
-        raise UserFacingError(f"CCD {failed.name}: {failed.error}")
+        raise UserFacingError(f"CCD {failed.name}: {_users_name(cat, failed.error)}")
     done = cat.ccd_rows.filter(state=CatalogueCcd.DONE).count()
     if done < len(ccds):
         message = f"Extracting: {done} of {len(ccds)} CCDs done"
@@ -275,6 +274,11 @@ def _run(cat: Catalogue, progress: Progress) -> None:
     _set_state(cat, Catalogue.MERGING)
     _merge_and_store(cat, image, params, ccds)
     progress(100, f"{cat.n_sources} sources in {len(ccds)} CCDs")
+
+
+def _users_name(cat: Catalogue, message: str) -> str:
+    """Messages name the file the worker read, the catalogue's own copy: show the user's name instead."""
+    return message.replace(f"{input_path(cat).name}:", f"{cat.source_ref.rsplit('/', 1)[-1]}:")
 
 
 def _fail(cat: Catalogue, message: str) -> None:
@@ -305,7 +309,8 @@ def _reserve_outputs(cat: Catalogue, storage: Any) -> dict[str, str]:
         return dict(cat.outputs)
     base = cat.stem
     for n in range(1, 10_000):
-        stem = base if n == 1 else f"{base}-{n}"[:200]
+        suffix = "" if n == 1 else f"-{n}"
+        stem = base[: 200 - len(suffix)] + suffix
         paths = _output_paths(cat, stem)
         if any(_exists(storage, p) for p in paths.values()):
             continue

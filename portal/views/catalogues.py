@@ -309,7 +309,9 @@ def catalogue_delete(request: HttpRequest, pk: int) -> HttpResponse:
             request, f"The catalogue of {cat.name} is still running; delete it when it has finished."
         )
         return redirect("catalogue_detail", pk=cat.pk)
-    stored = [path for path in cat.outputs.values() if isinstance(path, str)]
+    # Names are reserved before anything is written: only a finished catalogue's files are surely its own.
+    done = cat.state == Catalogue.DONE
+    stored = [path for path in cat.outputs.values() if isinstance(path, str)] if done else []
     if request.method == "GET":
         return render(request, "catalogues/delete.html", {"cat": cat, "stored": stored})
     problems = []

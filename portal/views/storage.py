@@ -360,7 +360,9 @@ def delete(request: HttpRequest) -> HttpResponse:
                 must_confirm = True
             else:
                 try:
-                    storage.delete(node.path, recursive=node.is_dir)
+                    # Not recursive unless confirmed: files may have arrived since the count.
+                    recursive = node.is_dir and bool(form.cleaned_data["recursive"])
+                    storage.delete(node.path, recursive=recursive)
                 except StorageError as exc:
                     return _refused(request, exc, _parent(node.path))
                 storage_backend.refresh_usage(request.user, storage)

@@ -202,9 +202,10 @@ def test_it_binds_the_jobs_scratch_back_inside_a_hidden_scratch_root(tmp_path: P
 
 
 def test_the_tutorials_cadc_commands_use_the_local_archive_and_the_owners_storage(tmp_path: Path) -> None:
-    """With local backends, cadcget reads the archive and vcp/vls/vmkdir the owner's space, inside
-    bubblewrap where the rest of the portal's data (other users' storage) stays hidden."""
-    from orchestration.batch.local import LocalServices
+    """With local backends, cadcget reads the archive and vls/vcp the owner's space, both read-only
+    inside bubblewrap (other users' storage stays hidden); what vcp sends to vos: waits in an outbox,
+    taken out of scratch without following links, for the portal to store."""
+    from orchestration.batch.local import LocalServices, outbox_dir
     from orchestration.tasks.batch import JOB_TOOLS
 
     # Outside /tmp (which the sandbox replaces by a private tmpfs), like the portal's var/.
@@ -214,6 +215,8 @@ def test_the_tutorials_cadc_commands_use_the_local_archive_and_the_owners_storag
     (archive / "CFHT" / "1056215p.fits.fz").write_bytes(b"pixels of 1056215p")
     (storage / "bob").mkdir(parents=True)
     (storage / "bob" / "private.txt").write_text("bob's\n")
+    (storage / "alice" / "old").mkdir(parents=True)
+    (storage / "alice" / "old" / "earlier.cat").write_text("earlier\n")
     try:
         script = (
             "#!/bin/bash\n"
@@ -222,11 +225,16 @@ def test_the_tutorials_cadc_commands_use_the_local_archive_and_the_owners_storag
             "cadcget cadc:CFHT/1056299p.fits.fz || echo no-such-observation\n"
             "cadcget cadc:CFHT/../../storage/bob/private.txt || echo no-dotdot\n"
             "echo 'NUMBER MAG_AUTO' > 1056215p.cat\n"
-            "vcp 1056215p.cat vos:alice/ && echo stored\n"
+            "vcp 1056215p.cat vos:alice/ && echo sent\n"
             "vmkdir vos:alice/run1 && vcp 1056215p.cat vos:alice/run1/copy.cat && vls vos:alice/run1\n"
+            "vcp vos:alice/old/earlier.cat back.cat && cat back.cat\n"
+            "vls vos:alice\n"
             "vcp 1056215p.cat vos:bob/ || echo not-bobs\n"
             "vcp 1056215p.cat 'vos:[VOSpace]/' || echo placeholder\n"
+            "vcp 1056215p.cat vos:alice/nowhere/x.cat || echo no-folder\n"
+            "echo x > $PORTAL_STORAGE_DIR/direct.txt 2>/dev/null || echo storage-read-only\n"
             f"cat {storage}/bob/private.txt 2>/dev/null || echo bob-hidden\n"
+            "ln -s /etc/hostname $PORTAL_VOS_OUTBOX/leak.txt\n"
         )
         services = LocalServices(JOB_TOOLS, archive, storage / "alice", "vos:alice")
         job = _job(tmp_path, script, services=services, hidden_paths=[portal_data], use_bwrap=True)
@@ -238,12 +246,17 @@ def test_the_tutorials_cadc_commands_use_the_local_archive_and_the_owners_storag
             and "cadc:CFHT/1056299p.fits.fz is not in this portal's archive" in err
         )
         assert "no-dotdot" in out and "may not contain '..'" in err
-        assert "stored" in out and "copy.cat" in out
-        assert (storage / "alice" / "1056215p.cat").read_text() == "NUMBER MAG_AUTO\n"
-        assert (storage / "alice" / "run1" / "copy.cat").exists()
+        assert "sent" in out and "copy.cat" in out and "earlier" in out
+        assert "1056215p.cat\nold/\nrun1/" in out  # vls: the space and what this job sent, together
         assert "not-bobs" in out and "jobs here reach only your own space vos:alice/" in err
-        assert not (storage / "bob" / "1056215p.cat").exists()
         assert "placeholder" in out and "replace the placeholder" in err
+        assert "no-folder" in out and "the folder nowhere does not exist" in err
+        assert "storage-read-only" in out and not (storage / "alice" / "direct.txt").exists()
         assert "bob-hidden" in out and "bob's" not in out
+        outbox = outbox_dir(job.job_dir, job.proc)
+        assert (outbox / "1056215p.cat").read_text() == "NUMBER MAG_AUTO\n"
+        assert (outbox / "run1" / "copy.cat").exists()
+        assert not (outbox / "leak.txt").exists()  # a link is never followed out of the outbox
+        assert not (storage / "alice" / "1056215p.cat").exists()  # the portal stores it, not the job
     finally:
         shutil.rmtree(portal_data)

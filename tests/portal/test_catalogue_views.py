@@ -427,3 +427,47 @@ def test_a_storage_path_that_is_missing_or_a_folder_is_refused_at_once(
         assert response.status_code == 400
         assert message in response.content.decode()
     assert not Catalogue.objects.exists()
+
+
+def test_a_failed_catalogue_never_deletes_files_at_its_reserved_names(
+    alice_client: Any, alice: Any, catalogue_env: Path
+) -> None:
+    """Names are reserved before anything is written: a failed run's names may hold someone else's file."""
+    stored = catalogue_env / "storage" / "alice" / "catalogues"
+    stored.mkdir(parents=True)
+    (stored / "1056215p.cat").write_text("written by a batch job\n")
+    cat = Catalogue.objects.create(
+        owner=alice,
+        name="1056215p",
+        source=Catalogue.ARCHIVE,
+        source_ref="1056215p",
+        params={},
+        output_dir="catalogues",
+        stem="1056215p",
+        state=Catalogue.FAILED,
+        outputs={"ascii_head": "catalogues/1056215p.cat"},
+    )
+    assert b"delete-files" not in alice_client.get(f"/catalogues/{cat.pk}/delete/").content
+    alice_client.post(f"/catalogues/{cat.pk}/delete/", {"files": "on"})
+    assert not Catalogue.objects.filter(pk=cat.pk).exists()
+    assert (stored / "1056215p.cat").read_text() == "written by a batch job\n"
+
+
+def test_a_long_image_name_still_gets_a_free_output_name(alice: Any, catalogue_env: Path) -> None:
+    from orchestration.storage.local import LocalStorage
+
+    base = "x" * 200
+    storage = LocalStorage(catalogue_env / "storage" / "alice")
+    storage.mkdir("catalogues")
+    (catalogue_env / "storage" / "alice" / "catalogues" / f"{base}.cat").write_text("taken\n")
+    cat = Catalogue.objects.create(
+        owner=alice,
+        name=base,
+        source=Catalogue.UPLOAD,
+        source_ref=base,
+        params={},
+        output_dir="catalogues",
+        stem=base,
+    )
+    outputs = catalogue_tasks._reserve_outputs(cat, storage)
+    assert outputs["ascii_head"] == f"catalogues/{'x' * 198}-2.cat"
