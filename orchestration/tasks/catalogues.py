@@ -272,7 +272,7 @@ def _run(cat: Catalogue, progress: Progress) -> None:
         raise Wait(POLL_SECONDS, message)
     progress(92, "Merging and writing the catalogue")
     _set_state(cat, Catalogue.MERGING)
-    _merge_and_store(cat, image, params, ccds)
+    _merge_and_store(cat, image, params, ccds, progress)
     progress(100, f"{cat.n_sources} sources in {len(ccds)} CCDs")
 
 
@@ -332,7 +332,10 @@ def _reserve_outputs(cat: Catalogue, storage: Any) -> dict[str, str]:
     )
 
 
-def _merge_and_store(cat: Catalogue, image: Path, params: ExtractionParams, ccds: list[CcdInfo]) -> None:
+def _merge_and_store(
+    cat: Catalogue, image: Path, params: ExtractionParams, ccds: list[CcdInfo], progress: Progress
+) -> None:
+    """Each progress step also renews the operation's lease, so a long merge is never started twice."""
     from portal.storage_backend import refresh_usage, storage_for
 
     parts = {c.index: np.load(rows_path(cat, c.index), allow_pickle=False) for c in ccds}
@@ -345,10 +348,12 @@ def _merge_and_store(cat: Catalogue, image: Path, params: ExtractionParams, ccds
     makedirs(storage, cat.output_dir)
     outputs = _reserve_outputs(cat, storage)
     files = write_all(catalogue, out_dir, cat.stem)
+    progress(95, "Storing the catalogue")
     for fmt, path in files.items():
         with path.open("rb") as fh:
             storage.upload(outputs[fmt], fh, None, overwrite=True)  # names reserved for this catalogue
     refresh_usage(cat.owner, storage)
+    progress(98, "Drawing the focal plane")
     counts = {name: n for _, name, _, n in catalogue.ccds}
     _save_atomic(cat.work_dir / "mosaic.png", render_mosaic(image, counts, max_size=1200))
     layout = mosaic_layout(image, ccds)
