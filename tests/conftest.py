@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +21,15 @@ from portal.models import Membership, Project
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_user_data() -> None:
+    """Users' files from an earlier run (var/test outlives it) must not make a test pass or fail:
+    a file that "appeared" may be last run's. The database is new each run; so are these folders."""
+    for folder in (settings.STORAGE_ROOT, settings.BATCH_ROOT, settings.CATALOGUE_WORK_DIR):
+        if Path(folder).resolve().is_relative_to(Path(settings.VAR_DIR).resolve()):  # only ours
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def make_user(username: str, projects: list[str]) -> User:
