@@ -407,19 +407,24 @@ def _collect_outbox(job: LocalJob, scratch: Path) -> None:
         (target_root / rel).mkdir(parents=True, exist_ok=True)
         dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
         for name in filenames:
-            try:
-                fd = os.open(Path(dirpath) / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            except OSError:
-                continue  # a link, or gone
-            with os.fdopen(fd, "rb") as src:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    continue  # a FIFO or device: nothing to copy
-                with open(target_root / rel / name, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1024 * 1024)
+            _copy_regular_file(Path(dirpath) / name, target_root / rel / name)
+
+
+def _copy_regular_file(source: Path, target: Path) -> bool:
+    """Copy a file the job wrote, only if it is a regular file, opened without following a link (a
+    job's link must not make the worker read one of its own files); False when it was not copied."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False  # a link, or gone
+    with os.fdopen(fd, "rb") as src:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False  # a folder, FIFO or device: nothing to copy
+        with open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+    return True
 
 
 def _copy_back(job: LocalJob, scratch: Path) -> None:
     for name in job.output_files:
-        source = scratch / name
-        if source.is_file() and not source.is_symlink():
-            shutil.copyfile(source, job.job_dir / name)
+        _copy_regular_file(scratch / name, job.job_dir / name)

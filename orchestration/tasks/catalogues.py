@@ -315,9 +315,8 @@ def _reserve_outputs(cat: Catalogue, storage: Any) -> dict[str, str]:
         if any(_exists(storage, p) for p in paths.values()):
             continue
         with transaction.atomic():
-            get_user_model().objects.select_for_update().get(
-                pk=cat.owner_id
-            )  # one reservation at a time per user
+            # One reservation at a time per user: lock the owner's row.
+            get_user_model().objects.select_for_update().get(pk=cat.owner_id)
             others = Catalogue.objects.filter(owner_id=cat.owner_id).exclude(pk=cat.pk)
             taken = {
                 p for outputs in others.values_list("outputs", flat=True) for p in (outputs or {}).values()

@@ -324,18 +324,13 @@ def batch_control(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         raise Http404("No such action.")
     selected = _selected_jobs(request, sub)
     what = f"{len(selected)} job{'s' if len(selected) != 1 else ''}" if selected else "all jobs"
-    applies_to = {
-        "hold": [Job.UNSENT, Job.IDLE, Job.RUNNING],
-        "release": [Job.HELD],
-        "remove": [Job.UNSENT, Job.IDLE, Job.RUNNING, Job.HELD],
+    applies_to, nothing = {
+        "hold": ([Job.UNSENT, Job.IDLE, Job.RUNNING], "no job is waiting or running"),
+        "release": ([Job.HELD], "no job is held"),
+        "remove": ([Job.UNSENT, Job.IDLE, Job.RUNNING, Job.HELD], "every job has already ended"),
     }[action]
     jobs = sub.jobs.filter(pk__in=selected) if selected else sub.jobs.all()
     if not jobs.filter(state__in=applies_to).exists():
-        nothing = {
-            "hold": "no job is waiting or running",
-            "release": "no job is held",
-            "remove": "every job has already ended",
-        }[action]
         messages.info(request, f"Nothing to {action}: {nothing}.")
         return redirect("batch_submission", pk=sub.pk)
     with transaction.atomic():
