@@ -32,6 +32,15 @@ def _fresh_user_data() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def archive_catalogue(owner: User, observation: str = "1056215p", **fields: Any) -> Any:
+    """A catalogue record of an archive observation, in any state the test gives, made without a run."""
+    from portal.models import Catalogue
+
+    defaults = {"name": observation, "source_ref": observation, "stem": observation}
+    defaults |= {"source": Catalogue.ARCHIVE, "params": {}, "output_dir": "catalogues"}
+    return Catalogue.objects.create(owner=owner, **(defaults | fields))
+
+
 def make_user(username: str, projects: list[str]) -> User:
     user = User.objects.create_user(username, f"{username}@example.org", PASSWORD)
     for name in projects:

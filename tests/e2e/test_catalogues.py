@@ -16,7 +16,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from orchestration.catalogue.synth import SynthConfig, make_megacam_image
-from tests.conftest import make_user
+from tests.conftest import archive_catalogue, make_user
 from tests.e2e.conftest import screenshot, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -131,18 +131,7 @@ def test_it_shows_each_ccds_progress_as_it_changes(page: Any) -> None:
     dora = make_user("dora", ["dora-survey"])
     op = Operation.objects.create(owner=dora, kind="catalogue_run", title="Catalogue 1056215p")
     Operation.objects.filter(pk=op.pk).update(state=Operation.RUNNING, message="Extracting")
-    cat = Catalogue.objects.create(
-        owner=dora,
-        name="1056215p",
-        source=Catalogue.ARCHIVE,
-        source_ref="1056215p",
-        params={},
-        output_dir="catalogues",
-        stem="1056215p",
-        state=Catalogue.EXTRACTING,
-        n_ccds=3,
-        operation=op,
-    )
+    cat = archive_catalogue(dora, state=Catalogue.EXTRACTING, n_ccds=3, operation=op)
     rows = [
         CatalogueCcd.objects.create(
             catalogue=cat, hdu_index=i + 1, ccd=i, name=f"ccd{i:02d}", ny=4612, nx=2048

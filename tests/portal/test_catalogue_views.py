@@ -19,7 +19,7 @@ from orchestration import operations
 from orchestration.catalogue.synth import SynthConfig, make_megacam_image
 from orchestration.tasks import catalogues as catalogue_tasks
 from portal.models import Catalogue, CatalogueCcd, Operation
-from tests.conftest import make_user
+from tests.conftest import archive_catalogue, make_user
 
 SHAPE = (300, 256)
 DENSE = SynthConfig(stars_per_ccd=4000, galaxies_per_ccd=8000, cosmics_per_ccd=300)
@@ -382,11 +382,7 @@ def test_running_again_never_overwrites_another_catalogues_files(
 
 
 def test_a_running_catalogue_cannot_be_deleted(alice_client: Any, alice: Any, catalogue_env: Path) -> None:
-    cat = Catalogue.objects.create(
-        owner=alice, name="1056215p", source=Catalogue.ARCHIVE, source_ref="1056215p", params={}, stem="x"
-    )
-    cat.state = Catalogue.EXTRACTING
-    cat.save()
+    cat = archive_catalogue(alice, state=Catalogue.EXTRACTING)
     response = alice_client.post(f"/catalogues/{cat.pk}/delete/", follow=True)
     assert b"still running" in response.content
     assert Catalogue.objects.filter(pk=cat.pk).exists()
@@ -436,17 +432,7 @@ def test_a_failed_catalogue_never_deletes_files_at_its_reserved_names(
     stored = catalogue_env / "storage" / "alice" / "catalogues"
     stored.mkdir(parents=True)
     (stored / "1056215p.cat").write_text("written by a batch job\n")
-    cat = Catalogue.objects.create(
-        owner=alice,
-        name="1056215p",
-        source=Catalogue.ARCHIVE,
-        source_ref="1056215p",
-        params={},
-        output_dir="catalogues",
-        stem="1056215p",
-        state=Catalogue.FAILED,
-        outputs={"ascii_head": "catalogues/1056215p.cat"},
-    )
+    cat = archive_catalogue(alice, state=Catalogue.FAILED, outputs={"ascii_head": "catalogues/1056215p.cat"})
     assert b"delete-files" not in alice_client.get(f"/catalogues/{cat.pk}/delete/").content
     alice_client.post(f"/catalogues/{cat.pk}/delete/", {"files": "on"})
     assert not Catalogue.objects.filter(pk=cat.pk).exists()
