@@ -239,7 +239,17 @@ BATCH_JOB_WALL_SECONDS = _int("BATCH_JOB_WALL_SECONDS", 24 * 3600, minimum=1)
 BATCH_JOB_MEMORY_MB = _int("BATCH_JOB_MEMORY_MB", 4096, minimum=16)
 BATCH_JOB_OUTPUT_MB = _int("BATCH_JOB_OUTPUT_MB", 1024, minimum=1)
 BATCH_JOB_RETRIES = _int("BATCH_JOB_RETRIES", 1)  # automatic re-runs of a job whose worker died
-BATCH_USE_BWRAP = env.bool("BATCH_USE_BWRAP", default=True)
+# The local job sandbox (orchestration/batch/sandbox.py): "required" runs every job as BATCH_JOB_UID in
+# bubblewrap namespaces, or not at all; "trusted" (single-user installs) runs jobs as the workers' user.
+BATCH_SANDBOX = _choice("BATCH_SANDBOX", "required", ("required", "trusted"))
+BATCH_JOB_UID = _int("BATCH_JOB_UID", 65534, minimum=1)
+BATCH_JOB_GID = _int("BATCH_JOB_GID", 65534, minimum=1)
+BATCH_JOB_NETWORK = _choice("BATCH_JOB_NETWORK", "none", ("none", "egress"))
+BATCH_JOB_MAX_PROCESSES = _int("BATCH_JOB_MAX_PROCESSES", 256, minimum=8)
+BATCH_JOB_READONLY_PATHS = [Path(p) for p in env.list("BATCH_JOB_READONLY_PATHS", default=[])]
+for _path in BATCH_JOB_READONLY_PATHS:
+    if not _path.is_absolute():
+        raise ImproperlyConfigured(f"BATCH_JOB_READONLY_PATHS: {_path} is not an absolute path")
 BATCH_REFRESH_SECONDS = _int("BATCH_REFRESH_SECONDS", 3, minimum=1)
 BATCH_QUEUE = env.str("BATCH_QUEUE", default="celery")  # the Celery queue local jobs run from
 HTCONDOR_POOL_PROFILE = _choice("HTCONDOR_POOL_PROFILE", "v1", ("v1", "csv2", "none"))

@@ -1,9 +1,11 @@
 """The local executor's job runner: one user job as a sandboxed process on this machine.
 
 The job gets a private scratch directory (its cwd, HOME and TMPDIR), an argv list
-(never a shell), a scrubbed environment, its own process group and resource
-limits, and, where bubblewrap is installed, a read-only view of the system with
-only its scratch directory writable. The runner writes the job's .out, .err and
+(never a shell), a scrubbed environment, resource limits, a control group that limits
+memory and processes across all of its processes and kills them all when it ends, and
+the sandbox of ``sandbox.py`` (an unprivileged uid in its own namespaces, seeing only
+an allow-list of folders). Without the sandbox a job is not run, unless the operator
+chose the trusted single-user mode. The runner writes the job's .out, .err and
 HTCondor event log, so the log viewer reads local and HTCondor jobs alike.
 """
 
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from orchestration.batch import cgroups
 from orchestration.batch.base import JobState
 from orchestration.batch.eventlog import (
     HOLD_DURATION_EXCEEDED,
@@ -32,10 +35,9 @@ from orchestration.batch.eventlog import (
     JobEvent,
     read_events,
 )
+from orchestration.batch.sandbox import REQUIRED, Mounts, SandboxConfig, bwrap_argv, sandbox_problem
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-_PRLIMIT = shutil.which("prlimit")
-_BWRAP = shutil.which("bwrap")
 _FIRST_POLL = 0.002  # most jobs in a big batch are short: look early, then back off
 _MAX_POLL = 0.25
 
@@ -51,7 +53,8 @@ class Limits:
     # Address space is capped too, to stop a runaway between two polls; programs
     # reserve more address space than they touch, hence the headroom.
     address_space_factor: float = 4.0
-    kill_grace_seconds: float = 5.0
+    kill_grace_seconds: float = 1.0  # Hold and Remove stop a job within this (and the poll)
+    max_processes: int = 256  # processes and threads of the whole job at once
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,8 @@ class LocalJob:
     output_files: list[str] = field(default_factory=list)  # names copied back from scratch
     env: dict[str, str] = field(default_factory=dict)  # e.g. X509_USER_PROXY
     proxy: Path | None = None  # copied into scratch; X509_USER_PROXY points at it
-    use_bwrap: bool = True
-    hidden_paths: list[Path] = field(default_factory=list)  # masked inside bwrap
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    hidden_paths: list[Path] = field(default_factory=list)  # the portal's data: masked if ever mounted
     keep_scratch: bool = False
     stop_file: Path | None = None  # appears when the portal holds or removes the job from any host
     services: LocalServices | None = None  # local archive and storage behind cadcget and vcp
@@ -143,7 +146,7 @@ def job_environment(job: LocalJob, scratch: Path) -> dict[str, str]:
     return env
 
 
-def _limit_args(limits: Limits) -> list[tuple[int, int]]:
+def _limit_args(limits: Limits, limit_processes: bool) -> list[tuple[int, int]]:
     memory = int(limits.memory_mb * 1024 * 1024)
     out = [
         (resource.RLIMIT_AS, int(memory * limits.address_space_factor)),
@@ -152,35 +155,39 @@ def _limit_args(limits: Limits) -> list[tuple[int, int]]:
     ]
     if limits.cpu_seconds:
         out.append((resource.RLIMIT_CPU, int(limits.cpu_seconds)))
+    if limit_processes:  # only without a pids cgroup: RLIMIT_NPROC counts every job of the same uid
+        out.append((resource.RLIMIT_NPROC, int(limits.max_processes)))
     return out
 
 
-def _command(job: LocalJob, scratch: Path) -> tuple[list[str], Callable[[], None] | None]:
-    """The argv to execute, and a preexec function only when prlimit is missing."""
-    argv = [f"./{job.script.name}", *job.argv]
-    if job.use_bwrap and _BWRAP:
-        wrap = [_BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-        for hidden in job.hidden_paths:
-            wrap += ["--tmpfs", str(hidden)]
-        if job.services is not None:  # after the hidden paths: these few come back into view
-            services = job.services
-            wrap += ["--ro-bind", str(services.tools_dir), str(services.tools_dir)]
-            wrap += ["--ro-bind", str(services.archive_dir), str(services.archive_dir)]
-            wrap += ["--ro-bind", str(services.storage_dir), str(services.storage_dir)]
-        wrap += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--die-with-parent", "--"]
-        argv = wrap + argv
-    limits = _limit_args(job.limits)
-    if _PRLIMIT:
-        names = {resource.RLIMIT_AS: "as", resource.RLIMIT_FSIZE: "fsize", resource.RLIMIT_CORE: "core"}
-        names[resource.RLIMIT_CPU] = "cpu"
-        opts = [f"--{names[r]}={v}:{v + 5 if r == resource.RLIMIT_CPU else v}" for r, v in limits]
-        return [_PRLIMIT, *opts, "--", *argv], None
+def sandboxed(job: LocalJob) -> bool:
+    return job.sandbox.mode == REQUIRED
 
-    def preexec() -> None:  # pragma: no cover - only where util-linux is missing
+
+def _command(job: LocalJob, scratch: Path) -> list[str]:
+    """The argv to execute: the job's script, inside the sandbox unless the mode is trusted."""
+    argv = [f"./{job.script.name}", *job.argv]
+    if not sandboxed(job):
+        return argv
+    readonly: list[Path] = []
+    if job.services is not None:
+        services = job.services
+        readonly = [services.tools_dir, services.archive_dir, services.storage_dir]
+    tmp_bytes = max(16, job.limits.memory_mb // 4) * 1024 * 1024
+    mounts = Mounts(scratch, tmp_bytes, tuple(readonly), tuple(job.hidden_paths))
+    support = job.scratch_root / ".sandbox"
+    return [*bwrap_argv(job.sandbox, mounts, support), *argv]
+
+
+def _preexec(group: cgroups.JobCgroup, limits: list[tuple[int, int]]) -> Callable[[], None]:
+    """Runs in the child before it execs: join the job's control groups, then set its limits."""
+
+    def preexec() -> None:
+        group.join()
         for r, v in limits:
             resource.setrlimit(r, (v, v + 5 if r == resource.RLIMIT_CPU else v))
 
-    return argv, preexec
+    return preexec
 
 
 def _prepare_scratch(job: LocalJob) -> Path:
@@ -191,13 +198,19 @@ def _prepare_scratch(job: LocalJob) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix=f"job-{job.cluster}.{job.proc}-", dir=job.scratch_root))
     target = scratch / job.script.name
     shutil.copyfile(job.script, target)
+    made = [scratch, target]
     if job.services is not None:
         (scratch / OUTBOX).mkdir()
+        made.append(scratch / OUTBOX)
     target.chmod(0o700)
     for path in [*job.input_files, *([job.proxy] if job.proxy else [])]:
         shutil.copyfile(path, scratch / path.name)
+        made.append(scratch / path.name)
     if job.proxy is not None:
         (scratch / job.proxy.name).chmod(0o600)
+    if sandboxed(job):  # the job's own uid owns its scratch, and nothing else
+        for path in made:
+            os.chown(path, job.sandbox.uid, job.sandbox.gid)
     return scratch
 
 
@@ -217,25 +230,50 @@ def _group_rss_bytes(pid: int) -> int:
     return total
 
 
-def kill_job(pgid: int, grace_seconds: float = 5.0) -> bool:
-    """Terminate a job's process group: SIGTERM, then SIGKILL after the grace period.
+def _gone(pid: int) -> bool:
+    """True once the process has ended (a zombie not yet reaped by its parent has ended)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
 
-    Returns False when the group was already gone. Used for Remove and Hold.
+
+def kill_job(pgid: int, grace_seconds: float = 1.0) -> bool:
+    """Terminate a job: SIGTERM to its process group, SIGKILL after the grace period, then every
+    process left in its control group (whatever it double-forked or started in a new session).
+
+    Returns False when the job was already gone. Used for Remove and Hold from another process.
     """
+    group = cgroups.group_of(pgid)
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
+        if group is not None:
+            group.kill_all()
         return False
     deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
+    while time.monotonic() < deadline and not _gone(pgid):
+        time.sleep(0.02)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
+    if group is not None:
+        group.kill_all()
     return True
+
+
+def _stop(proc: subprocess.Popen[bytes], group: cgroups.JobCgroup, grace_seconds: float) -> None:
+    """Stop the job this runner started: the sandbox ends at SIGTERM (its PID namespace with it);
+    a trusted-mode job gets the grace period; then nothing of the job is left alive."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    group.kill_all()
 
 
 def _mb(n: float) -> str:
@@ -255,27 +293,52 @@ def run_job(job: LocalJob, on_start: OnStart | None = None) -> JobResult:
     log = EventLogWriter(job.job_dir / job.log, job.cluster, job.proc)
     job.job_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    problem = sandbox_problem(job.sandbox) if sandboxed(job) else None
+    if problem is not None:
+        reason = (
+            f"The job was not run: the job sandbox is not available on {host} ({problem}). "
+            "The operator can fix that, or set BATCH_SANDBOX=trusted on a single-user install."
+        )
+        log.held(reason, HOLD_FAILED_TO_START)
+        return JobResult(JobState.HELD, hold_reason=reason, hold_code=HOLD_FAILED_TO_START, host=host)
     try:
         scratch = _prepare_scratch(job)
     except OSError as exc:
         reason = f"The job could not be prepared on {host}: {exc.strerror or exc}"
         log.held(reason, HOLD_FAILED_TO_START)
         return JobResult(JobState.HELD, hold_reason=reason, hold_code=HOLD_FAILED_TO_START, host=host)
+    limits = job.limits
+    group = cgroups.create(scratch.name, limits.memory_mb * 1024 * 1024, limits.max_processes)
     try:
-        return _run_in(job, scratch, host, log, started, on_start)
+        return _run_in(job, scratch, group, host, log, started, on_start)
     finally:
+        group.remove()  # whatever the job left running ends here
         if not job.keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _memory_reason(limits: Limits, used_bytes: float | None) -> str:
+    if used_bytes is None:  # the kernel enforced the limit: the job reached it
+        used = f"more than its limit of {_mb(limits.memory_mb)} of memory and was stopped"
+    else:
+        used = f"{_mb(used_bytes / 2**20)} of memory, more than its limit of {_mb(limits.memory_mb)}, and was stopped"
+    return f"The job used {used}. Ask for more memory (request_memory)."
+
+
 def _run_in(
-    job: LocalJob, scratch: Path, host: str, log: EventLogWriter, started: float, on_start: OnStart | None
+    job: LocalJob,
+    scratch: Path,
+    group: cgroups.JobCgroup,
+    host: str,
+    log: EventLogWriter,
+    started: float,
+    on_start: OnStart | None,
 ) -> JobResult:
-    argv, preexec = _command(job, scratch)
     limits = job.limits
     out_path, err_path = job.job_dir / job.output, job.job_dir / job.error
     with open(out_path, "ab") as out, open(err_path, "ab") as err:
         try:
+            argv = _command(job, scratch)
             proc = subprocess.Popen(
                 argv,
                 cwd=scratch,
@@ -285,10 +348,11 @@ def _run_in(
                 stderr=err,
                 start_new_session=True,  # own session and process group, so kill_job reaches all of it
                 close_fds=True,
-                preexec_fn=preexec,  # noqa: PLW1509 - None unless util-linux prlimit is missing
+                # Joins the job's cgroups before anything of the job runs; sets its rlimits.
+                preexec_fn=_preexec(group, _limit_args(limits, not group.limits_processes)),  # noqa: PLW1509
             )
-        except OSError as exc:
-            reason = f"The job could not start on {host}: {exc.strerror or exc}"
+        except (OSError, subprocess.SubprocessError) as exc:
+            reason = f"The job could not start on {host}: {getattr(exc, 'strerror', None) or exc}"
             log.held(reason, HOLD_FAILED_TO_START)
             return JobResult(JobState.HELD, hold_reason=reason, hold_code=HOLD_FAILED_TO_START, host=host)
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -308,8 +372,7 @@ def _run_in(
             poll = min(poll * 2, _MAX_POLL)
         if job.stop_file is not None and job.stop_file.exists():
             stopped = True
-            kill_job(proc.pid, limits.kill_grace_seconds)
-            proc.wait()
+            _stop(proc, group, limits.kill_grace_seconds)
             break
         if time.monotonic() >= deadline:
             hold_reason = (
@@ -317,21 +380,22 @@ def _run_in(
                 "and was stopped."
             )
             hold_code = HOLD_DURATION_EXCEEDED
+        elif group.limits_memory:
+            if group.oom_kills():  # the kernel stopped one of its processes: the job is over
+                hold_reason, hold_code = _memory_reason(limits, None), HOLD_OUT_OF_RESOURCES
         elif (rss := _group_rss_bytes(proc.pid)) > memory_limit:
-            hold_reason = (
-                f"The job used {_mb(rss / 2**20)} of memory, more than its limit of "
-                f"{_mb(limits.memory_mb)}, and was stopped. Ask for more memory (request_memory)."
-            )
-            hold_code = HOLD_OUT_OF_RESOURCES
+            hold_reason, hold_code = _memory_reason(limits, rss), HOLD_OUT_OF_RESOURCES
         if hold_code is not None:
-            kill_job(proc.pid, limits.kill_grace_seconds)
-            proc.wait()
+            _stop(proc, group, limits.kill_grace_seconds)
             break
+    group.kill_all()  # nothing of the job outlives it (the PID namespace already saw to it when sandboxed)
     status = proc.returncode
-    if job.use_bwrap and _BWRAP and status > 128:
+    if sandboxed(job) and status > 128:
         status = 128 - status  # bwrap reports a child killed by signal N as exit status 128 + N
     sig = -status if status < 0 else None
     code = status if status >= 0 else None
+    if hold_code is None and not stopped and group.oom_kills():
+        hold_reason, hold_code = _memory_reason(limits, None), HOLD_OUT_OF_RESOURCES
     base = JobResult(
         JobState.FAILED, code, sig, host=host, pid=proc.pid, started_at=started, finished_at=time.time()
     )

@@ -32,6 +32,7 @@ from orchestration.batch.base import (
 )
 from orchestration.batch.eventlog import HOLD_FAILED_TO_START, EventLogWriter, JobEvent, read_events
 from orchestration.batch.local import JobResult, Limits, LocalJob, LocalServices, OnStart, kill_job, run_job
+from orchestration.batch.sandbox import SandboxConfig
 from orchestration.batch.submit import PROXY_FILE_NAME
 from orchestration.batch.validate import check_file_name
 
@@ -65,13 +66,13 @@ class LocalExecutor:
         root: Path,
         scratch_root: Path,
         limits: Limits | None = None,
-        use_bwrap: bool = True,
+        sandbox: SandboxConfig | None = None,
         hidden_paths: list[Path] | None = None,
     ) -> None:
         self.root = Path(root)
         self.scratch_root = Path(scratch_root)
         self.limits = limits or Limits()
-        self.use_bwrap = use_bwrap
+        self.sandbox = sandbox or SandboxConfig()
         self.hidden_paths = list(hidden_paths or [])
 
     # ------------------------------------------------------------------ submission
@@ -236,7 +237,7 @@ class LocalExecutor:
             input_files=[files / n for n in record["inputs"]],
             output_files=list(job.output_files),
             proxy=files / PROXY_FILE_NAME if record["proxy"] else None,
-            use_bwrap=self.use_bwrap,
+            sandbox=self.sandbox,
             hidden_paths=[*self.hidden_paths, self.root],
             stop_file=base / "stop" / str(proc),
             services=LocalServices.from_json(record["services"]) if record.get("services") else None,

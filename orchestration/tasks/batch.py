@@ -34,6 +34,7 @@ from orchestration.batch.base import (
 from orchestration.batch.eventlog import read_events
 from orchestration.batch.local import Limits, LocalServices
 from orchestration.batch.localexec import LocalExecutor, state_from_events
+from orchestration.batch.sandbox import SandboxConfig
 from orchestration.errors import TransientError, UserFacingError
 from orchestration.operations import Progress, handler
 from orchestration.tasks.batch_outputs import (
@@ -60,9 +61,20 @@ def local_executor() -> LocalExecutor:
             wall_seconds=settings.BATCH_JOB_WALL_SECONDS,
             memory_mb=settings.BATCH_JOB_MEMORY_MB,
             output_mb=settings.BATCH_JOB_OUTPUT_MB,
+            max_processes=settings.BATCH_JOB_MAX_PROCESSES,
         ),
-        use_bwrap=settings.BATCH_USE_BWRAP,
+        sandbox=sandbox_config(),
         hidden_paths=portal_data_paths(),
+    )
+
+
+def sandbox_config() -> SandboxConfig:
+    return SandboxConfig(
+        mode=settings.BATCH_SANDBOX,
+        uid=settings.BATCH_JOB_UID,
+        gid=settings.BATCH_JOB_GID,
+        network=settings.BATCH_JOB_NETWORK,
+        readonly_paths=tuple(settings.BATCH_JOB_READONLY_PATHS),
     )
 
 

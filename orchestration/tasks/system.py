@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
 
 from django.conf import settings
 from django.db import connection
 
+from orchestration.batch.sandbox import TRUSTED, sandbox_problem
 from orchestration.errors import UserFacingError
 from orchestration.operations import Progress, handler
+from orchestration.tasks.batch import sandbox_config
 from portal.models import Operation
 
 
@@ -29,12 +30,23 @@ def system_check(op: Operation, progress: Progress) -> None:
         progress(round(100 * index / len(checks)) - (1 if index == len(checks) else 0), label)
     op.result = {"checks": [label for label, _ in checks]}
     op.save(update_fields=["result"])
-    if settings.BATCH_EXECUTOR == "local" and settings.BATCH_USE_BWRAP and not shutil.which("bwrap"):
-        progress(
-            100, "All checks passed, but bubblewrap is not installed: local batch jobs run without a sandbox"
+    progress(100, f"All checks passed{_sandbox_note()}")
+
+
+def _sandbox_note() -> str:
+    """Which mode local batch jobs run in on this machine (they are held when the sandbox is missing)."""
+    if "local" not in settings.BATCH_EXECUTORS:
+        return ""
+    config = sandbox_config()
+    if config.mode == TRUSTED:
+        return "; local batch jobs run in trusted mode, as the workers' user, without a sandbox"
+    problem = sandbox_problem(config)
+    if problem is not None:
+        return (
+            f", but the job sandbox is not available here ({problem}): local batch jobs are held "
+            "until it is (or BATCH_SANDBOX=trusted on a single-user install)"
         )
-    else:
-        progress(100, "All checks passed")
+    return "; local batch jobs run in the sandbox"
 
 
 def _check_var_dir() -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -24,8 +25,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from orchestration.batch.base import JobState, ParsedJob, ParsedSubmit
 from orchestration.batch.eventlog import read_events
+from orchestration.batch.sandbox import TRUSTED
+from orchestration.batch.sandbox import describe as describe_sandbox
 from orchestration.batch.submit import render as render_submit
-from orchestration.tasks.batch import job_dir, summary_text
+from orchestration.tasks.batch import job_dir, sandbox_config, summary_text
 from portal import summary
 from portal.forms.batch import BatchForm, BatchPlan, UploadForm, proxy_problem
 from portal.http import posted_ids
@@ -95,7 +98,16 @@ def batch_new(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Batch {sub.name} recorded: {sub.num_jobs} jobs are on their way.")
         return redirect("batch_submission", pk=sub.pk)
     status = 400 if request.method == "POST" else 200
-    return render(request, "batch/new.html", {"form": form, "preview": _preview_context(form)}, status=status)
+    context = {"form": form, "preview": _preview_context(form), "sandbox_mode": _sandbox_mode()}
+    return render(request, "batch/new.html", context, status=status)
+
+
+def _sandbox_mode() -> dict[str, Any] | None:
+    """The line under the executor choice saying how local jobs are confined (None without local jobs)."""
+    if "local" not in settings.BATCH_EXECUTORS:
+        return None
+    config = sandbox_config()
+    return {"trusted": config.mode == TRUSTED, "text": describe_sandbox(config)}
 
 
 def _preview_context(form: BatchForm) -> dict[str, Any]:
@@ -136,7 +148,9 @@ def batch_upload(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Batch {sub.name} recorded from your submit file: {sub.num_jobs} jobs.")
         return redirect("batch_submission", pk=sub.pk)
     status = 400 if request.method == "POST" else 200
-    return render(request, "batch/upload.html", {"form": form}, status=status)
+    return render(
+        request, "batch/upload.html", {"form": form, "sandbox_mode": _sandbox_mode()}, status=status
+    )
 
 
 # ---------------------------------------------------------------------------- watching
