@@ -2,17 +2,18 @@
 
 Each job runs as a dedicated unprivileged uid (BATCH_JOB_UID, not root and not the portal's
 user), set by ``setpriv`` before anything of the job runs, inside bubblewrap with new PID, IPC,
-UTS, cgroup and network namespaces, no capabilities (none in any set, and no_new_privs), a new session, a fresh ``/proc``, a
-minimal ``/dev`` and a private ``/tmp``. Mounts are an allow-list: the system directories and the
+UTS, cgroup and network namespaces, no capabilities (none in any set, and no_new_privs), a new
+session, a fresh ``/proc``, a minimal ``/dev`` and a private ``/tmp``. bubblewrap itself starts as
+the worker (root) so that it can bind the job's folders wherever they are; the job's uid is a real
+one, not a user-namespace mapping of the worker's. Mounts are an allow-list: the system directories and the
 few files of ``/etc`` programs need, read-only; the job's scratch folder read-write; the job tools,
 the archive and the owner's own storage read-only. Nothing else of the machine exists inside.
 
-The network is the namespace's own loopback only (``none``), or, with ``egress``, a user-mode
-network by pasta (Debian's passt) that forwards no port in either direction and does not map the
-gateway to the host, so the host's loopback services stay out of reach.
+The network is the namespace's own loopback only (``none``, the one value supported): no host
+service, loopback or other, and no outside address is reachable from a job.
 
-Where the sandbox cannot be had (no bwrap, no user namespaces, a worker that cannot switch to the
-job uid, or a failed self-test), ``required`` mode refuses to run jobs; ``trusted`` mode is for
+Where the sandbox cannot be had (bwrap or setpriv missing, a worker that is not root and so cannot
+switch to the job uid, or a failed self-test), ``required`` mode refuses to run jobs; ``trusted`` mode is for
 single-user installs and runs jobs as the worker's own user, without the sandbox.
 """
 
@@ -28,8 +29,10 @@ from pathlib import Path
 
 REQUIRED, TRUSTED = "required", "trusted"
 MODES = (REQUIRED, TRUSTED)
-NETWORK_NONE, NETWORK_EGRESS = "none", "egress"
-NETWORKS = (NETWORK_NONE, NETWORK_EGRESS)
+NETWORK_NONE = "none"
+# Only "none": a user-mode network for CADC egress (pasta) needs a network namespace that pasta, as
+# an unprivileged user, may join but the job may not reconfigure; not built yet.
+NETWORKS = (NETWORK_NONE,)
 
 # Read-only inside every job: the system's programs and libraries...
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -178,7 +181,7 @@ def bwrap_argv(config: SandboxConfig, mounts: Mounts, support_dir: Path) -> list
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
-        *(["--unshare-net"] if config.network == NETWORK_NONE else []),
+        "--unshare-net",  # its own loopback, nothing else
         "--hostname",
         "job",
         "--cap-drop",
@@ -214,32 +217,7 @@ def bwrap_argv(config: SandboxConfig, mounts: Mounts, support_dir: Path) -> list
     for path in mounts.readonly:  # after the masks: the job's own services stay visible
         args += _bind("--ro-bind", path, made)
     args += [*_bind("--bind", mounts.scratch, made), "--chdir", str(mounts.scratch)]
-    return [*_network_prefix(config), *args, "--", *drop_privileges(config)]
-
-
-def _network_prefix(config: SandboxConfig) -> list[str]:
-    if config.network == NETWORK_NONE:
-        return []
-    pasta = tool("pasta")
-    assert pasta is not None  # checked by sandbox_problem
-    # Egress only: no port forwarded into the job or from it to the host, the gateway not mapped to the
-    # host's loopback, no DNS forwarded to a host resolver; the job sees the host's resolv.conf.
-    return [
-        pasta,
-        "--config-net",
-        "--quiet",
-        "--foreground",
-        "--no-map-gw",
-        "--tcp-ports",
-        "none",
-        "--udp-ports",
-        "none",
-        "--tcp-ns",
-        "none",
-        "--udp-ns",
-        "none",
-        "--",
-    ]
+    return [*args, "--", *drop_privileges(config)]
 
 
 # What the self-test job prints when the sandbox holds: its uid, no capabilities, alone in its /proc.
@@ -252,8 +230,6 @@ def sandbox_problem(config: SandboxConfig) -> str | None:
 
     Checked once per worker process (and per configuration)."""
     missing = [name for name in ("bwrap", "setpriv") if tool(name) is None]
-    if config.network == NETWORK_EGRESS and tool("pasta") is None:
-        missing.append("pasta (Debian's passt)")
     if missing:
         return f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed"
     if os.geteuid() != 0:
@@ -285,10 +261,7 @@ def describe(config: SandboxConfig) -> str:
     """One line for the pages: which mode the local executor runs in."""
     if config.mode == TRUSTED:
         return "Trusted mode: local jobs run as the workers' own OS user, without a sandbox (single-user installs)."
-    network = (
-        "no network" if config.network == NETWORK_NONE else "internet egress only, not the host's services"
-    )
     return (
         f"Sandboxed: each local job runs as unprivileged uid {config.uid} with no capabilities, "
-        f"alone in its namespaces, sees only its own files, {network}."
+        f"alone in its namespaces, sees only its own files, no network."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import threading
@@ -14,6 +15,7 @@ import pytest
 from orchestration.batch.base import JobState
 from orchestration.batch.eventlog import read_events
 from orchestration.batch.local import Limits, LocalJob, kill_job, run_job
+from orchestration.batch.sandbox import SandboxConfig
 
 
 def _job(tmp_path: Path, script: str, argv: list[str] | None = None, **kw: object) -> LocalJob:
@@ -271,3 +273,45 @@ def test_the_tutorials_cadc_commands_use_the_local_archive_and_the_owners_storag
         assert not (storage / "alice" / "1056215p.cat").exists()  # the portal stores it, not the job
     finally:
         shutil.rmtree(portal_data)
+
+
+def test_it_holds_a_job_with_the_reason_when_the_sandbox_cannot_be_had(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.batch import sandbox
+
+    real = sandbox.tool
+    monkeypatch.setattr(sandbox, "tool", lambda name: None if name == "bwrap" else real(name))
+    sandbox.sandbox_problem.cache_clear()
+    try:
+        job = _job(tmp_path, "#!/bin/sh\necho ran\n")
+        result = run_job(job)
+    finally:
+        sandbox.sandbox_problem.cache_clear()
+    assert (result.state, result.hold_code) == (JobState.HELD, 6)
+    assert "the job sandbox is not available" in result.hold_reason
+    assert "bwrap is not installed" in result.hold_reason and "BATCH_SANDBOX=trusted" in result.hold_reason
+    held = read_events(job.job_dir / "job.log")[-1]
+    assert (held.kind, held.reason) == ("held", result.hold_reason)
+    assert not (job.job_dir / "job.out").exists()  # the script never ran
+
+
+def test_trusted_mode_runs_a_job_as_the_workers_user_without_the_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.batch import sandbox
+
+    monkeypatch.setattr(sandbox, "tool", lambda name: None)  # no bubblewrap at all: trusted mode needs none
+    job = _job(
+        tmp_path, "#!/bin/sh\nid -u\nls /proc | grep -c '^[0-9]'\n", sandbox=SandboxConfig(mode="trusted")
+    )
+    assert run_job(job).state == JobState.DONE
+    uid, processes = _out(job).split()
+    assert int(uid) == os.getuid() and int(processes) > 6  # the machine's processes are in view
+
+
+def test_the_sandbox_refuses_root_as_the_job_uid() -> None:
+    with pytest.raises(ValueError, match="never run as root"):
+        SandboxConfig(uid=0)
+    with pytest.raises(ValueError, match="sandbox mode must be one of required, trusted"):
+        SandboxConfig(mode="off")

@@ -80,7 +80,9 @@ def wait_for(check: Any, what: str, timeout: float = 30) -> None:
 
 
 def test_it_runs_a_job_as_an_unprivileged_uid_without_capabilities() -> None:
-    probe = Probe('#!/bin/sh\nid -u\nid -g\ngrep -E "^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs):" /proc/self/status\n')
+    probe = Probe(
+        '#!/bin/sh\nid -u\nid -g\ngrep -E "^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs):" /proc/self/status\n'
+    )
     assert probe.run().state == JobState.DONE, probe.err
     lines = probe.out.split()
     assert lines[:2] == ["65534", "65534"]  # not root, not the portal's user
@@ -289,3 +291,16 @@ def test_hold_stops_the_whole_sandbox_at_once() -> None:
     assert not thread.is_alive()
     assert results[0].state == JobState.HELD
     assert host_pids(marker) == []
+
+
+@pytest.mark.django_db
+def test_the_batch_form_says_which_mode_local_jobs_run_in(client: Any, settings: Any) -> None:
+    from tests.conftest import make_user
+
+    settings.BATCH_EXECUTORS = ["local", "htcondor"]
+    client.force_login(make_user("alice", ["alice-lensing"]))
+    page = client.get("/batch/new/").content.decode()
+    assert 'data-testid="sandbox-mode"' in page and "sandboxed" in page and "uid 65534" in page
+    settings.BATCH_SANDBOX = "trusted"
+    page = client.get("/batch/upload/").content.decode()
+    assert "trusted mode" in page and "without a sandbox" in page
