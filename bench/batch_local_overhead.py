@@ -1,20 +1,79 @@
-"""Per-job overhead of the local executor's runner: N `/bin/true` jobs against plain subprocess.run.
+"""Per-job overhead of the local executor's runner: N `/bin/true` jobs in the job sandbox, against the
+runner with the sandbox it replaced (bubblewrap as root over `--ro-bind / /`, no namespaces, kept here
+only as the reference) and against plain subprocess.run; and how long Hold takes to stop a job.
 
 Run: .venv/bin/python bench/batch_local_overhead.py [N]   (target: < 50 ms per job)
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from orchestration.batch import cgroups, local
 from orchestration.batch.base import JobState
-from orchestration.batch.local import LocalJob, run_job
+from orchestration.batch.local import JobResult, LocalJob, run_job
+from orchestration.batch.sandbox import TRUSTED, SandboxConfig
+
+
+def old_command(job: LocalJob, scratch: Path) -> list[str]:
+    """The reference: the runner's command line before the job sandbox (root, every capability)."""
+    bwrap = shutil.which("bwrap")
+    assert bwrap is not None
+    wrap = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    wrap += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--die-with-parent", "--"]
+    return [*wrap, f"./{job.script.name}", *job.argv]
+
+
+def _job(
+    root: Path, proc: int, script: Path, sandbox: SandboxConfig, stop_file: Path | None = None
+) -> LocalJob:
+    return LocalJob(
+        cluster=1,
+        proc=proc,
+        script=script,
+        argv=[str(proc)],
+        job_dir=root / "jobs",
+        output=f"job-{proc}.out",
+        error=f"job-{proc}.err",
+        log=f"job-{proc}.log",
+        scratch_root=root / "scratch",
+        sandbox=sandbox,
+        stop_file=stop_file,
+    )
+
+
+def _jobs(root: Path, n: int, sandbox: SandboxConfig) -> float:
+    start = time.perf_counter()
+    for proc in range(n):
+        result = run_job(_job(root, proc, Path("/bin/true"), sandbox))
+        assert result.state == JobState.DONE, result
+    return time.perf_counter() - start
+
+
+def _hold_seconds(root: Path) -> float:
+    """From the stop request (the file Hold and Remove create) to the runner's return, job all gone."""
+    script = root / "sleeper.sh"
+    script.write_text("#!/bin/sh\ntrap '' TERM\nsetsid sleep 60 &\nsleep 60\n")
+    stop = root / "stop-0"
+    results: list[JobResult] = []
+    thread = threading.Thread(
+        target=lambda: results.append(run_job(_job(root, 99, script, SandboxConfig(), stop)))
+    )
+    thread.start()
+    time.sleep(0.5)
+    begun = time.perf_counter()
+    stop.touch()
+    thread.join()
+    return time.perf_counter() - begun
 
 
 def main(n: int) -> None:
@@ -24,29 +83,27 @@ def main(n: int) -> None:
         for _ in range(n):
             subprocess.run(["/bin/true"], check=True)
         plain = time.perf_counter() - start
-
-        start = time.perf_counter()
-        for proc in range(n):
-            job = LocalJob(
-                cluster=1,
-                proc=proc,
-                script=Path("/bin/true"),
-                argv=[str(proc)],
-                job_dir=root / "jobs",
-                output=f"true-{proc}.out",
-                error=f"true-{proc}.err",
-                log=f"true-{proc}.log",
-                scratch_root=root / "scratch",
-            )
-            result = run_job(job)
-            assert result.state == JobState.DONE, result
-        runner = time.perf_counter() - start
+        run_job(_job(root, 0, Path("/bin/true"), SandboxConfig()))  # the sandbox's self-test, once
+        sandboxed = _jobs(root, n, SandboxConfig())
+        with (
+            mock.patch.object(local, "_command", old_command),
+            mock.patch.object(cgroups, "create", lambda *a: cgroups.JobCgroup()),
+        ):
+            old = _jobs(root, n, SandboxConfig(mode=TRUSTED))
+        hold = _hold_seconds(root)
 
     print(f"jobs: {n}")
     print(f"plain subprocess.run: {plain / n * 1000:.2f} ms per job")
-    print(f"local runner (scratch, limits, logs): {runner / n * 1000:.2f} ms per job (target < 50 ms)")
-    print(f"ratio runner / plain: {runner / plain:.1f}x")
+    print(f"old runner (bwrap as root over /, the reference): {old / n * 1000:.2f} ms per job")
+    print(
+        f"job sandbox (uid, namespaces, allow-list, cgroups): {sandboxed / n * 1000:.2f} ms per job (target < 50 ms)"
+    )
+    print(f"ratio sandbox / old: {sandboxed / old:.2f}x")
+    print(f"ratio sandbox / plain: {sandboxed / plain:.1f}x")
+    print(
+        f"hold of a running job (TERM ignored, a setsid child): stopped in {hold * 1000:.0f} ms (target < 2000 ms)"
+    )
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 300)
