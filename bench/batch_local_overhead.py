@@ -1,6 +1,7 @@
 """Per-job overhead of the local executor's runner: N `/bin/true` jobs in the job sandbox, against the
 runner with the sandbox it replaced (bubblewrap as root over `--ro-bind / /`, no namespaces, kept here
-only as the reference) and against plain subprocess.run; and how long Hold takes to stop a job.
+only as the reference) and against plain subprocess.run; a few with the egress network; and how long
+Hold takes to stop a job.
 
 Run: .venv/bin/python bench/batch_local_overhead.py [N]   (target: < 50 ms per job)
 """
@@ -90,6 +91,9 @@ def main(n: int) -> None:
             mock.patch.object(cgroups, "create", lambda *a: cgroups.JobCgroup()),
         ):
             old = _jobs(root, n, SandboxConfig(mode=TRUSTED))
+        egress_n = max(1, n // 10)
+        run_job(_job(root, 0, Path("/bin/true"), SandboxConfig(network="egress")))  # its self-test
+        egress = _jobs(root, egress_n, SandboxConfig(network="egress"))
         hold = _hold_seconds(root)
 
     print(f"jobs: {n}")
@@ -100,6 +104,7 @@ def main(n: int) -> None:
     )
     print(f"ratio sandbox / old: {sandboxed / old:.2f}x")
     print(f"ratio sandbox / plain: {sandboxed / plain:.1f}x")
+    print(f"job sandbox with egress (pasta), {egress_n} jobs: {egress / egress_n * 1000:.2f} ms per job")
     print(
         f"hold of a running job (TERM ignored, a setsid child): stopped in {hold * 1000:.0f} ms (target < 2000 ms)"
     )

@@ -244,7 +244,10 @@ BATCH_JOB_RETRIES = _int("BATCH_JOB_RETRIES", 1)  # automatic re-runs of a job w
 BATCH_SANDBOX = _choice("BATCH_SANDBOX", "required", ("required", "trusted"))
 BATCH_JOB_UID = _int("BATCH_JOB_UID", 65534, minimum=1)
 BATCH_JOB_GID = _int("BATCH_JOB_GID", 65534, minimum=1)
-BATCH_JOB_NETWORK = _choice("BATCH_JOB_NETWORK", "none", ("none",))  # egress (pasta): not yet
+BATCH_JOB_NETWORK = _choice("BATCH_JOB_NETWORK", "none", ("none", "egress"))  # egress: pasta, no host ports
+BATCH_JOB_NETWORK_UID = _int("BATCH_JOB_NETWORK_UID", 65533, minimum=1)  # runs pasta; not BATCH_JOB_UID
+if BATCH_JOB_NETWORK == "egress" and BATCH_JOB_NETWORK_UID == BATCH_JOB_UID:
+    raise ImproperlyConfigured("BATCH_JOB_NETWORK_UID must differ from BATCH_JOB_UID")
 BATCH_JOB_MAX_PROCESSES = _int("BATCH_JOB_MAX_PROCESSES", 256, minimum=8)
 BATCH_JOB_READONLY_PATHS = [Path(p) for p in env.list("BATCH_JOB_READONLY_PATHS", default=[])]
 for _path in BATCH_JOB_READONLY_PATHS:

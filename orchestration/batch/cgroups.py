@@ -129,6 +129,8 @@ class JobCgroup:
                     if time.monotonic() > deadline:
                         break
                     time.sleep(0.005)
+            with contextlib.suppress(OSError):  # the last job out leaves the worker's group as it was
+                directory.parent.rmdir()
 
 
 def create(name: str, memory_bytes: int, max_processes: int) -> JobCgroup:

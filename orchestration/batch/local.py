@@ -35,7 +35,15 @@ from orchestration.batch.eventlog import (
     JobEvent,
     read_events,
 )
-from orchestration.batch.sandbox import REQUIRED, Mounts, SandboxConfig, bwrap_argv, sandbox_problem
+from orchestration.batch.sandbox import (
+    NETWORK_EGRESS,
+    REQUIRED,
+    Egress,
+    Mounts,
+    SandboxConfig,
+    bwrap_argv,
+    sandbox_problem,
+)
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _PRLIMIT = shutil.which("prlimit", path="/usr/bin:/bin")
@@ -165,7 +173,7 @@ def sandboxed(job: LocalJob) -> bool:
     return job.sandbox.mode == REQUIRED
 
 
-def _command(job: LocalJob, scratch: Path) -> list[str]:
+def _command(job: LocalJob, scratch: Path, netns: str | None = None) -> list[str]:
     """The argv to execute: the job's script, inside the sandbox unless the mode is trusted."""
     argv = [f"./{job.script.name}", *job.argv]
     if not sandboxed(job):
@@ -177,7 +185,7 @@ def _command(job: LocalJob, scratch: Path) -> list[str]:
     tmp_bytes = max(16, job.limits.memory_mb // 4) * 1024 * 1024
     mounts = Mounts(scratch, tmp_bytes, tuple(readonly), tuple(job.hidden_paths))
     support = job.scratch_root / ".sandbox"
-    return [*bwrap_argv(job.sandbox, mounts, support), *argv]
+    return [*bwrap_argv(job.sandbox, mounts, support, netns), *argv]
 
 
 # Joins the job's control groups (the files before "--"), then execs the rest: a fixed script, the
@@ -195,14 +203,18 @@ _PRLIMIT_NAMES = {
 }
 
 
+def _join_prefix(group: cgroups.JobCgroup) -> list[str]:
+    if not group.dirs:
+        return []
+    return ["/bin/sh", "-c", _JOIN_CGROUPS, "sh", *(str(d / "cgroup.procs") for d in group.dirs), "--"]
+
+
 def _launcher(
     group: cgroups.JobCgroup, limits: list[tuple[int, int]]
 ) -> tuple[list[str], Callable[[], None] | None]:
     """What runs before the sandbox, as the worker: join the job's cgroups, set its rlimits (with
     util-linux prlimit, or a preexec function where it is missing)."""
-    prefix = ["/bin/sh", "-c", _JOIN_CGROUPS, "sh", *(str(d / "cgroup.procs") for d in group.dirs), "--"]
-    if not group.dirs:
-        prefix = []
+    prefix = _join_prefix(group)
     soft_hard = [(r, v, v + 5 if r == resource.RLIMIT_CPU else v) for r, v in limits]
     if _PRLIMIT:
         return [*prefix, _PRLIMIT, *(f"--{_PRLIMIT_NAMES[r]}={s}:{h}" for r, s, h in soft_hard), "--"], None
@@ -282,7 +294,7 @@ def kill_job(pgid: int, grace_seconds: float = 1.0) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
     if group is not None:
-        group.kill_all()
+        group.remove(timeout=1.0)  # also when the worker that made it died with the job
     return True
 
 
@@ -358,12 +370,35 @@ def _run_in(
     started: float,
     on_start: OnStart | None,
 ) -> JobResult:
+    egress = None
+    if sandboxed(job) and job.sandbox.network == NETWORK_EGRESS:
+        egress = Egress(job.sandbox, _join_prefix(group))
+    try:
+        return _run_with(job, scratch, group, host, log, started, on_start, egress)
+    finally:
+        if egress is not None:
+            egress.close()
+
+
+def _run_with(
+    job: LocalJob,
+    scratch: Path,
+    group: cgroups.JobCgroup,
+    host: str,
+    log: EventLogWriter,
+    started: float,
+    on_start: OnStart | None,
+    egress: Egress | None,
+) -> JobResult:
     limits = job.limits
     out_path, err_path = job.job_dir / job.output, job.job_dir / job.error
     with open(out_path, "ab") as out, open(err_path, "ab") as err:
         try:
             prefix, preexec = _launcher(group, _limit_args(limits, not group.limits_processes))
-            argv = [*prefix, *_command(job, scratch)]
+            netns = None
+            if egress is not None:
+                netns = egress.start()
+            argv = [*prefix, *_command(job, scratch, netns)]
             proc = subprocess.Popen(
                 argv,
                 cwd=scratch,

@@ -9,8 +9,13 @@ one, not a user-namespace mapping of the worker's. Mounts are an allow-list: the
 few files of ``/etc`` programs need, read-only; the job's scratch folder read-write; the job tools,
 the archive and the owner's own storage read-only. Nothing else of the machine exists inside.
 
-The network is the namespace's own loopback only (``none``, the one value supported): no host
-service, loopback or other, and no outside address is reachable from a job.
+The network is the namespace's own loopback only (``none``): no host service and no outside
+address is reachable. With ``egress`` (for jobs that fetch from CADC), the job's network namespace
+belongs to a user namespace of a second unprivileged uid (BATCH_JOB_NETWORK_UID), where pasta
+(Debian's passt), running as that uid, gives it a user-mode network: pasta forwards no port in
+either direction (``-t/-u/-T/-U none``) and does not map the gateway to the host (``--no-map-gw``),
+so the job's 127.0.0.1 is its own and the host's loopback services stay out of reach; the job,
+with another uid, has no capability over that namespace and cannot reconfigure it.
 
 Where the sandbox cannot be had (bwrap or setpriv missing, a worker that is not root and so cannot
 switch to the job uid, or a failed self-test), ``required`` mode refuses to run jobs; ``trusted`` mode is for
@@ -24,15 +29,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REQUIRED, TRUSTED = "required", "trusted"
 MODES = (REQUIRED, TRUSTED)
-NETWORK_NONE = "none"
-# Only "none": a user-mode network for CADC egress (pasta) needs a network namespace that pasta, as
-# an unprivileged user, may join but the job may not reconfigure; not built yet.
-NETWORKS = (NETWORK_NONE,)
+NETWORK_NONE, NETWORK_EGRESS = "none", "egress"
+NETWORKS = (NETWORK_NONE, NETWORK_EGRESS)
 
 # Read-only inside every job: the system's programs and libraries...
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -74,6 +78,7 @@ class SandboxConfig:
     uid: int = 65534
     gid: int = 65534
     network: str = NETWORK_NONE
+    network_uid: int = 65533  # egress only: pasta and the owner of the job's network namespace
     readonly_paths: tuple[Path, ...] = field(default_factory=tuple)  # more read-only folders for jobs
 
     def __post_init__(self) -> None:
@@ -83,6 +88,8 @@ class SandboxConfig:
             raise ValueError(f"the job network must be one of {', '.join(NETWORKS)}, not {self.network!r}")
         if self.uid <= 0 or self.gid <= 0:
             raise ValueError("jobs never run as root: the job uid and gid must be above 0")
+        if self.network == NETWORK_EGRESS and self.network_uid in (0, self.uid):
+            raise ValueError("the network uid must be another unprivileged uid than the job's")
 
 
 def tool(name: str) -> str | None:
@@ -166,7 +173,9 @@ class Mounts:
 _SETPRIV_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_READ_SEARCH")
 
 
-def bwrap_argv(config: SandboxConfig, mounts: Mounts, support_dir: Path) -> list[str]:
+def bwrap_argv(
+    config: SandboxConfig, mounts: Mounts, support_dir: Path, netns: str | None = None
+) -> list[str]:
     """The sandbox's command line up to (not including) the job's own argv.
 
     bubblewrap starts as the worker (root), makes the namespaces and mounts, and keeps for its child
@@ -181,7 +190,7 @@ def bwrap_argv(config: SandboxConfig, mounts: Mounts, support_dir: Path) -> list
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
-        "--unshare-net",  # its own loopback, nothing else
+        *([] if netns else ["--unshare-net"]),  # its own loopback, nothing else; or egress's namespace
         "--hostname",
         "job",
         "--cap-drop",
@@ -217,7 +226,72 @@ def bwrap_argv(config: SandboxConfig, mounts: Mounts, support_dir: Path) -> list
     for path in mounts.readonly:  # after the masks: the job's own services stay visible
         args += _bind("--ro-bind", path, made)
     args += [*_bind("--bind", mounts.scratch, made), "--chdir", str(mounts.scratch)]
-    return [*args, "--", *drop_privileges(config)]
+    nsenter = [tool("nsenter") or "nsenter", f"--net={netns}", "--"] if netns else []
+    return [*nsenter, *args, "--", *drop_privileges(config)]
+
+
+class Egress:
+    """The network namespace of an egress job, with pasta attached, made before the job starts."""
+
+    def __init__(self, config: SandboxConfig, launcher: list[str]) -> None:
+        self.config = config
+        self.launcher = launcher  # joins the job's cgroups: both end with the job
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def _start(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        uid = self.config.network_uid
+        drop = [tool("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+        drop += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+        proc = subprocess.Popen(  # noqa: S603 - fixed command lines
+            [*self.launcher, *drop, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+        self.processes.append(proc)
+        return proc
+
+    def start(self, timeout: float = 10.0) -> str:
+        """The path of the job's network namespace, once pasta has set it up; raises OSError."""
+        holder = self._start([tool("unshare") or "unshare", "--user", "--net", "--", "sleep", "infinity"])
+        netns = f"/proc/{holder.pid}/ns/net"
+        deadline = time.monotonic() + timeout
+        own = os.readlink("/proc/self/ns/net")
+        while _readlink(netns) in (own, None):
+            if holder.poll() is not None or time.monotonic() > deadline:
+                raise OSError("its network namespace could not be made")
+            time.sleep(0.002)
+        argv = [tool("pasta") or "pasta", "--config-net", "--foreground", "--quiet", "--no-map-gw"]
+        argv += ["-t", "none", "-u", "none", "-T", "none", "-U", "none", str(holder.pid)]
+        pasta = self._start(argv)
+        while not _has_default_route(holder.pid):
+            if pasta.poll() is not None or time.monotonic() > deadline:
+                raise OSError("its network (pasta) could not be set up")
+            time.sleep(0.002)
+        return netns
+
+    def close(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _has_default_route(pid: int) -> bool:
+    try:
+        lines = Path(f"/proc/{pid}/net/route").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(len(fields) > 1 and fields[1] == "00000000" for fields in (line.split() for line in lines))
 
 
 # What the self-test job prints when the sandbox holds: its uid, no capabilities, alone in its /proc.
@@ -229,7 +303,10 @@ def sandbox_problem(config: SandboxConfig) -> str | None:
     """Why the sandbox cannot be had on this machine, or None when a test job ran in it as it should.
 
     Checked once per worker process (and per configuration)."""
-    missing = [name for name in ("bwrap", "setpriv") if tool(name) is None]
+    needed = ["bwrap", "setpriv"] + (
+        ["pasta", "unshare", "nsenter"] if config.network == NETWORK_EGRESS else []
+    )
+    missing = [name for name in needed if tool(name) is None]
     if missing:
         return f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed"
     if os.geteuid() != 0:
@@ -241,13 +318,23 @@ def sandbox_problem(config: SandboxConfig) -> str | None:
         scratch = Path(tmp) / "scratch"
         scratch.mkdir()
         os.chown(scratch, config.uid, config.gid)
-        argv = [*bwrap_argv(config, Mounts(scratch), Path(tmp) / "etc"), "/bin/sh", "-c", _SELF_TEST]
+        egress = Egress(config, []) if config.network == NETWORK_EGRESS else None
         try:
+            netns = egress.start() if egress is not None else None
+            argv = [
+                *bwrap_argv(config, Mounts(scratch), Path(tmp) / "etc", netns),
+                "/bin/sh",
+                "-c",
+                _SELF_TEST,
+            ]
             done = subprocess.run(
                 argv, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"}
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"a test job could not run in it ({exc})"
+        finally:
+            if egress is not None:
+                egress.close()
     lines = done.stdout.split()
     if done.returncode != 0 or len(lines) != 2:
         detail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
@@ -263,5 +350,10 @@ def describe(config: SandboxConfig) -> str:
         return "Trusted mode: local jobs run as the workers' own OS user, without a sandbox (single-user installs)."
     return (
         f"Sandboxed: each local job runs as unprivileged uid {config.uid} with no capabilities, "
-        f"alone in its namespaces, sees only its own files, no network."
+        f"alone in its namespaces, sees only its own files, "
+        + (
+            "no network."
+            if config.network == NETWORK_NONE
+            else "internet access only, not the host's services."
+        )
     )

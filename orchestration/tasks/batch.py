@@ -74,6 +74,7 @@ def sandbox_config() -> SandboxConfig:
         uid=settings.BATCH_JOB_UID,
         gid=settings.BATCH_JOB_GID,
         network=settings.BATCH_JOB_NETWORK,
+        network_uid=settings.BATCH_JOB_NETWORK_UID,
         readonly_paths=tuple(settings.BATCH_JOB_READONLY_PATHS),
     )
 

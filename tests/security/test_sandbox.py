@@ -200,7 +200,9 @@ def _host_address() -> str:
         probe.close()
 
 
-def test_a_job_reaches_no_service_of_the_host() -> None:
+@pytest.mark.parametrize("network", ["none", "egress"])
+def test_a_job_reaches_no_service_of_the_host(settings: Any, network: str) -> None:
+    settings.BATCH_JOB_NETWORK = network
     loopback, seen_lo = _listener("127.0.0.1")
     anywhere, seen_any = _listener("0.0.0.0")
     targets = [
@@ -222,6 +224,33 @@ def test_a_job_reaches_no_service_of_the_host() -> None:
         anywhere.close()
     assert probe.out.split() == ["refused"] * len(targets)
     assert seen_lo == [] and seen_any == []
+
+
+def _uid_processes(uid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_an_egress_job_has_a_network_it_cannot_reconfigure_and_that_ends_with_it(settings: Any) -> None:
+    settings.BATCH_JOB_NETWORK = "egress"
+    probe = Probe(
+        "#!/bin/sh\n"
+        "ip route | grep -q '^default' && echo has-a-way-out\n"
+        "ip link set lo down 2>/dev/null && echo reconfigured\n"
+        "ip route add 127.0.0.0/8 dev eth0 2>/dev/null && echo rerouted-loopback\n"
+        "echo probed\n"
+    )
+    assert probe.run().state == JobState.DONE, probe.err
+    assert "has-a-way-out" in probe.out and "probed" in probe.out
+    assert "reconfigured" not in probe.out and "rerouted-loopback" not in probe.out
+    assert _uid_processes(settings.BATCH_JOB_NETWORK_UID) == []  # pasta and its namespace are gone
 
 
 def test_a_fork_bomb_is_stopped_by_the_process_limit(settings: Any) -> None:
