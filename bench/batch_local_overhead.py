@@ -25,7 +25,7 @@ from orchestration.batch.local import JobResult, LocalJob, run_job
 from orchestration.batch.sandbox import TRUSTED, SandboxConfig
 
 
-def old_command(job: LocalJob, scratch: Path) -> list[str]:
+def old_command(job: LocalJob, scratch: Path, netns: str | None = None) -> list[str]:
     """The reference: the runner's command line before the job sandbox (root, every capability)."""
     bwrap = shutil.which("bwrap")
     assert bwrap is not None
