@@ -151,9 +151,10 @@ def identity_files(directory: Path, config: SandboxConfig) -> tuple[Path, Path]:
         (groups, f"root:x:0:\n{group}:x:{config.gid}:\n"),
     ):
         if not path.exists() or path.read_text() != text:
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-            tmp.write_text(text)
-            tmp.chmod(0o644)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}-")
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.chmod(tmp, 0o644)
             os.replace(tmp, path)
     return passwd, groups
 
