@@ -133,6 +133,23 @@ class JobCgroup:
                 directory.parent.rmdir()
 
 
+STALE_SECONDS = 600
+
+
+def _sweep(parent: Path) -> None:
+    """Remove the empty groups of jobs whose worker died before it could (the kernel refuses to remove
+    a group that still has a process, and a group this old is no job's that is starting)."""
+    with contextlib.suppress(OSError):
+        for entry in parent.iterdir():
+            if entry.is_dir() and entry.name.startswith("job-"):
+                with contextlib.suppress(OSError):
+                    if (
+                        time.time() - entry.stat().st_mtime > STALE_SECONDS
+                        and not (entry / "cgroup.procs").read_text()
+                    ):
+                        entry.rmdir()
+
+
 def create(name: str, memory_bytes: int, max_processes: int) -> JobCgroup:
     """A job's groups with its limits set, or a JobCgroup that limits nothing where none can be made."""
     own = _own_paths()
@@ -145,6 +162,7 @@ def create(name: str, memory_bytes: int, max_processes: int) -> JobCgroup:
         if controller not in own or not (mount / "cgroup.procs").exists():
             continue
         directory = mount / own[controller].lstrip("/") / PARENT_NAME / name
+        _sweep(directory.parent)
         try:
             directory.mkdir(parents=True, exist_ok=True)
             if controller == "memory":
