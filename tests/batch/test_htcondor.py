@@ -48,7 +48,8 @@ def test_it_submits_the_seeds_example_as_canfar_submit_would(
     assert [ad["Args"] for ad in ads] == IDS
     assert [ad["Out"] for ad in ads] == [f"do_catalogue-{i}.out" for i in IDS]
     wanted = classad2.ExprTree('VMType =?= "myproject:image-reduction-2023-08-21" && Arch == "x86_64"')
-    assert str(ads[0]["Requirements"]) == str(wanted)
+    # the user's part first, then condor_submit's own clauses
+    assert str(ads[0]["Requirements"]).startswith(f"({wanted}) && ")
     assert ads[0]["VMAMI"] == "canfar:abc-123"
     assert ads[0]["VMInstanceType"] == "canfar:c2-7.5gb-31"
     assert ads[0]["PreArguments"] == "cadcproxy.pem"
@@ -83,12 +84,15 @@ def test_it_reports_states_exit_codes_and_hosts(
     assert [s.exit_code for s in statuses] == [0, 2, None, None]
     assert statuses[2].signal == 9
     assert statuses[0].host == "worker-7"
-    assert statuses[3].hold_reason == "checking the inputs"
+    assert statuses[3].hold_reason == "checking the inputs."  # the reason reached the schedd
+    assert statuses[0].started_at == 1700000005  # from the start of execution, after the input transfer
 
     executor.release(cluster, [3])
     assert executor.status(cluster)[3].state == JobState.IDLE
     executor.remove(cluster, [3])
-    assert executor.status(cluster)[3].state == JobState.REMOVED  # found in the history
+    removed = executor.status(cluster)[3]
+    assert removed.state == JobState.REMOVED  # found in the history
+    assert removed.remove_reason == "Removed from the portal."
 
     out_dir = executor.retrieve(cluster)
     assert (out_dir / "do_catalogue-1056215p.out").read_text() == "catalogue written\n"
