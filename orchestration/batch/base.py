@@ -130,9 +130,9 @@ class JobStatus:
     signal: int | None = None
     host: str = ""
     hold_reason: str = ""  # held: why; nooutput: what the pool said about the missing files
-    remove_reason: str = ""  # removed: why, in words
     started_at: float | None = None  # unix time the job started executing (after its input transfer)
     finished_at: float | None = None
+    remove_reason: str = ""  # removed: why, in words
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,14 @@ class HTCondorExecutor:
             desc["x509userproxy"] = str(stage / proxy_name)
         for k in [k for k in desc if k.lower() in ("executable", "transfer_input_files", "initialdir")]:
             del desc[k]
+        present = {k.lower() for k in desc}
+        for name, value in (
+            ("request_cpus", str(parsed.request_cpus)),
+            ("request_memory", f"{parsed.request_memory_mb}MB"),
+            ("request_disk", f"{parsed.request_disk_mb}MB"),  # HTCondor's unit for disk is KB
+        ):
+            if name not in present:  # what the portal recorded and shows is what the pool is asked for
+                desc[name] = value
         desc["executable"] = str(stage / parsed.executable)
         if inputs:
             desc["transfer_input_files"] = ", ".join(str(stage / name) for name in inputs)
@@ -374,7 +382,8 @@ def analyze_requirements(job: Any, slots: list[Any]) -> IdleExplanation:
         if absent:
             text = f"No worker offers {absent[0]}: the jobs require {clause}, which none of the {len(slots)} slots in the pool advertises."
         else:
-            text = f"No worker meets {clause} (0 of {len(slots)} slots)."
+            own = ", ".join(f"{n} is {job[n]}" for n in dict.fromkeys(names) if n in job)
+            text = f"No worker meets {clause}{f' ({own})' if own else ''} (0 of {len(slots)} slots)."
         return IdleExplanation(text, len(slots), 0)
     return IdleExplanation(f"No worker meets the jobs' Requirements ({requirements}).", len(slots), 0)
 

@@ -49,6 +49,13 @@ class Killed(BaseException):
     """The submitting worker died here (kill -9): nothing after this point of its code runs."""
 
 
+def _mb(value: str) -> int:
+    """A request_memory value in MB, as condor_submit reads it ("2048", "2048MB", "2GB")."""
+    text = value.strip().upper().removesuffix("B")
+    scale = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}.get(text[-1:], 0)
+    return int(float(text[:-1]) * scale) if scale else int(float(text))
+
+
 def _slot(name: str, memory: int = 7680, cpus: int = 2, **extra: Any) -> classad2.ClassAd:
     return classad2.ClassAd(
         {
@@ -153,8 +160,8 @@ class FakeSchedd:
                 ad["TransferOutput"] = sub.expand("transfer_output_files")
             if "x509userproxy" in sub:
                 ad["x509userproxy"] = sub.expand("x509userproxy")
-            ad["RequestMemory"] = int(sub.expand("request_memory") or 128) if "request_memory" in sub else 128
-            ad["RequestCpus"] = int(sub.expand("request_cpus") or 1) if "request_cpus" in sub else 1
+            ad["RequestMemory"] = _mb(sub.expand("request_memory")) if "request_memory" in sub else 128
+            ad["RequestCpus"] = int(sub.expand("request_cpus")) if "request_cpus" in sub else 1
             for key in body:
                 if key.startswith("MY."):
                     ad[key[3:]] = classad2.ExprTree(sub.expand(key))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import classad2
+import htcondor2
 import pytest
 
 from orchestration.batch.base import (
@@ -12,11 +13,12 @@ from orchestration.batch.base import (
     ExecutorUnavailable,
     JobState,
     PoolProfile,
+    SubmissionLost,
     WorkerTarget,
 )
 from orchestration.batch.htcondor import HTCondorExecutor
 from orchestration.batch.submit import parse_submit
-from tests.batch.fake_schedd import FakeSchedd
+from tests.batch.fake_schedd import FakeSchedd, Killed
 
 IDS = ["1056215p", "1056216p", "1056217p", "1056218p"]
 TARGET = WorkerTarget("myproject", "image-reduction-2023-08-21", "abc-123", "c2-7.5gb-31")
@@ -133,3 +135,109 @@ def test_it_retrieves_declared_output_files(
     schedd.run(cluster, 0, files={"1056215p.cat": "NUMBER MAG_AUTO\n"})
     out_dir = executor.retrieve(cluster)
     assert (out_dir / "1056215p.cat").read_text() == "NUMBER MAG_AUTO\n"
+
+
+def test_it_spools_the_users_script_whatever_the_workers_directory_holds(
+    executor: HTCondorExecutor,
+    schedd: FakeSchedd,
+    seed_submit: str,
+    seed_script: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker_cwd = tmp_path / "worker"
+    worker_cwd.mkdir()
+    (worker_cwd / "do_catalogue.bash").write_text("#!/bin/bash\necho a stranger's script\n")
+    monkeypatch.chdir(worker_cwd)
+    text = seed_submit.replace("queue", "transfer_input_files = params.txt\nqueue")
+    parsed = parse_submit(text, "do_catalogue.bash")
+    files = {"do_catalogue.bash": seed_script.encode(), "params.txt": b"p\n"}
+    cluster = executor.submit(parsed, files, "abs", proxy=b"PEM", target=TARGET).cluster
+    ad = schedd.jobs[(cluster, 0)]
+    assert ad["Cmd"] == str(tmp_path / "stage" / "abs" / "do_catalogue.bash")
+    assert all(Path(n.strip()).is_absolute() for n in ad["TransferInput"].split(","))
+    assert (schedd.spool_dir / f"{cluster}.0" / "do_catalogue.bash").read_text() == seed_script
+    assert (schedd.spool_dir / f"{cluster}.3" / "params.txt").read_text() == "p\n"
+
+
+def test_a_failed_spool_is_a_lost_submission_never_found_again(
+    executor: HTCondorExecutor, schedd: FakeSchedd, seed_submit: str, seed_script: str
+) -> None:
+    parsed = parse_submit(seed_submit, "do_catalogue.bash")
+    real_spool = schedd.spool
+
+    def failing_spool(result: object) -> None:
+        schedd._remove_cluster(result.cluster(), "Staging of job files failed")  # type: ignore[attr-defined]
+        raise htcondor2.HTCondorException("DCSchedd::spoolJobFiles:7002:File transfer failed")
+
+    schedd.spool = failing_spool  # type: ignore[method-assign]
+    with pytest.raises(SubmissionLost, match="could not receive the job files") as lost:
+        executor.submit(parsed, {"do_catalogue.bash": seed_script.encode()}, "k-1")
+    schedd.spool = real_spool  # type: ignore[method-assign]
+    assert executor.find("k-1") is None  # the removed cluster is not "sent"
+    assert schedd.history(f"ClusterId == {lost.value.cluster}")[0]["JobStatus"] == 3
+    # the same key again: still lost (a retry under it must not report the removed cluster)
+    with pytest.raises(SubmissionLost):
+        executor.submit(parsed, {"do_catalogue.bash": seed_script.encode()}, "k-1")
+    cluster = executor.submit(parsed, {"do_catalogue.bash": seed_script.encode()}, "k-2").cluster
+    assert cluster != lost.value.cluster and executor.find("k-2") == cluster
+
+
+def test_a_cluster_left_waiting_for_its_files_is_removed_and_reported_lost(
+    executor: HTCondorExecutor, schedd: FakeSchedd, seed_submit: str, seed_script: str
+) -> None:
+    parsed = parse_submit(seed_submit, "do_catalogue.bash")
+    schedd.kill_after_submit = True
+    with pytest.raises(Killed):
+        executor.submit(parsed, {"do_catalogue.bash": seed_script.encode()}, "k-1")
+    schedd.kill_after_submit = False
+    assert executor.find("k-1") is None
+    with pytest.raises(SubmissionLost, match="never received its files"):
+        executor.submit(parsed, {"do_catalogue.bash": seed_script.encode()}, "k-1")
+    assert not schedd.jobs  # removed, so nothing of it can ever run
+
+
+def test_a_job_held_for_its_missing_outputs_completed_without_output(
+    executor: HTCondorExecutor, schedd: FakeSchedd, seed_submit: str, seed_script: str
+) -> None:
+    text = seed_submit.replace("queue", "transfer_output_files = $(arguments).cat\nqueue")
+    parsed = parse_submit(text, "do_catalogue.bash")
+    cluster = executor.submit(parsed, {"do_catalogue.bash": seed_script.encode()}, "outs").cluster
+    schedd.run(cluster, 0, out="no image\n")
+    status = executor.status(cluster)[0]
+    assert status.state == JobState.NO_OUTPUT
+    assert "could not bring back its declared output" in status.hold_reason
+    assert "1056215p.cat" in status.hold_reason
+
+
+def test_it_says_why_jobs_for_a_cloud_scheduler_pool_never_match_a_plain_pool(
+    schedd: FakeSchedd, tmp_path: Path, seed_submit: str, seed_script: str
+) -> None:
+    executor = HTCondorExecutor(
+        lambda: schedd, PoolProfile.V1, tmp_path / "stage", collector_factory=lambda: schedd.collector
+    )
+    cluster = _submit(executor, seed_submit, seed_script)
+    why = executor.explain_idle(cluster)
+    assert why is not None and why.matching == 0 and why.slots == 2
+    assert why.text.startswith("No worker offers VMType")
+    assert "myproject:image-reduction-2023-08-21" in why.text
+
+
+def test_it_says_idle_jobs_wait_for_a_free_slot_when_some_slot_would_take_them(
+    schedd: FakeSchedd, tmp_path: Path, seed_submit: str, seed_script: str
+) -> None:
+    executor = HTCondorExecutor(
+        lambda: schedd, PoolProfile.NONE, tmp_path / "stage", collector_factory=lambda: schedd.collector
+    )
+    cluster = _submit(executor, seed_submit, seed_script)
+    why = executor.explain_idle(cluster)
+    assert why is not None and why.matching == 2
+    assert "wait for one to be free" in why.text
+    schedd.collector.slots = [
+        classad2.ClassAd({"Name": "slot1@small", "Arch": "X86_64", "Memory": 512, "HasFileTransfer": True})
+    ]
+    why = executor.explain_idle(cluster)
+    assert why is not None and why.text.startswith("No worker meets")
+    assert (
+        why.text == "No worker meets TARGET.Memory >= RequestMemory (RequestMemory is 2048) (0 of 1 slots)."
+    )
