@@ -240,9 +240,12 @@ def batch_submit(op: Operation, progress: Progress) -> None:
         batch_local.wake_local_workers(handle.num_jobs)
     op.result = {"cluster": handle.cluster, "jobs": handle.num_jobs}
     op.save(update_fields=["result"])
-    progress(
-        100, f"Sent {handle.num_jobs} job{'s' if handle.num_jobs != 1 else ''} as cluster {handle.cluster}"
-    )
+    sent = f"Sent {handle.num_jobs} job{'s' if handle.num_jobs != 1 else ''} as cluster {handle.cluster}"
+    lost = Submission.objects.get(pk=sub.pk).lost_clusters(part)
+    if lost:
+        names = ", ".join(map(str, lost))
+        sent += f" (the pool removed cluster{'s' if len(lost) != 1 else ''} {names} before the files arrived)"
+    progress(100, sent)
 
 
 MAX_LOST_CLUSTERS = 3  # clusters the pool may lose before their files arrived, before the batch fails
@@ -534,6 +537,55 @@ def _problems(failed: int, no_output: int, message: str) -> str:
 
 # ---------------------------------------------------------------------------- beat
 
+STUCK_GRACE = timedelta(minutes=10)  # a "Submitting" batch with no sending operation at all, this old
+
+
+def repair_stuck_submissions(limit: int = 50) -> int:
+    """Batches left "Submitting" because their sending operation gave up (or vanished).
+
+    For each part still unsent, the executor is asked whether it got through after all: if so,
+    the cluster is recorded as the operation would have; if not, the batch is marked not
+    submitted (or, when some part did go, active) with the operation's last error. A pool that
+    cannot be reached leaves the batch for the next round: it may hold the cluster.
+    """
+    repaired = 0
+    cutoff = timezone.now() - STUCK_GRACE
+    for sub in Submission.objects.filter(state=Submission.SUBMITTING)[:limit]:
+        ops = Operation.objects.filter(kind="batch_submit", params__submission=sub.pk)
+        if ops.filter(state__in=Operation.ACTIVE_STATES).exists():
+            continue  # still being sent (or waiting to retry)
+        last = ops.order_by("-created", "-id").first()
+        if last is None and sub.created > cutoff:
+            continue  # its operation may not be committed yet
+        parts = sorted(set(sub.jobs.filter(state=Job.UNSENT, cluster=None).values_list("part", flat=True)))
+        executor = executor_for(sub.executor)
+        lost: list[str] = []
+        try:
+            for part in parts:
+                cluster = executor.find(sub.submit_key(part))
+                if cluster is None:
+                    lost.append(part)
+                    continue
+                Job.objects.filter(submission=sub, part=part).update(cluster=cluster)
+                Job.objects.filter(submission=sub, part=part, state=Job.UNSENT).update(state=Job.IDLE)
+        except ExecutorUnavailable as exc:
+            log.warning("batch repair of submission %s: %s", sub.pk, exc)
+            continue
+        if not lost:
+            Submission.objects.filter(pk=sub.pk).update(state=Submission.ACTIVE, error="")
+        else:
+            why = (last.error or last.message) if last is not None else ""
+            message = (
+                f"Sending the jobs gave up{f': {why}' if why else ''}. "
+                "They never reached the pool; submit the batch again."
+            )
+            sent = sub.jobs.exclude(cluster=None).exists()
+            Submission.objects.filter(pk=sub.pk).update(
+                state=Submission.ACTIVE if sent else Submission.FAILED, error=message[:2000]
+            )
+        repaired += 1
+    return repaired
+
 
 @shared_task(ignore_result=True)
 def refresh_batch() -> int:
@@ -544,6 +596,10 @@ def refresh_batch() -> int:
         batch_local.wake_if_stalled()
     except Exception:
         log.exception("batch repair of local jobs failed")
+    try:
+        repair_stuck_submissions()
+    except Exception:
+        log.exception("batch repair of submissions stuck in Submitting failed")
     live = Q(jobs__state__in=FOLLOWED)
     active = Submission.objects.filter(
         Q(state__in=[Submission.ACTIVE, Submission.SUBMITTING]) & live
