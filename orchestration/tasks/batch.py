@@ -395,6 +395,8 @@ def sync_submission(sub: Submission, jobs: list[Job] | None = None) -> int:
 
 
 def _after_sync(sub: Submission, executor: Any) -> None:
+    if sub.executor == "htcondor":
+        _retrieve_stragglers(sub, executor)
     counts = counts_for([sub.pk]).get(sub.pk, {})
     live = sum(counts.get(s, 0) for s in (Job.IDLE, Job.RUNNING, Job.HELD))
     if live or sub.state not in (Submission.ACTIVE, Submission.SUBMITTING):
@@ -468,6 +470,28 @@ def _htcondor_statuses(jobs: list[Job], executor: Any) -> tuple[dict[int, JobSta
         if idle:
             touched |= _explain_idle(cluster, idle, executor)
     return statuses, touched
+
+
+def _retrieve_stragglers(sub: Submission, executor: Any) -> None:
+    """Jobs whose row is final but whose output never came back (recorded before per-job retrieval)."""
+    jobs = list(
+        sub.jobs.filter(state__in=[Job.DONE, Job.FAILED], retrieved=False)
+        .exclude(cluster=None)
+        .select_related("submission")[:500]
+    )
+    for cluster in sorted({j.cluster for j in jobs if j.cluster is not None}):
+        mine = [j for j in jobs if j.cluster == cluster]
+        try:
+            executor.retrieve(cluster, [j.proc for j in mine])
+        except ExecutorUnavailable as exc:
+            log.warning("batch retrieve: %s", exc)
+            continue
+        except BatchError as exc:
+            log.warning("batch retrieve of cluster %s: %s", cluster, exc)
+        for job in mine:
+            job.retrieved = True
+            mark_missing_outputs(job)
+        Job.objects.bulk_update(mine, ["retrieved", "state", "output_note"], batch_size=500)
 
 
 def _explain_idle(cluster: int, idle: list[Job], executor: Any) -> set[int]:

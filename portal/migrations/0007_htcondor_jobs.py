@@ -3,31 +3,42 @@
 from django.db import migrations, models
 
 
-class Migration(migrations.Migration):
+def mark_retrieved(apps, schema_editor):
+    """Jobs of clusters retrieved whole (before output came back per job) have their output here."""
+    Submission = apps.get_model("portal", "Submission")
+    Job = apps.get_model("portal", "Job")
+    for sub in Submission.objects.filter(executor="htcondor").exclude(retrieved_clusters=[]).iterator():
+        Job.objects.filter(submission=sub, cluster__in=list(sub.retrieved_clusters)).update(retrieved=True)
 
+
+class Migration(migrations.Migration):
     dependencies = [
-        ('portal', '0006_batch_outputs'),
+        ("portal", "0006_batch_outputs"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='remove_reason',
+            model_name="job",
+            name="remove_reason",
             field=models.CharField(blank=True, max_length=1000),
         ),
         migrations.AddField(
-            model_name='job',
-            name='retrieved',
-            field=models.BooleanField(default=False, help_text='htcondor: its output came back'),
+            model_name="job",
+            name="retrieved",
+            field=models.BooleanField(default=False, help_text="htcondor: its output came back"),
         ),
         migrations.AddField(
-            model_name='job',
-            name='why_idle',
+            model_name="job",
+            name="why_idle",
             field=models.CharField(blank=True, help_text="htcondor: the pool's analysis", max_length=1000),
         ),
         migrations.AddField(
-            model_name='submission',
-            name='submit_keys',
-            field=models.JSONField(default=dict, help_text='htcondor: per part, the key now used and the clusters lost before their files arrived'),
+            model_name="submission",
+            name="submit_keys",
+            field=models.JSONField(
+                default=dict,
+                help_text="htcondor: per part, the key now used and the clusters lost before their files arrived",
+            ),
         ),
+        migrations.RunPython(mark_retrieved, migrations.RunPython.noop),
     ]

@@ -73,6 +73,7 @@ def test_it_holds_a_job_from_the_batch_page_and_shows_why_each_job_is_held(
     )
     expect(rows.nth(0)).to_have_attribute("data-state", "done")
     expect(page.get_by_test_id("held-banner")).to_contain_text("2 jobs are held")
+    expect(page.get_by_test_id("submission-state")).to_have_text("Waiting on held jobs")
     assert pool.jobs[(cluster, 1)]["HoldReason"] == "Held from the portal"  # it reached the schedd
     screenshot(page, "batch-htcondor-01-held")
 

@@ -375,3 +375,16 @@ def test_the_form_refuses_a_v1_batch_without_a_snapshot(
     assert not Submission.objects.exists()
     # the same form for the local workers needs no snapshot
     assert alice_client.post("/batch/new/", form_data(executor="local")).status_code == 302
+
+
+def test_it_still_brings_back_the_output_of_jobs_recorded_done_before_it_came_back(
+    alice: User, schedd: FakeSchedd
+) -> None:
+    sub = recorded(alice, ITEMS[:2])
+    cluster = run_submit(sub).result["cluster"]
+    schedd.run(cluster, 0, out="ran early\n")
+    Job.objects.filter(submission=sub, proc=0).update(state=Job.DONE)  # as an older portal left it
+    tasks.refresh_batch()
+    job = Job.objects.get(submission=sub, proc=0)
+    assert job.retrieved and (tasks.job_dir(job) / job.output).read_text() == "ran early\n"
+    assert (cluster, 0) not in schedd.jobs  # retrieved, so it left the queue
