@@ -80,6 +80,7 @@ class HTCondorExecutor:
     ) -> None:
         self.schedd_factory = schedd_factory
         self.collector_factory = collector_factory  # for the slot ads that explain idle jobs
+        self._slots: list[Any] | None = None
         self.profile = PoolProfile(profile)
         self.work_root = Path(work_root)
         self.default_target = default_target
@@ -298,19 +299,20 @@ class HTCondorExecutor:
         """Why the cluster's idle jobs are not matched, from the slots the collector advertises.
 
         What `condor_q -better-analyze` does: the job's Requirements against every slot's ad,
-        clause by clause. None when no job is idle, or when some slot would take the job
-        (it then waits for a free slot, which is not a problem to explain).
+        clause by clause. None when no job of the cluster is idle (or no collector is known).
         """
         if self.collector_factory is None:
             return None
         try:
             ads = self.schedd_factory().query(f"ClusterId == {int(cluster)} && JobStatus == 1", [], limit=1)
-            slots = self.collector_factory().query(htcondor2.AdType.Startd, projection=[]) if ads else []
+            if ads and self._slots is None:  # one collector query per executor (a sync round)
+                self._slots = list(self.collector_factory().query(htcondor2.AdType.Startd, projection=[]))
+            slots = self._slots or []
         except htcondor2.HTCondorException as exc:
             raise _unavailable(exc) from exc
         if not ads:
             return None
-        return analyze_requirements(ads[0], list(slots))
+        return analyze_requirements(ads[0], slots)
 
     def forget(self, key: str) -> None:
         """Delete a submission's staging directory once its output is stored elsewhere."""

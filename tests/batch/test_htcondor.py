@@ -233,6 +233,9 @@ def test_it_says_idle_jobs_wait_for_a_free_slot_when_some_slot_would_take_them(
     why = executor.explain_idle(cluster)
     assert why is not None and why.matching == 2
     assert "wait for one to be free" in why.text
+    executor = HTCondorExecutor(
+        lambda: schedd, PoolProfile.NONE, tmp_path / "stage", collector_factory=lambda: schedd.collector
+    )  # a new sync round reads the slots again
     schedd.collector.slots = [
         classad2.ClassAd({"Name": "slot1@small", "Arch": "X86_64", "Memory": 512, "HasFileTransfer": True})
     ]
