@@ -19,11 +19,17 @@ of a real schedd") or issue 13, and tests/batch/test_fake_schedd.py checks it:
   files failure"), not completed.
 - spooled completed jobs stay in the queue (status 4) until their output is retrieved;
   only then do they reach the history.
+
+Not in those facts, so chosen on the cautious side and said here: which files come back for a
+job held with code 12 (none: its user log stays in the spool, and retrieve() takes only
+completed jobs); the RemoveReason of a cluster whose spool was cut off (the same "Staging of
+job files failed"); all jobs of a cluster leave the spooling hold together, at the end of spool().
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -258,15 +264,22 @@ class FakeSchedd:
     # ---------------------------------------------------------------- acting
 
     def _select(self, job_spec: list[str] | str | classad2.ExprTree | int) -> list[tuple[int, int]]:
-        if isinstance(job_spec, classad2.ExprTree) or (isinstance(job_spec, str) and "=" in job_spec):
-            expr = classad2.ExprTree(str(job_spec))
-            return [k for k, ad in self.jobs.items() if expr.eval(ad) is True]
-        specs = job_spec if isinstance(job_spec, list) else [str(job_spec)]
-        out = []
-        for spec in specs:
-            cluster, _, proc = spec.partition(".")
-            out += [k for k in self.jobs if k[0] == int(cluster) and (not proc or k[1] == int(proc))]
-        return out
+        """The jobs a job_spec names, read as the bindings' job_spec_hack reads it."""
+        if isinstance(job_spec, int):
+            job_spec = str(job_spec)
+        specs = job_spec if isinstance(job_spec, list) else [job_spec]
+        if all(isinstance(x, str) and re.fullmatch(r"\d+(\.\d+)?", x) for x in specs):
+            out = []
+            for spec in specs:
+                cluster, _, proc = str(spec).partition(".")
+                out += [k for k in self.jobs if k[0] == int(cluster) and (not proc or k[1] == int(proc))]
+            return out
+        if isinstance(job_spec, list):
+            raise ValueError(
+                "All elements of the job_spec list must be strings of the form clusterID[.procID]"
+            )
+        expr = classad2.ExprTree(str(job_spec))
+        return [k for k, ad in self.jobs.items() if expr.eval(ad) is True]
 
     def act(
         self,
