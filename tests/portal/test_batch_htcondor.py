@@ -212,6 +212,7 @@ def test_it_brings_each_jobs_output_back_when_that_job_finishes(
     assert "worker-7 (10.0.0.7:9618)" in page and "addrs=" not in page
     running = alice_client.get(f"/batch/jobs/{second.pk}/").content.decode()
     assert "stay with the pool while it runs" in running
+    assert "From the pool's queue" in running and "Started" in running and "worker-7" in running
     assert Submission.objects.get(pk=sub.pk).state == Submission.ACTIVE
 
 
