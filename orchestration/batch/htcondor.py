@@ -147,7 +147,7 @@ class HTCondorExecutor:
         for cluster, through in self._clusters(key):
             if through:
                 return SubmitHandle(cluster, len(self.status(cluster)))
-            self._drop(cluster, "its files never reached the schedd")
+            self._drop(cluster, "staging of its files never finished")
             raise SubmissionLost(
                 f"Cluster {cluster} never received its files (the submission was cut off); "
                 "the schedd removed it.",
@@ -188,7 +188,7 @@ class HTCondorExecutor:
                 schedd.spool(result)
             except htcondor2.HTCondorException as exc:
                 # The schedd removes a cluster whose spooling failed; nothing of it will run.
-                self._drop(cluster, "spooling its files failed")
+                self._drop(cluster, "staging of its files failed")
                 raise SubmissionLost(
                     f"HTCondor could not receive the job files of cluster {cluster} ({exc}); "
                     "the schedd removed the cluster.",
@@ -199,7 +199,7 @@ class HTCondorExecutor:
             (stage / PROXY_FILE_NAME).unlink(missing_ok=True)
         for found, through in self._clusters(key):
             if found == cluster and not through:  # spool() returned, yet the schedd removed the jobs
-                self._drop(cluster, "its files never reached the schedd")
+                self._drop(cluster, "staging of its files never finished")
                 raise SubmissionLost(
                     f"The schedd removed cluster {cluster}: staging of its files failed.", cluster
                 )
@@ -225,7 +225,11 @@ class HTCondorExecutor:
         return sorted(through.items())
 
     def _drop(self, cluster: int, why: str) -> None:
-        """Remove a cluster that cannot run (the schedd may have done so already)."""
+        """Remove a cluster that cannot run (the schedd may have done so already).
+
+        `why` names the staging, so a later look at the key still sees the cluster as lost
+        (`_lost_in_staging`) even if the worker dies before the new key is recorded.
+        """
         with contextlib.suppress(ExecutorUnavailable):  # the schedd removes such a cluster by itself
             self._act(htcondor2.JobAction.Remove, cluster, None, f"Removed by the portal: {why}")
 

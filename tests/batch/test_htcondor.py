@@ -244,3 +244,22 @@ def test_it_says_idle_jobs_wait_for_a_free_slot_when_some_slot_would_take_them(
     assert (
         why.text == "No worker meets TARGET.Memory >= RequestMemory (RequestMemory is 2048) (0 of 1 slots)."
     )
+
+
+@pytest.mark.parametrize(
+    ("ad", "lost"),
+    [
+        ({"JobStatus": 5, "HoldReasonCode": 16}, True),  # still waiting for its files
+        ({"JobStatus": 3, "RemoveReason": "Staging of job files failed"}, True),  # the schedd's removal
+        ({"JobStatus": 3, "RemoveReason": "Removed by the portal: staging of its files failed"}, True),
+        ({"JobStatus": 3, "HoldReasonCode": 16}, True),  # removed while waiting, reason unknown
+        ({"JobStatus": 3, "RemoveReason": "Removed from the portal"}, False),  # the user's removal
+        ({"JobStatus": 3, "RemoveReason": "via condor_rm (by user alice)"}, False),
+        ({"JobStatus": 4, "ExitCode": 0}, False),
+        ({"JobStatus": 5, "HoldReasonCode": 1}, False),
+    ],
+)
+def test_it_tells_a_cluster_that_never_got_its_files_from_one_a_user_removed(ad: dict, lost: bool) -> None:
+    from orchestration.batch.htcondor import _lost_in_staging
+
+    assert _lost_in_staging(classad2.ClassAd(ad)) is lost

@@ -129,9 +129,21 @@ def _kill_before_recording(schedd: FakeSchedd, monkeypatch: Any) -> None:
     monkeypatch.setattr(tasks, "executor_for", dying)
 
 
+def _kill_after_removing_the_lost_cluster(schedd: FakeSchedd, monkeypatch: Any) -> None:
+    schedd.kill_after_submit = True
+    real = tasks._send_again
+
+    def dies_first(*args: Any) -> None:
+        monkeypatch.setattr(tasks, "_send_again", real)
+        raise Killed("the worker died before it recorded the new key")
+
+    monkeypatch.setattr(tasks, "_send_again", dies_first)
+
+
 @pytest.mark.parametrize(
     "kill",
     [
+        _kill_after_removing_the_lost_cluster,
         _kill_after_submit,
         _kill_while_spooling,
         _kill_while_spooling_unnoticed,
@@ -148,6 +160,10 @@ def test_a_worker_killed_at_any_moment_of_a_50_job_submission_runs_every_job_onc
     with pytest.raises((Killed, TransientError)):
         run_submit(sub)
     schedd.kill_after_submit = schedd.kill_during_spool = False
+    if kill is _kill_after_removing_the_lost_cluster:  # the restarted worker finds the cluster and dies
+        with pytest.raises(Killed):
+            run_submit(sub)
+        assert not schedd.jobs  # removed before it died
     op = send_until_sent(sub)
     schedd.notices_lost_spools = True
 
