@@ -80,6 +80,7 @@ def test_it_holds_a_job_from_the_batch_page_and_shows_why_each_job_is_held(
     page.get_by_test_id("job-link").nth(1).click()
     expect(page.get_by_test_id("failure-reason")).to_contain_text("Held from the portal.")
     expect(page.get_by_test_id("remote-output-note")).to_contain_text("stay with the pool while it runs")
+    expect(page.get_by_test_id("job-out")).to_have_text("Not back from the pool yet.")
     screenshot(page, "batch-htcondor-02-held-job")
     page.go_back()
     page.get_by_test_id("job-link").first.click()
