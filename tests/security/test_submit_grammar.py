@@ -131,7 +131,10 @@ def test_no_environment_value_reaches_a_jobs_argv_or_its_job_ad(sentinel_env: st
         "output = o-$(Process).out\nqueue id from (\n  NV\n)\n"
     )
     parsed = parse_submit(text, "do_catalogue.bash")
-    assert parsed.jobs[0].argv == ["$ENV(PORTAL_SENTINEL)", "$ENV(PORTAL_SENTINEL)"]  # literal text, never expanded
+    assert parsed.jobs[0].argv == [
+        "$ENV(PORTAL_SENTINEL)",
+        "$ENV(PORTAL_SENTINEL)",
+    ]  # literal text, never expanded
     schedd = FakeSchedd()  # expands the description with the real htcondor2, in this process
     executor = HTCondorExecutor(lambda: schedd, PoolProfile.NONE, tmp_path / "stage")
     cluster = executor.submit(parsed, {"do_catalogue.bash": SEED_SCRIPT.encode()}, "env-1").cluster
@@ -219,7 +222,10 @@ def test_every_command_or_attribute_naming_a_host_path_or_owner_is_refused(line:
         ("input = $(F)", "line 3: input is not allowed"),
         ("output = $(F)", "line 3: output must name files without directories"),
         ("transfer_input_files = $(F)", "line 3: transfer_input_files must name files without directories"),
-        ("transfer_output_files = a, $(F)", "line 3: transfer_output_files must name files without directories"),
+        (
+            "transfer_output_files = a, $(F)",
+            "line 3: transfer_output_files must name files without directories",
+        ),
         ("log = x$(F)", "line 3: log must name files without directories"),
     ],
 )
@@ -299,7 +305,8 @@ def test_a_hostile_upload_gets_every_problem_with_its_line_and_no_500(alice_clie
         "\x00executable = a\nqueue\n",
         "executable = a\u202e\nqueue\n",
         "a = $(b)\nb = $(a)\nexecutable = $(a)\nqueue\n",
-        "".join(f"m{i} = $(m{i + 1})$(m{i + 1})\n" for i in range(40)) + "m40 = x\nexecutable = $(m0)\nqueue\n",
+        "".join(f"m{i} = $(m{i + 1})$(m{i + 1})\n" for i in range(40))
+        + "m40 = x\nexecutable = $(m0)\nqueue\n",
         "".join(f"m{i} = $(m{i + 1})\n" for i in range(3000)) + "executable = $(m0)\nqueue\n",
         "queue arguments from (\n" + "x\n" * 30_000 + ")\n",
         "executable = a\\\n",
