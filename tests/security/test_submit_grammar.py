@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from hypothesis import HealthCheck, example, given, settings
 
 from orchestration.batch.base import BatchValidationError, PoolProfile
 from orchestration.batch.htcondor import HTCondorExecutor
@@ -19,6 +20,7 @@ from orchestration.batch.submit import parse_submit
 from portal.forms.batch import SEED_SCRIPT
 from portal.models import Submission
 from tests.batch.fake_schedd import FakeSchedd
+from tests.security import fuzz_submit_grammar as fuzz
 
 SENTINEL = "sentinel-value-7f3a"
 HEAD = "executable = do_catalogue.bash\n"
@@ -335,3 +337,41 @@ def test_the_environment_is_not_read_by_the_parse(sentinel_env: str) -> None:
     text = f"{HEAD}output = $(PORTAL_SENTINEL).out\n{SEED_ITEMS}"
     problems = problems_of(text)
     assert SENTINEL not in str(problems) and os.environ["PORTAL_SENTINEL"] == SENTINEL
+
+
+# ---------------------------------------------------------------------------- whatever the text
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fuzz.TEXTS)
+@example(f"# note \\\ninclude command : /usr/bin/touch proof\n{HEAD}queue\n")
+@example(f"{HEAD}arguments = $E\\\nNV({fuzz.ENV_NAME})\nqueue\n")
+@example(f"{HEAD}include : {fuzz.FILE_NAME}\nqueue x from {fuzz.FILE_NAME}\n")
+def test_whatever_the_text_parsing_reads_writes_and_leaks_nothing(text: str) -> None:
+    fuzz.check(text)
+
+
+def test_the_property_would_catch_a_parse_that_reads_a_file_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = fuzz.parse_submit
+
+    def reads_a_file(text: str) -> Any:
+        if Path(fuzz.FILE_NAME).exists():
+            Path(fuzz.FILE_NAME).read_text()
+        return real(text)
+
+    monkeypatch.setattr(fuzz, "parse_submit", reads_a_file)
+    with pytest.raises(AssertionError, match="acted on the machine"):
+        fuzz.check(HEAD + "queue\n")
+
+    def leaks(text: str) -> Any:
+        raise BatchValidationError([os.environ.get(fuzz.ENV_NAME, "not in the sandbox")])
+
+    monkeypatch.setattr(fuzz, "parse_submit", leaks)
+    with pytest.raises(AssertionError, match="environment value came out"):
+        fuzz.check(HEAD + "queue\n")
+
+
+def test_the_fuzz_target_runs() -> None:
+    fuzz.run(examples=50)
