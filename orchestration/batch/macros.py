@@ -166,7 +166,12 @@ def literal(template: Template) -> str | None:
 
 def fill(template: Template, values: dict[str, str]) -> str:
     """The value for one job: references replaced by the job's values (lower-case names)."""
-    return "".join(p if isinstance(p, str) else values[p.name] for p in template)
+    if len(template) < 2:
+        if not template:
+            return ""
+        one = template[0]
+        return one if isinstance(one, str) else values[one.name]
+    return "".join([p if isinstance(p, str) else values[p.name] for p in template])
 
 
 def render(template: Template) -> str:

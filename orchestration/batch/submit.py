@@ -340,15 +340,15 @@ def _expand_jobs(
         item_vars = {per_job[name]: value for name, value in base.items()}
         raw_item = " ".join(item.values())
         for step in range(queue.count):
-            p = str(proc)
-            values = {**base, "process": p, "procid": p, "cluster": "1", "clusterid": "1"}
+            number = str(proc)
+            values = {**base, "process": number, "procid": number, "cluster": "1", "clusterid": "1"}
             values.update(step=str(step), itemindex=str(index), row=str(index))
             names = {k: fill(t, values) for k, t in names_of.items()}
             raw_arguments = base["arguments"] if "arguments" in base else fill(arguments, values)
             try:
                 argv = split_arguments(raw_arguments)
             except BatchValidationError as exc:
-                problems.extend(f"job {proc}: {p}" for p in exc.problems)
+                problems.extend(f"job {proc}: {problem}" for problem in exc.problems)
                 argv = []
             for key, name in names.items():
                 problem = check_file_name(name, key) if name else None
