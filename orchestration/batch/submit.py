@@ -124,6 +124,38 @@ def parse_submit(text: str, script_name: str | None = None, max_jobs: int = MAX_
     )
 
 
+_BODY_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+_BODY_NAMES = {"arguments", "dollar", *BUILTINS}
+
+
+def check_body(body: dict[str, str], item_vars: list[dict[str, str]]) -> None:
+    """Check a stored description before it goes to htcondor2 (bodies recorded before this grammar).
+
+    What `parse_submit` makes always passes: allowed keys only, every `$` a reference to a
+    per-job name or `$(DOLLAR)`, items without `$` and named `arguments` or PortalItem_*.
+    """
+    problems: list[str] = []
+    allowed = set(ALLOWED_COMMANDS) | {f"MY.{a}" for a in ALLOWED_ATTRIBUTES.values()}
+    for key, value in body.items():
+        if key not in allowed:
+            problems.append(f"{key} is not a submit command the portal sends.")
+        if "$" in _BODY_REF.sub("", value) or any(
+            n.lower() not in _BODY_NAMES and not n.startswith(QUEUE_VAR_PREFIX)
+            for n in _BODY_REF.findall(value)
+        ):
+            problems.append(f"{key} holds a macro the portal does not send.")
+    for item in item_vars:
+        if any(k != "arguments" and not k.startswith(QUEUE_VAR_PREFIX) for k in item) or any(
+            not ITEM_OK.fullmatch(v) for v in item.values()
+        ):
+            problems.append("an item holds a name or a character the portal does not send.")
+            break
+    if problems:
+        raise BatchValidationError(
+            ["This submission was recorded before the current checks: " + p for p in problems]
+        )
+
+
 def _per_job_names(queue: QueueStatement, problems: list[tuple[int, str]]) -> dict[str, str]:
     """Names set for each job (lower case) -> the name htcondor2 gets."""
     names = dict(BUILTINS)

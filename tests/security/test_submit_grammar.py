@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, example, given, settings
 
 from orchestration.batch.base import BatchValidationError, PoolProfile
 from orchestration.batch.htcondor import HTCondorExecutor
-from orchestration.batch.submit import parse_submit
+from orchestration.batch.submit import check_body, parse_submit
+from orchestration.tasks import batch as tasks
 from portal.forms.batch import SEED_SCRIPT
 from portal.models import Submission
 from tests.batch.fake_schedd import FakeSchedd
@@ -375,3 +376,36 @@ def test_the_property_would_catch_a_parse_that_reads_a_file_or_the_environment(
 
 def test_the_fuzz_target_runs() -> None:
     fuzz.run(examples=50)
+
+
+def test_a_body_recorded_before_the_grammar_is_checked_again_before_htcondor2() -> None:
+    parsed = parse_submit(
+        f"{HEAD}D = $\narguments = $(D)E$(id)\noutput = $(id).out\nqueue id from (\n  NV\n)\n"
+    )
+    check_body(parsed.body, [j.item_vars for j in parsed.jobs])  # what the grammar makes passes
+    for body, items in (
+        ({"+TransferInput": '"/etc/passwd"'}, []),
+        ({"arguments": "$ENV(SECRET_KEY)"}, []),
+        ({"arguments": "$E$(x)(SECRET_KEY)"}, [{"x": "NV"}]),
+        ({"output": "$(F).out"}, []),
+        ({"output": "$(PortalItem_x).out"}, [{"iwd": "/"}]),
+        ({"arguments": "$(arguments)"}, [{"arguments": "$ENV(HOME)"}]),
+    ):
+        with pytest.raises(BatchValidationError, match="recorded before the current checks"):
+            check_body(body, items)
+
+
+def test_a_submission_recorded_with_an_unvetted_body_never_reaches_the_schedd(
+    alice: Any, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.portal.test_batch_tasks import recorded, run_submit
+
+    settings.BATCH_ROOT = tmp_path / "batch"
+    schedd = FakeSchedd()
+    monkeypatch.setattr(tasks, "SCHEDD_FACTORY", lambda: schedd)
+    sub = recorded(alice, "htcondor")
+    Submission.objects.filter(pk=sub.pk).update(body={**sub.body, "MY.TransferInput": '"/etc/passwd"'})
+    with pytest.raises(tasks.UserFacingError, match="recorded before the current checks"):
+        run_submit(sub)
+    assert schedd.submissions == 0
+    assert Submission.objects.get(pk=sub.pk).state == Submission.FAILED
