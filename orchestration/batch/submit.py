@@ -371,6 +371,7 @@ def _expand_jobs(
         base = {name.lower(): value for name, value in item.items()}
         item_vars = {per_job[name]: value for name, value in base.items()}
         raw_item = " ".join(item.values())
+        where = f"line {queue.item_lines[index]}, job" if queue.items else "job"
         for step in range(queue.count):
             number = str(proc)
             values = {**base, "process": number, "procid": number, "cluster": "1", "clusterid": "1"}
@@ -380,15 +381,15 @@ def _expand_jobs(
             try:
                 argv = split_arguments(raw_arguments)
             except BatchValidationError as exc:
-                problems.extend(f"job {proc}: {problem}" for problem in exc.problems)
+                problems.extend(f"{where} {proc}: {problem}" for problem in exc.problems)
                 argv = []
             for key, name in names.items():
                 problem = check_file_name(name, key) if name else None
                 if problem and len(problems) < 20:
-                    problems.append(f"job {proc}: {problem}")
+                    problems.append(f"{where} {proc}: {problem}")
                 if key != "log" and name:  # jobs may share one event log, as in HTCondor
                     writers.setdefault((key, name), []).append(proc)
-            outputs = _output_files(fill(outputs_of, values), names, proc, problems)
+            outputs = _output_files(fill(outputs_of, values), names, f"{where} {proc}", problems)
             for name in outputs:
                 writers.setdefault(("transfer_output_files", name), []).append(proc)
             jobs.append(
@@ -417,7 +418,7 @@ def _expand_jobs(
     return jobs
 
 
-def _output_files(value: str, names: dict[str, str], proc: int, problems: list[str]) -> list[str]:
+def _output_files(value: str, names: dict[str, str], job: str, problems: list[str]) -> list[str]:
     """The job's declared outputs: plain file names, none of them its .out, .err or .log."""
     out: list[str] = []
     for name in (n.strip() for n in value.split(",")):
@@ -428,7 +429,7 @@ def _output_files(value: str, names: dict[str, str], proc: int, problems: list[s
             problem = f"'{name}' is the job's output, error or log file; list only the files the job writes."
         if problem:
             if len(problems) < 20:
-                problems.append(f"job {proc}: {problem}")
+                problems.append(f"{job}: {problem}")
             continue
         out.append(name)
     return out
