@@ -284,6 +284,10 @@ def _check_commands(
                     "use $(Process).",
                 )
             )
+        if any("$$" in p for p in template if isinstance(p, str)):
+            # htcondor2 would keep "$(DOLLAR)$(DOLLAR)" as "$$(DOLLAR)": a value from the machine a job lands on
+            problems.append((line, f"line {line}: {name} may not hold '$$' (after expanding its macros)."))
+            continue
         text = "".join(p for p in template if isinstance(p, str))
         if name in FILE_COMMANDS and ("/" in text or text.strip().startswith("~") or "\\" in text):
             problems.append(

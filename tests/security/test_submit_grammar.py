@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from orchestration.batch.base import BatchValidationError, PoolProfile
 from orchestration.batch.htcondor import HTCondorExecutor
 from orchestration.batch.submit import check_body, parse_submit
+from orchestration.batch.validate import split_arguments
 from orchestration.tasks import batch as tasks
 from portal.forms.batch import SEED_SCRIPT
 from portal.models import Submission
@@ -409,3 +410,26 @@ def test_a_submission_recorded_with_an_unvetted_body_never_reaches_the_schedd(
         run_submit(sub)
     assert schedd.submissions == 0
     assert Submission.objects.get(pk=sub.pk).state == Submission.FAILED
+
+
+def test_no_literal_dollar_next_to_an_item_lets_htcondor_build_a_function(sentinel_env: str) -> None:
+    """What the grammar accepts, expanded by the real htcondor2 as the executor's submit does."""
+    import itertools
+
+    import htcondor2
+
+    pieces = ["$", "(", ")", "ENV", "PORTAL_SENTINEL", "E", "$(x)", "$(DOLLAR)"]
+    accepted = 0
+    for k in range(1, 5):
+        for combo in itertools.product(pieces, repeat=k):
+            text = f"{HEAD}arguments = {''.join(combo)}\nqueue x from (\n  NV\n  ENV\n  E\n)\n"
+            try:
+                parsed = parse_submit(text, "do_catalogue.bash")
+            except BatchValidationError:
+                continue
+            accepted += 1
+            for job in parsed.jobs:
+                expanded = htcondor2.Submit({**parsed.body, **job.item_vars}).expand("arguments")
+                assert SENTINEL not in expanded, text
+                assert split_arguments(expanded) == job.argv, text
+    assert accepted > 1000  # the grammar takes literal dollars; they stay literal
