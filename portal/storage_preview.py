@@ -167,9 +167,15 @@ def read_table_head(fh: BinaryIO, name: str) -> TablePreview | None:
         fmt = "csv"
     else:
         fmt = None
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        return None  # empty: the page says so
     try:
-        table = astro_ascii.read(text, format=fmt, guess=fmt is None)
+        # A list of lines, never a str: astropy takes a str without a newline for a file name or URL.
+        table = astro_ascii.read(lines, format=fmt, guess=fmt is None)
     except (ValueError, TypeError, IndexError, KeyError):
         return None  # not a table after all: the page shows it as text
+    if not len(table):
+        return None  # a header alone is no table: show the text
     rows = [[str(v) for v in row] for row in table[:TABLE_PREVIEW_ROWS]]
     return TablePreview(list(table.colnames), rows, partial or len(table) > TABLE_PREVIEW_ROWS)
