@@ -68,7 +68,9 @@ def server_file(tmp_path: Path) -> Path:
     return secret
 
 
-def test_it_does_not_show_a_server_file_named_in_a_cat(alice_client: Any, home: Path, server_file: Path) -> None:
+def test_it_does_not_show_a_server_file_named_in_a_cat(
+    alice_client: Any, home: Path, server_file: Path
+) -> None:
     for target in (str(server_file), "/etc/hostname"):
         (home / "names-a-file.cat").write_text(target)
         page = alice_client.get("/storage/file/names-a-file.cat")
@@ -83,7 +85,9 @@ def test_it_does_not_show_a_server_file_named_in_a_cat(alice_client: Any, home: 
         assert SECRET not in stored.content.decode()
 
 
-def test_a_url_in_a_cat_makes_no_request(alice_client: Any, home: Path, listener: tuple[str, list[str]]) -> None:
+def test_a_url_in_a_cat_makes_no_request(
+    alice_client: Any, home: Path, listener: tuple[str, list[str]]
+) -> None:
     url, hits = listener
     for name in ("url.cat", "url.csv", "url.ecsv", "url.tsv"):
         (home / name).write_text(url)
