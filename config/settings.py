@@ -10,8 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import astropy.utils.data
+import astropy.utils.iers
 import environ
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+
+# astropy opens URLs it is given (a table "file name", a FITS path, IERS tables): in every process
+# of the portal it may not reach the network at all. Readers get bytes; this is the second wall.
+astropy.utils.data.conf.allow_internet = False
+astropy.utils.iers.conf.auto_download = False
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -149,8 +157,19 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = EMBEDDED
 
 # Encryption at rest for credentials (OpenStack application credentials,
-# CADC proxy certificates): comma-separated Fernet keys, newest first.
+# CADC proxy certificates): comma-separated Fernet keys, newest first. Only the embedded demo may go
+# without (it derives a key from SECRET_KEY): a key derived from the secret key is lost with it.
 FERNET_KEYS = env.list("FERNET_KEYS", default=[])
+if not EMBEDDED and not FERNET_KEYS:
+    raise ImproperlyConfigured(
+        "FERNET_KEYS must be set when PORTAL_EMBEDDED is off (generate one with: python -c 'from"
+        " cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+    )
+for _key in FERNET_KEYS:
+    try:
+        Fernet(_key)
+    except ValueError as exc:
+        raise ImproperlyConfigured("FERNET_KEYS holds a value that is not a Fernet key") from exc
 
 # Celery
 CELERY_BROKER_URL = env.str(
