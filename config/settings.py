@@ -261,6 +261,8 @@ BATCH_JOB_RETRIES = _int("BATCH_JOB_RETRIES", 1)  # automatic re-runs of a job w
 BATCH_USE_BWRAP = env.bool("BATCH_USE_BWRAP", default=True)
 BATCH_REFRESH_SECONDS = _int("BATCH_REFRESH_SECONDS", 3, minimum=1)
 BATCH_QUEUE = env.str("BATCH_QUEUE", default="celery")  # the Celery queue local jobs run from
+# The queue page's pool summary names every user with jobs (condor_q -all) to staff; to everyone if on.
+BATCH_QUEUE_ALL_USERS = env.bool("BATCH_QUEUE_ALL_USERS", default=False)
 HTCONDOR_POOL_PROFILE = _choice("HTCONDOR_POOL_PROFILE", "v1", ("v1", "csv2", "none"))
 HTCONDOR_COLLECTOR = env.str("HTCONDOR_COLLECTOR", default="")  # empty: the local schedd
 HTCONDOR_SCHEDD = env.str("HTCONDOR_SCHEDD", default="")  # schedd name at the collector

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from django.contrib.auth.models import User
+
+from orchestration.storage.base import InvalidPath
+from orchestration.storage.local import LocalStorage
+from portal.models import Job, Submission
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FERNET_KEY = "q1tYqq3g5tEJYpA0VtzG5n5tQm1Fc4sK3r7sR0mI8kE="
@@ -95,3 +105,88 @@ def test_the_embedded_demo_still_starts_without_fernet_keys(tmp_path: Path) -> N
     demo = {key: None for key in PRODUCTION}
     result = run(tmp_path, demo, "manage.py", "check")
     assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------------------------------- names that hide
+
+HIDING = {
+    "right-to-left override": ("invoice\u202etxt.exe", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+    "zero-width space": ("cat\u200b.fits", "U+200B ZERO WIDTH SPACE"),
+    "zero-width joiner": ("a\u200db", "U+200D ZERO WIDTH JOINER"),
+    "first strong isolate": ("x\u2068y", "U+2068 FIRST STRONG ISOLATE"),
+    "byte order mark": ("\ufeffname", "U+FEFF ZERO WIDTH NO-BREAK SPACE"),
+    "escape": ("a\x1b[31mb", "U+001B"),
+    "line separator": ("a\u2028b", "U+2028 LINE SEPARATOR"),
+}
+
+
+@pytest.fixture
+def storage_root(settings: Any, tmp_path: Path) -> Path:
+    settings.STORAGE_BACKEND = "local"
+    settings.STORAGE_ROOT = tmp_path / "storage"
+    (settings.STORAGE_ROOT / "alice").mkdir(parents=True)
+    return settings.STORAGE_ROOT
+
+
+@pytest.mark.parametrize("case", sorted(HIDING))
+def test_names_that_hide_characters_are_refused(alice_client: Any, storage_root: Path, case: str) -> None:
+    name, shown = HIDING[case]
+    query = f"?folder=&name={quote(name)}"
+    upload = alice_client.post("/storage/upload/" + query, data=b"x", content_type="application/octet-stream")
+    assert upload.status_code == 400
+    assert f"text-direction controls (this one has {shown}" in upload.json()["error"]
+    made = alice_client.post("/storage/mkdir/", {"folder": "", "name": name}, follow=True)
+    assert any(shown in str(m) for m in made.context["messages"])
+    (storage_root / "alice" / "plain.txt").write_text("x")
+    moved = alice_client.post("/storage/move/", {"path": "plain.txt", "dest": name})
+    assert shown in moved.content.decode()
+    assert sorted(p.name for p in (storage_root / "alice").iterdir()) == ["plain.txt"]
+
+
+def test_the_adapter_refuses_them_too_and_keeps_existing_names_usable(storage_root: Path) -> None:
+    space = LocalStorage(storage_root / "alice")
+    for name, shown in HIDING.values():
+        for make in (lambda n: space.mkdir(n), lambda n: space.upload(n, io.BytesIO(b"x"))):
+            with pytest.raises(InvalidPath, match=shown.split()[0].replace("+", r"\+")):
+                make(name)
+    (storage_root / "alice" / "old\u202eexe.txt").write_text("made by a job")  # already there
+    assert space.open_read("old\u202eexe.txt").read() == b"made by a job"
+    space.move("old\u202eexe.txt", "renamed.txt")
+    assert [n.name for n in space.list("")] == ["renamed.txt"]
+
+
+def test_ordinary_names_in_any_script_still_work(storage_root: Path) -> None:
+    space = LocalStorage(storage_root / "alice")
+    for name in ("Résultats 2023", "naïve cat ✓.txt", "観測 1056215p.cat", "Ωmega-été.fits"):
+        space.mkdir(name)
+    assert len(space.list("")) == 4
+
+
+# ---------------------------------------------------------------------------- the queue page
+
+
+def _queued(owner: User, n: int) -> None:
+    sub = Submission.objects.create(owner=owner, name=f"{owner.username}-run", script_name="a.sh", script="")
+    Job.objects.bulk_create(
+        Job(submission=sub, index=i, proc=i, output="o", error="e", log="l", state=Job.IDLE) for i in range(n)
+    )
+
+
+def test_the_queue_page_shows_others_to_staff_only(
+    client: Any, alice: User, bob: User, settings: Any
+) -> None:
+    _queued(alice, 2)
+    _queued(bob, 3)
+    client.force_login(alice)
+    page = client.get("/batch/").content.decode()
+    summary = page.split('data-testid="pool-summary"')[1]
+    assert "Your jobs in the pool" in summary and ">2</div>" in summary
+    assert "bob" not in summary and ">5</div>" not in summary
+    bob.is_staff = True
+    bob.save()
+    client.force_login(bob)
+    summary = client.get("/batch/").content.decode().split('data-testid="pool-summary"')[1]
+    assert "Pool, all users" in summary and "<td>alice</td>" in summary and ">5</div>" in summary
+    settings.BATCH_QUEUE_ALL_USERS = True  # a shared submit host where condor_q -all is public anyway
+    client.force_login(alice)
+    assert "<td>bob</td>" in client.get("/batch/").content.decode()
