@@ -125,9 +125,9 @@ def thumbnail_png(fh: BinaryIO, size: int = 320) -> bytes | None:
             shape = hdu.shape
             step = max(1, -(-max(shape[-2:]) // size))
             lead = (0,) * (len(shape) - 2)  # first plane of a cube
-            data = np.asarray(
-                hdu.section[lead + (slice(None, None, step), slice(None, None, step))], dtype=np.float32
-            )
+            # Every step-th row, whole rows: astropy reads a column stride pixel by pixel (100x slower).
+            rows = hdu.section[lead + (slice(None, None, step), slice(None))]
+            data = np.asarray(rows, dtype=np.float32)[:, ::step]
     except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError):
         return None  # the page already says the file cannot be read
     finite = data[np.isfinite(data)]

@@ -11,7 +11,7 @@ import json
 import re
 import warnings
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 from xml.parsers import expat
 
 import numpy as np
@@ -241,7 +241,7 @@ _VOTABLE_ELEMENTS = frozenset(
 
 
 def _check_votable(fh: BinaryIO, name: str) -> None:
-    def refuse(why: str) -> None:
+    def refuse(why: str) -> NoReturn:
         raise CatalogueInputError(f"{name}: {why}; only VOTables with inline TABLEDATA are read")
 
     def start(tag: str, attrs: object) -> None:
@@ -300,10 +300,10 @@ def read_catalogue(path: str | Path) -> Catalogue:
             return read_ascii_head(path)
         first = text.splitlines()[0] if text else ""
         if "," in first:
-            with path.open(newline="") as fh:
-                header = next(csv.reader(fh))
-            with path.open("rb") as fh:
-                table = Table.read(fh, format="ascii.csv", names=header, data_start=1)
+            with path.open(newline="") as lines:
+                header = next(csv.reader(lines))
+            with path.open("rb") as raw:
+                table = Table.read(raw, format="ascii.csv", names=header, data_start=1)
             return _from_table(table, path.name, {"input": path.name})
     except CatalogueInputError:
         raise
