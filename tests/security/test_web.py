@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,13 @@ from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import User
+from playwright.sync_api import expect
 
 from orchestration.storage.base import InvalidPath
 from orchestration.storage.local import LocalStorage
-from portal.models import Job, Submission
+from portal.models import Job, KeyPair, Operation, Submission
+from tests.conftest import make_user
+from tests.e2e.conftest import browser, page, sign_in  # noqa: F401 - the browser fixtures
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FERNET_KEY = "q1tYqq3g5tEJYpA0VtzG5n5tQm1Fc4sK3r7sR0mI8kE="
@@ -68,6 +72,7 @@ css = html.split('href="/static/vendor/bootstrap.min.')[1].split('"')[0]
 print("bootstrap.min." + css)
 static = Client().get("/static/vendor/bootstrap.min." + css, secure=True, headers={"host": "portal.example.org"})
 print(static.status_code)
+print(page.headers.get("Content-Security-Policy", ""))
 """
 
 
@@ -77,10 +82,11 @@ def test_collectstatic_works_and_a_production_page_renders(tmp_path: Path) -> No
     assert (tmp_path / "static" / "staticfiles.json").is_file()
     rendered = run(tmp_path, {"DEBUG": "false"}, "-c", _RENDER)
     assert rendered.returncode == 0, rendered.stderr
-    status, css, static_status = rendered.stdout.splitlines()[:4]
+    status, css, static_status, csp = rendered.stdout.splitlines()[:4]
     assert status == "200"
     assert css.startswith("bootstrap.min.") and css.endswith(".css") and css != "bootstrap.min.css"  # hashed
     assert static_status == "200"
+    assert "default-src 'self'" in csp
 
 
 def test_check_deploy_without_openstack_auth_url_says_so(tmp_path: Path) -> None:
@@ -178,8 +184,8 @@ def test_the_queue_page_shows_others_to_staff_only(
     _queued(alice, 2)
     _queued(bob, 3)
     client.force_login(alice)
-    page = client.get("/batch/").content.decode()
-    summary = page.split('data-testid="pool-summary"')[1]
+    html = client.get("/batch/").content.decode()
+    summary = html.split('data-testid="pool-summary"')[1]
     assert "Your jobs in the pool" in summary and ">2</div>" in summary
     assert "bob" not in summary and ">5</div>" not in summary
     bob.is_staff = True
@@ -190,3 +196,68 @@ def test_the_queue_page_shows_others_to_staff_only(
     settings.BATCH_QUEUE_ALL_USERS = True  # a shared submit host where condor_q -all is public anyway
     client.force_login(alice)
     assert "<td>bob</td>" in client.get("/batch/").content.decode()
+
+
+# ---------------------------------------------------------------------------- Content-Security-Policy
+
+TEMPLATES = ROOT / "portal" / "templates"
+INLINE = {
+    "an inline <script>": re.compile(r"<script(?![^>]*\ssrc=)(?![^>]*type=\"application/json\")[^>]*>", re.I),
+    "an inline event handler": re.compile(r"<[^>]*\son[a-z]+\s*=", re.I),
+    "a <style> element": re.compile(r"<style[\s>]", re.I),
+    "a javascript: URL": re.compile(r"javascript:", re.I),
+}
+
+
+def test_templates_hold_nothing_the_policy_blocks() -> None:
+    found = []
+    for template in sorted(TEMPLATES.rglob("*.html")):
+        text = template.read_text()
+        for what, pattern in INLINE.items():
+            for match in pattern.finditer(text):
+                line = text.count("\n", 0, match.start()) + 1
+                found.append(f"{template.relative_to(ROOT)}:{line}: {what}")
+    assert found == []
+
+
+def test_the_scan_finds_what_it_looks_for() -> None:
+    hostile = '<script>x()</script><a onclick="y()"><style>p{}</style><a href="javascript:z()">'
+    assert all(pattern.search(hostile) for pattern in INLINE.values())
+    assert not any(
+        p.search('<script src="/static/a.js"></script><a data-confirm="x">') for p in INLINE.values()
+    )
+
+
+def test_pages_carry_the_policy(alice_client: Any, client: Any) -> None:
+    expected = "default-src 'self'; script-src 'self'; style-src 'self'"
+    assert expected in client.get("/accounts/login/")["Content-Security-Policy"]
+    for url in ("/", "/vms/", "/batch/", "/storage/", "/catalogues/", "/no-such-page/"):
+        response = alice_client.get(url)
+        assert response.status_code in (200, 302, 404), url
+        assert expected in response["Content-Security-Policy"], url
+        assert "unsafe-eval" not in response["Content-Security-Policy"]
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_confirmations_and_filters_work_without_inline_script(page: Any) -> None:  # noqa: F811
+    """data-confirm and data-autosubmit, which replaced the inline handlers, in a real browser."""
+    alice = make_user("alice", ["alice-lensing"])
+    key = KeyPair.objects.create(
+        owner=alice, project=alice.projects.get(), name="o'brien <b>laptop</b>", public_key="ssh-ed25519 AAAA"
+    )
+    sign_in(page, "alice")
+    page.goto("/vms/keypairs/")
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    page.get_by_role("button", name="Delete").click()
+    page.wait_for_timeout(300)
+    assert asked == ["Delete key pair o'brien <b>laptop</b>? VMs that have it keep it."]
+    assert not Operation.objects.exists()
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete").click()
+    expect(page.get_by_text("Deleting key pair o'brien <b>laptop</b>.")).to_be_visible()
+    assert Operation.objects.get().params == {"name": key.name}
+    page.goto("/vms/")
+    page.get_by_label("Status").select_option("shutoff")
+    page.wait_for_url("**/vms/?*status=shutoff*")
