@@ -10,8 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import astropy.utils.data
+import astropy.utils.iers
 import environ
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+
+# astropy opens URLs it is given (a table "file name", a FITS path, IERS tables): in every process
+# of the portal it may not reach the network at all. Readers get bytes; this is the second wall.
+astropy.utils.data.conf.allow_internet = False
+astropy.utils.iers.conf.auto_download = False
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -62,6 +70,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "portal.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -149,8 +158,19 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = EMBEDDED
 
 # Encryption at rest for credentials (OpenStack application credentials,
-# CADC proxy certificates): comma-separated Fernet keys, newest first.
+# CADC proxy certificates): comma-separated Fernet keys, newest first. Only the embedded demo may go
+# without (it derives a key from SECRET_KEY): a key derived from the secret key is lost with it.
 FERNET_KEYS = env.list("FERNET_KEYS", default=[])
+if not EMBEDDED and not FERNET_KEYS:
+    raise ImproperlyConfigured(
+        "FERNET_KEYS must be set when PORTAL_EMBEDDED is off (generate one with: python -c 'from"
+        " cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+    )
+for _key in FERNET_KEYS:
+    try:
+        Fernet(_key)
+    except ValueError as exc:
+        raise ImproperlyConfigured("FERNET_KEYS holds a value that is not a Fernet key") from exc
 
 # Celery
 CELERY_BROKER_URL = env.str(
@@ -181,6 +201,17 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
 )
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Scripts, style sheets and everything else from the portal only; inline style attributes allowed
+# (progress bar widths), inline scripts, handlers and <style> elements not; Bootstrap's icons are data:
+# SVGs. portal/csp.py sends it.
+CONTENT_SECURITY_POLICY = env.str(
+    "CONTENT_SECURITY_POLICY",
+    default=(
+        "default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline';"
+        " img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none';"
+        " form-action 'self'; frame-ancestors 'none'"
+    ),
+)
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = _int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024, minimum=1024)
 
@@ -255,6 +286,8 @@ for _path in BATCH_JOB_READONLY_PATHS:
         raise ImproperlyConfigured(f"BATCH_JOB_READONLY_PATHS: {_path} is not an absolute path")
 BATCH_REFRESH_SECONDS = _int("BATCH_REFRESH_SECONDS", 3, minimum=1)
 BATCH_QUEUE = env.str("BATCH_QUEUE", default="celery")  # the Celery queue local jobs run from
+# The queue page's pool summary names every user with jobs (condor_q -all) to staff; to everyone if on.
+BATCH_QUEUE_ALL_USERS = env.bool("BATCH_QUEUE_ALL_USERS", default=False)
 HTCONDOR_POOL_PROFILE = _choice("HTCONDOR_POOL_PROFILE", "v1", ("v1", "csv2", "none"))
 HTCONDOR_COLLECTOR = env.str("HTCONDOR_COLLECTOR", default="")  # empty: the local schedd
 HTCONDOR_SCHEDD = env.str("HTCONDOR_SCHEDD", default="")  # schedd name at the collector

@@ -11,7 +11,8 @@ import json
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, NoReturn
+from xml.parsers import expat
 
 import numpy as np
 from astropy.io import fits
@@ -120,7 +121,8 @@ def read_ascii_head(path: str | Path) -> Catalogue:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": an empty catalogue
-            table = np.loadtxt(path, comments="#", ndmin=2, dtype=np.float64)
+            with path.open("rb") as fh:  # a file object: numpy opens a str as a path or URL
+                table = np.loadtxt(fh, comments="#", ndmin=2, dtype=np.float64)
     except ValueError as exc:
         raise CatalogueInputError(f"{path.name}: unreadable catalogue row ({exc})") from exc
     n_fields = table.shape[1] if table.size else max(c for c, _ in cols)
@@ -207,6 +209,58 @@ def write_all(cat: Catalogue, out_dir: str | Path, stem: str) -> dict[str, Path]
     return paths
 
 
+# What a VOTable may hold here: inline TABLEDATA only. STREAM (BINARY, BINARY2, FITS, PARQUET) makes
+# astropy open its href, a URL or a file of the server; a DOCTYPE could declare entities that smuggle
+# elements in. Checked with expat, as astropy parses, before astropy sees the file.
+_VOTABLE_ELEMENTS = frozenset(
+    [
+        "VOTABLE",
+        "RESOURCE",
+        "DESCRIPTION",
+        "DEFINITIONS",
+        "COOSYS",
+        "TIMESYS",
+        "GROUP",
+        "PARAM",
+        "PARAMref",
+        "FIELD",
+        "FIELDref",
+        "VALUES",
+        "MIN",
+        "MAX",
+        "OPTION",
+        "LINK",
+        "INFO",
+        "TABLE",
+        "DATA",
+        "TABLEDATA",
+        "TR",
+        "TD",
+    ]
+)
+
+
+def _check_votable(fh: BinaryIO, name: str) -> None:
+    def refuse(why: str) -> NoReturn:
+        raise CatalogueInputError(f"{name}: {why}; only VOTables with inline TABLEDATA are read")
+
+    def start(tag: str, attrs: object) -> None:
+        local = tag.rsplit(" ", 1)[-1]
+        if local not in _VOTABLE_ELEMENTS:
+            refuse(f"the VOTable holds a <{local}> element")
+
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartElementHandler = start
+    parser.StartDoctypeDeclHandler = lambda *_: refuse("the VOTable has a DOCTYPE")
+    parser.EntityDeclHandler = lambda *_: refuse("the VOTable declares entities")
+    parser.ExternalEntityRefHandler = lambda *_: refuse("the VOTable refers to an external entity")
+    try:
+        parser.ParseFile(fh)
+    except expat.ExpatError as exc:
+        raise CatalogueInputError(f"{name}: not a valid VOTable ({exc})") from exc
+
+
 def _from_table(table: Table, source: str, provenance: dict[str, Any]) -> Catalogue:
     rows = np.asarray(table.filled() if table.has_masked_values else table.as_array())
     _check_columns(rows, source)
@@ -224,7 +278,7 @@ def read_catalogue(path: str | Path) -> Catalogue:
         raise CatalogueInputError(f"{path.name}: the catalogue file is empty")
     try:
         if head.startswith(b"SIMPLE  ="):
-            with fits.open(path) as hdul:
+            with path.open("rb") as fh, fits.open(fh) as hdul:
                 tables = [h for h in hdul if isinstance(h, fits.BinTableHDU)]
                 if not tables:
                     raise CatalogueInputError(f"{path.name}: FITS file without a table")
@@ -233,7 +287,10 @@ def read_catalogue(path: str | Path) -> Catalogue:
             return _from_table(table, path.name, prov or {"input": path.name})
         text = head.decode("utf-8", errors="replace").lstrip()
         if text.startswith("<?xml") or text.startswith("<VOTABLE"):
-            votable = vo.parse(str(path))
+            with path.open("rb") as fh:
+                _check_votable(fh, path.name)
+                fh.seek(0)
+                votable = vo.parse(fh)
             prov = {}
             for info in votable.resources[0].infos if votable.resources else []:
                 if info.name == "provenance":
@@ -243,9 +300,10 @@ def read_catalogue(path: str | Path) -> Catalogue:
             return read_ascii_head(path)
         first = text.splitlines()[0] if text else ""
         if "," in first:
-            with path.open(newline="") as fh:
-                header = next(csv.reader(fh))
-            table = Table.read(path, format="ascii.csv", names=header, data_start=1)
+            with path.open(newline="") as lines:
+                header = next(csv.reader(lines))
+            with path.open("rb") as raw:
+                table = Table.read(raw, format="ascii.csv", names=header, data_start=1)
             return _from_table(table, path.name, {"input": path.name})
     except CatalogueInputError:
         raise

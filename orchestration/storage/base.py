@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import unicodedata
 from dataclasses import dataclass
 from typing import IO, BinaryIO, Protocol
 
@@ -99,6 +100,39 @@ def normalize(path: str) -> str:
         if len(part.encode()) > 255:
             raise InvalidPath("A file or folder name is too long (255 bytes at most).")
     return "/".join(parts)
+
+
+# What a new name may not hold: controls, format characters (right-to-left overrides and other bidi
+# controls, zero-width spaces and joiners, the BOM), surrogates, private-use and unassigned code
+# points, line and paragraph separators. They make a name show as another ("cat\u202etxt.exe") or
+# vanish on screen. Names that exist already stay readable, movable and deletable.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def hidden_character(name: str) -> str | None:
+    """The first character of `name` that hides or reorders text, as 'U+202E RIGHT-TO-LEFT OVERRIDE'."""
+    for char in name:
+        if unicodedata.category(char) in _HIDDEN_CATEGORIES:
+            label = unicodedata.name(char, "")
+            return f"U+{ord(char):04X}{' ' + label if label else ''}"
+    return None
+
+
+def hidden_character_message(name: str) -> str | None:
+    hidden = hidden_character(name)
+    if hidden is None:
+        return None
+    return (
+        "A name cannot contain control characters, invisible characters or text-direction controls"
+        f" (this one has {hidden})."
+    )
+
+
+def check_new_name(rel: str) -> None:
+    """InvalidPath when the last part of a normalized path, a name about to be created, hides characters."""
+    message = hidden_character_message(rel.rsplit("/", 1)[-1])
+    if message:
+        raise InvalidPath(message)
 
 
 def sort_key(node: Node) -> tuple[bool, str, str]:

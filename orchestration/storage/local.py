@@ -20,6 +20,7 @@ from orchestration.storage.base import (
     NotFound,
     PermissionDenied,
     StorageError,
+    check_new_name,
     copy_stream,
     normalize,
     page,
@@ -89,6 +90,7 @@ class LocalStorage:
         rel, full = self._resolve(path)
         if not rel:
             raise AlreadyExists("Your storage space already exists.")
+        check_new_name(rel)
         with _errors(rel):
             full.mkdir()
             return self._node(rel, full)
@@ -99,6 +101,7 @@ class LocalStorage:
         rel, full = self._resolve(path)
         if not rel:
             raise InvalidPath("Choose a file name.")
+        check_new_name(rel)
         with _errors(rel):
             if full.is_dir() or (full.exists() and not overwrite):
                 raise AlreadyExists(f"'{rel}' already exists.")
@@ -136,6 +139,8 @@ class LocalStorage:
             raise InvalidPath(f"'{src_rel}' is already there: give a new name or another folder.")
         if dest_rel.startswith(src_rel + "/"):
             raise InvalidPath("A folder cannot be moved into itself.")
+        if dest_rel.rsplit("/", 1)[-1] != src_rel.rsplit("/", 1)[-1]:  # a move keeps a name it had
+            check_new_name(dest_rel)
         with _errors(src_rel):
             if not os.path.lexists(src_full):
                 raise NotFound(f"'{src_rel}' does not exist.")

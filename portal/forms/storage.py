@@ -7,6 +7,8 @@ import unicodedata
 
 from django import forms
 
+from orchestration.storage.base import hidden_character_message
+
 MAX_PATH = 4096
 
 
@@ -19,8 +21,9 @@ def check_name(value: str) -> str:
         raise forms.ValidationError("A name cannot contain '/' or '\\'.")
     if value in (".", ".."):
         raise forms.ValidationError("'.' and '..' are not allowed as names.")
-    if any(unicodedata.category(c) == "Cc" for c in value):
-        raise forms.ValidationError("A name cannot contain control characters.")
+    hidden = hidden_character_message(value)
+    if hidden:
+        raise forms.ValidationError(hidden)
     if len(value.encode()) > 255:
         raise forms.ValidationError("That name is too long (255 bytes at most).")
     return value

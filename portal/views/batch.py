@@ -156,20 +156,20 @@ def batch_upload(request: HttpRequest) -> HttpResponse:
 # ---------------------------------------------------------------------------- watching
 
 
-def _pool_summary() -> dict[str, Any]:
-    """All users' jobs in the queue, like condor_q -all: owners and counts only."""
-    rows = (
-        Job.objects.filter(state__in=[Job.IDLE, Job.RUNNING, Job.HELD])
-        .values("submission__owner__username", "state")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
+def _pool_summary(user: Any) -> dict[str, Any]:
+    """Jobs in the queue: like condor_q -all (owners and counts only) for staff, or for everyone when
+    BATCH_QUEUE_ALL_USERS is on; otherwise the user's own counts, so nobody learns who else computes."""
+    everyone = user.is_staff or settings.BATCH_QUEUE_ALL_USERS
+    jobs = Job.objects.filter(state__in=[Job.IDLE, Job.RUNNING, Job.HELD])
+    if not everyone:
+        jobs = jobs.filter(submission__owner=user)
+    rows = jobs.values("submission__owner__username", "state").annotate(n=Count("id")).order_by()
     owners: dict[str, dict[str, int]] = {}
     for row in rows:
         counts = owners.setdefault(row["submission__owner__username"], {"idle": 0, "running": 0, "held": 0})
         counts[row["state"]] = row["n"]
     totals = {s: sum(c[s] for c in owners.values()) for s in ("idle", "running", "held")}
-    return {"owners": sorted(owners.items()), "totals": totals, "users": len(owners)}
+    return {"owners": sorted(owners.items()), "totals": totals, "users": len(owners), "everyone": everyone}
 
 
 def _with_counts(subs: list[Submission]) -> list[Submission]:
@@ -205,7 +205,7 @@ def batch_queue(request: HttpRequest) -> HttpResponse:
         "submissions": rows,
         "show": show,
         "q": q,
-        "pool": _pool_summary(),
+        "pool": _pool_summary(request.user),
         "polling": any(s.live for s in rows),  # type: ignore[attr-defined]
         "query": request.GET.urlencode(),
     }

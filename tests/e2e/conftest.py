@@ -40,11 +40,25 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, live_server: Any) -> Iterator[Any]:
+    """A browser page; anything the Content-Security-Policy blocks on it fails the test."""
     context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=live_server.url)
     context.set_default_timeout(15000)
+    blocked: list[str] = []
+    context.add_init_script(
+        "document.addEventListener('securitypolicyviolation', e => console.error("
+        "'CSP blocked ' + e.effectiveDirective + ' ' + (e.blockedURI || 'inline') + ' at ' + e.sourceFile"
+        " + ':' + e.lineNumber))"
+    )
     pg = context.new_page()
+
+    def note(message: Any) -> None:
+        if "Content Security Policy" in message.text or message.text.startswith("CSP blocked"):
+            blocked.append(message.text)
+
+    pg.on("console", note)
     yield pg
     context.close()
+    assert blocked == [], "the Content-Security-Policy blocked something on the page"
 
 
 def screenshot(page: Any, name: str) -> None:
