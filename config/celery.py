@@ -1,4 +1,5 @@
 import os
+from typing import Any
 
 from celery import Celery
 
@@ -6,4 +7,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+def route_by_lane(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> Any:
+    """The lane of a task, from settings.CELERY_TASK_ROUTES, read when the task is sent (so a test can
+    override it); tasks not listed there go to CELERY_TASK_DEFAULT_QUEUE."""
+    from django.conf import settings
+
+    return settings.CELERY_TASK_ROUTES.get(name)
+
+
+app.conf.task_routes = (route_by_lane,)
 app.autodiscover_tasks(["orchestration"])

@@ -8,6 +8,7 @@ documented in the README. A bad value stops start-up with a message.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -70,6 +71,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.middleware.CurrentProjectMiddleware",
+    "portal.views.errors.MethodNotAllowedPage",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -162,10 +164,43 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, float] = {}
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Unacknowledged tasks of a dead worker are redelivered after this long.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _int("CELERY_VISIBILITY_TIMEOUT", 3600, 60)}
-CELERY_WORKER_CONCURRENCY = _int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
+if CELERY_BROKER_URL.startswith("sqla+"):
+    # The embedded broker is polled: look often, so a user's action starts well within a second.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.1}
+
+# Lanes: the portal's own work and users' jobs never share worker slots. Each queue has its own
+# workers (`make run` starts a pool per lane; production runs `celery -A config worker -Q <lane>`
+# on as many machines as needed). Routing is decided here only, by task name; config/celery.py
+# reads this table when a task is sent. Tasks not listed go to "ops".
+#   ops   user operations: cloud actions, storage, catalogue merge, system check, batch submit/control
+#   sync  periodic reconciling: cloud sync, batch refresh, repairs
+#   ccd   a catalogue's CCDs
+#   jobs  local batch jobs (the queue is named by BATCH_QUEUE)
+LANES = ("ops", "sync", "ccd", "jobs")
+BATCH_QUEUE = env.str("BATCH_QUEUE", default="jobs")  # the Celery queue of the jobs lane
+CELERY_TASK_DEFAULT_QUEUE = "ops"
+CELERY_TASK_ROUTES = {
+    "orchestration.operations.run_operation": {"queue": "ops"},
+    "orchestration.tasks.storage.refresh_storage_usage": {"queue": "ops"},
+    "orchestration.operations.repair_operations": {"queue": "sync"},
+    "orchestration.tasks.cloud.sync_all_projects": {"queue": "sync"},
+    "orchestration.tasks.cloud.sync_project": {"queue": "sync"},
+    "orchestration.tasks.batch.refresh_batch": {"queue": "sync"},
+    "orchestration.tasks.catalogues.extract_catalogue_ccd": {"queue": "ccd"},
+    "orchestration.tasks.batch_local.pull_local_jobs": {"queue": BATCH_QUEUE},
+}
+_CPUS = os.cpu_count() or 1
+# Worker slots per lane started by `make run` (prefork processes).
+CELERY_LANE_CONCURRENCY = {
+    "ops": _int("CELERY_OPS_CONCURRENCY", 2, minimum=1),
+    "sync": _int("CELERY_SYNC_CONCURRENCY", 1, minimum=1),
+    "ccd": _int("CELERY_CCD_CONCURRENCY", _CPUS, minimum=1),
+    "jobs": _int("CELERY_JOBS_CONCURRENCY", _CPUS, minimum=1),
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Security
@@ -241,7 +276,6 @@ BATCH_JOB_OUTPUT_MB = _int("BATCH_JOB_OUTPUT_MB", 1024, minimum=1)
 BATCH_JOB_RETRIES = _int("BATCH_JOB_RETRIES", 1)  # automatic re-runs of a job whose worker died
 BATCH_USE_BWRAP = env.bool("BATCH_USE_BWRAP", default=True)
 BATCH_REFRESH_SECONDS = _int("BATCH_REFRESH_SECONDS", 3, minimum=1)
-BATCH_QUEUE = env.str("BATCH_QUEUE", default="celery")  # the Celery queue local jobs run from
 HTCONDOR_POOL_PROFILE = _choice("HTCONDOR_POOL_PROFILE", "v1", ("v1", "csv2", "none"))
 HTCONDOR_COLLECTOR = env.str("HTCONDOR_COLLECTOR", default="")  # empty: the local schedd
 HTCONDOR_SCHEDD = env.str("HTCONDOR_SCHEDD", default="")  # schedd name at the collector
