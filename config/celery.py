@@ -18,4 +18,12 @@ def route_by_lane(name: str, args: Any, kwargs: Any, options: Any, task: Any = N
 
 
 app.conf.task_routes = (route_by_lane,)
+
+if str(app.conf.broker_url or "").startswith("sqla+"):
+    # kombu hands this transport's options to SQLAlchemy's create_engine, so its polling interval
+    # (1 s by default: the wait before a worker sees a new task) is set on the transport itself.
+    from django.conf import settings as _settings
+    from kombu.transport import sqlalchemy as _sqla
+
+    _sqla.Transport.polling_interval = _settings.CELERY_EMBEDDED_BROKER_POLL_SECONDS
 app.autodiscover_tasks(["orchestration"])

@@ -164,13 +164,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, float] = {}
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Unacknowledged tasks of a dead worker are redelivered after this long.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _int("CELERY_VISIBILITY_TIMEOUT", 3600, 60)}
-if CELERY_BROKER_URL.startswith("sqla+"):
-    # The embedded broker is polled: look often, so a user's action starts well within a second.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.1}
+# The embedded broker (a SQLite file) is polled: config/celery.py makes workers look this often, so a
+# user's action starts well within a second (Redis and RabbitMQ deliver at once).
+CELERY_EMBEDDED_BROKER_POLL_SECONDS = 0.1
 
 # Lanes: the portal's own work and users' jobs never share worker slots. Each queue has its own
 # workers (`make run` starts a pool per lane; production runs `celery -A config worker -Q <lane>`
