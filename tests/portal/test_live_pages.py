@@ -78,3 +78,13 @@ def test_the_snapshot_warning_goes_when_the_snapshot_is_done(alice_client: Any, 
     Operation.objects.filter(kind="vm_snapshot").update(state=Operation.SUCCEEDED)
     for path in (f"/vms/{vm.pk}/", "/vms/"):
         assert "until the snapshot is active" not in alice_client.get(path).content.decode()
+
+
+def test_the_dashboard_counts_follow_operations_until_they_end(alice_client: Any, alice: User) -> None:
+    op = Operation.objects.create(owner=alice, project=_project(), kind="system_check", title="Check")
+    html = alice_client.get("/").content.decode()
+    live = html[html.index('id="dashboard-live"') :]
+    assert live.startswith('id="dashboard-live" data-polling="true"') and "1 operation running" in live
+    Operation.objects.filter(pk=op.pk).update(state=Operation.SUCCEEDED)
+    html = alice_client.get("/").content.decode()
+    assert 'id="dashboard-live" data-polling="false"' in html and "operation running" not in html
