@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -296,13 +297,18 @@ def batch_control(op: Operation, progress: Progress) -> None:
             state=Job.REMOVED, finished_at=timezone.now()
         )
     executor = executor_for(sub.executor)
+    local = sub.executor == "local"
     by_cluster: dict[int, list[int]] = {}
     for job in acting:
         if job.cluster is not None:
             by_cluster.setdefault(int(job.cluster), []).append(job.proc)
+    calls = [(c, p) for c, procs in by_cluster.items() for p in ([[x] for x in procs] if local else [procs])]
     try:
-        for cluster, procs in by_cluster.items():
-            getattr(executor, action)(cluster, procs)
+        # Local jobs are stopped in parallel: each stop waits for its job's processes to end (up to the
+        # kill grace), and N running jobs must not take N graces. A schedd takes a cluster at once.
+        with ThreadPoolExecutor(max_workers=min(16, len(calls) or 1)) as pool:
+            for future in [pool.submit(getattr(executor, action), c, p) for c, p in calls]:
+                future.result()
     except ExecutorUnavailable as exc:
         raise TransientError(str(exc)) from exc
     except BatchError as exc:
