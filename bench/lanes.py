@@ -31,6 +31,7 @@ os.environ["DATABASE_URL"] = f"sqlite:///{TMP / 'bench.sqlite3'}"
 os.environ["CELERY_BROKER_URL"] = f"sqla+sqlite:///{TMP / 'broker.sqlite3'}"
 os.environ["BATCH_SCRATCH_ROOT"] = str(TMP / "scratch")
 os.environ["OPENSTACK_AUTH_URL"] = "http://127.0.0.1:9/identity/v3"
+os.environ["BATCH_PULLERS"] = "64"  # a submission asks this many job slots to pull: all of the largest N
 os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
 
 import django  # noqa: E402

@@ -14,7 +14,8 @@ def route_by_lane(name: str, args: Any, kwargs: Any, options: Any, task: Any = N
     override it); tasks not listed there go to CELERY_TASK_DEFAULT_QUEUE."""
     from django.conf import settings
 
-    return settings.CELERY_TASK_ROUTES.get(name)
+    route = settings.CELERY_TASK_ROUTES.get(name)
+    return dict(route) if route else None  # a copy: Celery's router merges a call's options into it
 
 
 app.conf.task_routes = (route_by_lane,)

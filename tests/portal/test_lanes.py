@@ -171,3 +171,9 @@ def test_it_shows_only_the_job_actions_that_apply(alice_client: Any, alice: User
     _control(sub, "remove")
     html = alice_client.get(f"/batch/{sub.pk}/").content.decode()
     assert 'data-testid="remove-jobs"' not in html and 'data-testid="release-jobs"' not in html
+
+
+def test_a_queue_given_to_one_call_does_not_stick_to_the_task() -> None:
+    first = app.amqp.router.route({"queue": "elsewhere"}, run_operation.name)
+    assert first["queue"].name == "elsewhere"
+    assert _queue(run_operation.name) == "ops"
