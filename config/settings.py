@@ -8,6 +8,7 @@ documented in the README. A bad value stops start-up with a message.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import astropy.utils.data
@@ -79,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.middleware.CurrentProjectMiddleware",
+    "portal.views.errors.MethodNotAllowedPage",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -185,7 +187,39 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Unacknowledged tasks of a dead worker are redelivered after this long.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _int("CELERY_VISIBILITY_TIMEOUT", 3600, 60)}
-CELERY_WORKER_CONCURRENCY = _int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
+# The embedded broker (a SQLite file) is polled: config/celery.py makes workers look this often, so a
+# user's action starts well within a second (Redis and RabbitMQ deliver at once).
+CELERY_EMBEDDED_BROKER_POLL_SECONDS = 0.1
+
+# Lanes: the portal's own work and users' jobs never share worker slots. Each queue has its own
+# workers (`make run` starts a pool per lane; production runs `celery -A config worker -Q <lane>`
+# on as many machines as needed). Routing is decided here only, by task name; config/celery.py
+# reads this table when a task is sent. Tasks not listed go to "ops".
+#   ops   user operations: cloud actions, storage, catalogue merge, system check, batch submit/control
+#   sync  periodic reconciling: cloud sync, batch refresh, repairs
+#   ccd   a catalogue's CCDs
+#   jobs  local batch jobs (the queue is named by BATCH_QUEUE)
+LANES = ("ops", "sync", "ccd", "jobs")
+BATCH_QUEUE = env.str("BATCH_QUEUE", default="jobs")  # the Celery queue of the jobs lane
+CELERY_TASK_DEFAULT_QUEUE = "ops"
+CELERY_TASK_ROUTES = {
+    "orchestration.operations.run_operation": {"queue": "ops"},
+    "orchestration.tasks.storage.refresh_storage_usage": {"queue": "ops"},
+    "orchestration.operations.repair_operations": {"queue": "sync"},
+    "orchestration.tasks.cloud.sync_all_projects": {"queue": "sync"},
+    "orchestration.tasks.cloud.sync_project": {"queue": "sync"},
+    "orchestration.tasks.batch.refresh_batch": {"queue": "sync"},
+    "orchestration.tasks.catalogues.extract_catalogue_ccd": {"queue": "ccd"},
+    "orchestration.tasks.batch_local.pull_local_jobs": {"queue": BATCH_QUEUE},
+}
+_CPUS = os.cpu_count() or 1
+# Worker slots per lane started by `make run` (prefork processes).
+CELERY_LANE_CONCURRENCY = {
+    "ops": _int("CELERY_OPS_CONCURRENCY", 2, minimum=1),
+    "sync": _int("CELERY_SYNC_CONCURRENCY", 1, minimum=1),
+    "ccd": _int("CELERY_CCD_CONCURRENCY", _CPUS, minimum=1),
+    "jobs": _int("CELERY_JOBS_CONCURRENCY", _CPUS, minimum=1),
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Security
@@ -285,7 +319,6 @@ for _path in BATCH_JOB_READONLY_PATHS:
     if not _path.is_absolute():
         raise ImproperlyConfigured(f"BATCH_JOB_READONLY_PATHS: {_path} is not an absolute path")
 BATCH_REFRESH_SECONDS = _int("BATCH_REFRESH_SECONDS", 3, minimum=1)
-BATCH_QUEUE = env.str("BATCH_QUEUE", default="celery")  # the Celery queue local jobs run from
 # The queue page's pool summary names every user with jobs (condor_q -all) to staff; to everyone if on.
 BATCH_QUEUE_ALL_USERS = env.bool("BATCH_QUEUE_ALL_USERS", default=False)
 HTCONDOR_POOL_PROFILE = _choice("HTCONDOR_POOL_PROFILE", "v1", ("v1", "csv2", "none"))

@@ -5,3 +5,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("portal.urls")),
 ]
+
+handler404 = "portal.views.errors.not_found"

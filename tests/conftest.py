@@ -95,52 +95,75 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+def start_worker(argv: list[str], name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A Celery worker process (argv after ``celery``); returns once it is ready to take tasks."""
+    path = settings.VAR_DIR / f"{name}.log"
+    with open(path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", *argv],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while b"ready." not in path.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"celery worker {name} did not start:\n" + path.read_text())
+        time.sleep(0.2)
+    return proc
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=15)
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(
     django_db_setup: Any, django_db_blocker: Any, session_cloud: Any
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker process consuming from the configured broker, using the session's cloud."""
+    """A real Celery worker process consuming every lane's queue, using the session's cloud."""
     with django_db_blocker.unblock():
         env = worker_env()
     env["OPENSTACK_AUTH_URL"] = session_cloud.auth_url
-    log = open(settings.VAR_DIR / "worker.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            "2",
-            "-n",
-            f"test-{os.getpid()}@%h",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while b"ready." not in (settings.VAR_DIR / "worker.log").read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(
-                "celery worker did not start:\n" + (settings.VAR_DIR / "worker.log").read_text()
-            )
-        time.sleep(0.2)
+    from portal.management.commands.runportal import lane_queue
+
+    queues = ",".join(lane_queue(lane) for lane in settings.LANES)
+    argv = ["-A", "config", "worker", "-Q", queues, "--loglevel", "INFO", "--concurrency", "2"]
+    argv += ["-n", f"test-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]
+    proc = start_worker(argv, "worker", env)
     yield proc
-    proc.terminate()
+    stop_worker(proc)
+
+
+@pytest.fixture(scope="session")
+def lane_workers(
+    django_db_setup: Any, django_db_blocker: Any, session_cloud: Any
+) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """One worker pool per lane, started as `make run` starts them (two job slots, two ops slots)."""
+    from portal.management.commands.runportal import lane_worker_argv
+
+    with django_db_blocker.unblock():
+        env = worker_env()
+    env["OPENSTACK_AUTH_URL"] = session_cloud.auth_url
+    sizes = {"ops": 2, "sync": 1, "ccd": 1, "jobs": 2}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        for lane in settings.LANES:
+            argv = lane_worker_argv(lane, sizes[lane], f"test-{lane}-{os.getpid()}", "INFO")[1:]
+            procs[lane] = start_worker(argv, f"worker-{lane}", env)
+        yield procs
+    finally:
+        for proc in procs.values():
+            stop_worker(proc)
 
 
 @pytest.fixture(scope="session", autouse=True)

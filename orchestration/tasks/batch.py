@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -297,35 +298,99 @@ def _send_again(sub: Submission, part: str, key: str, exc: SubmissionLost) -> No
 # ---------------------------------------------------------------------------- control
 
 
+# What each action applies to, and the words for a job it no longer applies to.
+CONTROL_APPLIES = {
+    "hold": (Job.UNSENT, Job.IDLE, Job.RUNNING),
+    "release": (Job.HELD,),
+    "remove": (Job.UNSENT, Job.IDLE, Job.RUNNING, Job.HELD),
+}
+CONTROL_DONE = {"hold": (Job.HELD,), "release": (Job.IDLE, Job.RUNNING), "remove": (Job.REMOVED,)}
+CONTROL_WORDS = {"hold": "Held", "release": "Released", "remove": "Removed"}
+
+
+def _job_names(jobs: list[Job]) -> str:
+    names = [f"{j.cluster}.{j.proc}" if j.cluster is not None else f"#{j.index}" for j in jobs[:3]]
+    more = f" and {len(jobs) - 3} more" if len(jobs) > 3 else ""
+    return ("Job " if len(jobs) == 1 else "Jobs ") + ", ".join(names) + more
+
+
+WHY_NOT = {
+    Job.DONE: "had already finished",
+    Job.NO_OUTPUT: "had already finished",
+    Job.FAILED: "had already finished",
+    Job.REMOVED: "had already been removed",
+    Job.HELD: "{was} already held",
+    Job.IDLE: "{was} not held",
+    Job.RUNNING: "{was} not held",
+    Job.UNSENT: "had not been sent yet",
+}
+
+
+def _why_not(jobs: list[Job]) -> str:
+    """Why an action did nothing to these jobs: one sentence per reason."""
+    by_reason: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_reason.setdefault(WHY_NOT.get(job.state, "{was} not there"), []).append(job)
+    return " ".join(
+        f"{_job_names(group)} {reason.format(was='was' if len(group) == 1 else 'were')}."
+        for reason, group in by_reason.items()
+    )
+
+
 @handler("batch_control")
 def batch_control(op: Operation, progress: Progress) -> None:
-    """Hold, release or remove jobs of a submission (all of them, or the ids in params["jobs"])."""
+    """Hold, release or remove jobs of a submission (all of them, or the ids in params["jobs"]).
+
+    The jobs' states are read from the executor first, so an action that arrives after a job ended
+    says so; a running local job is stopped at once (its stop file, and a kill where it runs here).
+    """
     sub = Submission.objects.get(pk=op.params["submission"], owner=op.owner)
     action = op.params["action"]
-    jobs = sub.jobs.all()
+    if action not in CONTROL_APPLIES:
+        raise UserFacingError(f"“{action}” is not an action on jobs.")
+    selected = sub.jobs.all()
     if op.params.get("jobs"):
-        jobs = jobs.filter(pk__in=op.params["jobs"])
+        selected = selected.filter(pk__in=op.params["jobs"])
+    sync_submission(sub, jobs=list(selected.exclude(cluster=None).select_related("submission")))
+    jobs = list(selected.order_by("index"))
+    acting = [j for j in jobs if j.state in CONTROL_APPLIES[action]]
     if action == "remove":  # jobs never sent are simply dropped
-        jobs.filter(state=Job.UNSENT).update(state=Job.REMOVED, finished_at=timezone.now())
+        Job.objects.filter(pk__in=[j.pk for j in acting if j.state == Job.UNSENT]).update(
+            state=Job.REMOVED, finished_at=timezone.now()
+        )
     executor = executor_for(sub.executor)
+    local = sub.executor == "local"
     by_cluster: dict[int, list[int]] = {}
-    for cluster, proc in jobs.exclude(cluster=None).values_list("cluster", "proc"):
-        by_cluster.setdefault(int(cluster or 0), []).append(proc)
+    for job in acting:
+        if job.cluster is not None:
+            by_cluster.setdefault(int(job.cluster), []).append(job.proc)
+    calls = [(c, p) for c, procs in by_cluster.items() for p in ([[x] for x in procs] if local else [procs])]
     try:
-        for cluster, procs in by_cluster.items():
-            getattr(executor, action)(cluster, procs)
+        # Local jobs are stopped in parallel: each stop waits for its job's processes to end (up to the
+        # kill grace), and N running jobs must not take N graces. A schedd takes a cluster at once.
+        with ThreadPoolExecutor(max_workers=min(16, len(calls) or 1)) as pool:
+            for future in [pool.submit(getattr(executor, action), c, p) for c, p in calls]:
+                future.result()
     except ExecutorUnavailable as exc:
         raise TransientError(str(exc)) from exc
     except BatchError as exc:
         raise UserFacingError(str(exc)) from exc
-    if action == "release":
+    if action == "release" and by_cluster:
         Submission.objects.filter(pk=sub.pk, state__in=[Submission.FINISHED]).update(
             state=Submission.ACTIVE, finished=None
         )
     sync_submission(sub)
     if action == "release" and sub.executor == "local":
         batch_local.wake_local_workers(sum(len(p) for p in by_cluster.values()))
-    progress(100, {"hold": "Held", "release": "Released", "remove": "Removed"}[action])
+    after = {j.pk: j for j in Job.objects.filter(pk__in=[j.pk for j in jobs])}
+    done = [after[j.pk] for j in acting if after[j.pk].state in CONTROL_DONE[action]]
+    missed = [after[j.pk] for j in jobs if j.pk not in {d.pk for d in done}]
+    if not done:
+        raise UserFacingError(_why_not(missed) or "There were no jobs to act on.")
+    message = f"{CONTROL_WORDS[action]} {len(done)} job{'s' if len(done) != 1 else ''}"
+    if missed and op.params.get("jobs"):  # jobs the user ticked that it did not reach
+        message += f"; {_why_not(missed)}"
+    progress(100, message)
 
 
 # ---------------------------------------------------------------------------- following

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 def wake_local_workers(num_jobs: int) -> None:
     """Ask up to BATCH_PULLERS worker slots to pull idle local jobs (one message each, not one per job)."""
     for _ in range(min(num_jobs, settings.BATCH_PULLERS)):
-        pull_local_jobs.apply_async(queue=settings.BATCH_QUEUE)
+        pull_local_jobs.apply_async()
 
 
 def _start_time(pid: int) -> str:
@@ -157,7 +157,7 @@ def pull_local_jobs() -> int:
         ran += 1
         if time.monotonic() - started > settings.BATCH_PULL_SECONDS:
             if _pullable().exists():
-                pull_local_jobs.apply_async(queue=settings.BATCH_QUEUE)
+                pull_local_jobs.apply_async()
             break
     return ran
 

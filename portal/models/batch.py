@@ -8,6 +8,7 @@ key (``<key>-<part>``), so a retried dispatch never makes a duplicate.
 from __future__ import annotations
 
 import uuid
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -206,6 +207,22 @@ class Job(models.Model):
     @property
     def is_live(self) -> bool:
         return self.state in self.LIVE_STATES
+
+    @property
+    def awaits_worker(self) -> bool:
+        """An idle local job no worker has taken yet (HTCondor's own queue is the schedd's)."""
+        return self.state == self.IDLE and not self.claimed_by and self.submission.executor == "local"
+
+    @cached_property
+    def ahead(self) -> int:
+        """Idle local jobs that workers take before this one (they take the oldest first)."""
+        return Job.objects.filter(
+            state=self.IDLE,
+            claimed_by="",
+            submission__executor="local",
+            cluster__isnull=False,
+            pk__lt=self.pk,
+        ).count()
 
     @property
     def run_seconds(self) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -59,6 +60,26 @@ class Operation(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in self.ACTIVE_STATES
+
+    @property
+    def awaits_worker(self) -> bool:
+        """Queued and never started: no worker of its lane has taken it yet."""
+        return self.state == self.QUEUED and self.started is None
+
+    @cached_property
+    def ahead(self) -> int:
+        """How many operations wait for a worker before this one (every operation runs in the ops lane)."""
+        earlier = Q(created__lt=self.created) | Q(created=self.created, pk__lt=self.pk)
+        return Operation.objects.filter(earlier, state=self.QUEUED, started__isnull=True).count()
+
+    @property
+    def status_text(self) -> str:
+        """What the operation is doing now, in words: a queued one says it waits, not the step ahead."""
+        if self.state == self.FAILED:
+            return self.error
+        if self.awaits_worker:
+            return f"Waiting for a worker ({self.ahead} ahead)"
+        return self.message
 
     @property
     def badge(self) -> str:

@@ -28,7 +28,7 @@ from orchestration.batch.eventlog import read_events
 from orchestration.batch.sandbox import TRUSTED
 from orchestration.batch.sandbox import describe as describe_sandbox
 from orchestration.batch.submit import render as render_submit
-from orchestration.tasks.batch import job_dir, sandbox_config, summary_text
+from orchestration.tasks.batch import CONTROL_APPLIES, job_dir, sandbox_config, summary_text
 from portal import summary
 from portal.forms.batch import BatchForm, BatchPlan, UploadForm, proxy_problem
 from portal.http import posted_ids
@@ -353,10 +353,11 @@ def batch_control(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         raise Http404("No such action.")
     selected = _selected_jobs(request, sub)
     what = f"{len(selected)} job{'s' if len(selected) != 1 else ''}" if selected else "all jobs"
-    applies_to, nothing = {
-        "hold": ([Job.UNSENT, Job.IDLE, Job.RUNNING], "no job is waiting or running"),
-        "release": ([Job.HELD], "no job is held"),
-        "remove": ([Job.UNSENT, Job.IDLE, Job.RUNNING, Job.HELD], "every job has already ended"),
+    applies_to = CONTROL_APPLIES[action]
+    nothing = {
+        "hold": "no job is waiting or running",
+        "release": "no job is held",
+        "remove": "every job has already ended",
     }[action]
     jobs = sub.jobs.filter(pk__in=selected) if selected else sub.jobs.all()
     if not jobs.filter(state__in=applies_to).exists():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse
@@ -10,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from portal.forms.cloud import KeyPairForm
 from portal.http import ProjectRequest, posted_id, project_required
-from portal.models import FloatingIP, Image, KeyPair, Operation, Quota, Server
+from portal.models import FloatingIP, Image, KeyPair, Operation, Project, Quota, Server
 
 
 @project_required
@@ -129,41 +131,59 @@ def keypair_delete(request: ProjectRequest, pk: int) -> HttpResponse:
     return redirect("keypairs")
 
 
-@project_required
-@require_GET
-def ip_list(request: ProjectRequest) -> HttpResponse:
-    project = request.project
+FIP_KINDS = ("fip_allocate", "fip_release", "fip_associate", "fip_disassociate")
+
+
+def _ip_context(project: Any) -> dict[str, Any]:
+    """The floating IP page's state from the database: what the header button and the list show."""
     quota = Quota.objects.filter(project=project).first()
     ips = list(FloatingIP.objects.filter(project=project).select_related("server"))
     full = quota is not None and 0 <= quota.floating_ips_limit <= max(quota.floating_ips_used, len(ips))
-    allocating = Operation.objects.filter(
-        project=project, kind="fip_allocate", state__in=Operation.ACTIVE_STATES
-    )
-    return render(
-        request,
-        "vms/ips.html",
-        {
-            "ips": ips,
-            "quota": quota,
-            "quota_full": full,
-            "allocating": allocating.exists(),
-            "servers": Server.objects.filter(project=project, status="ACTIVE").exclude(external_id=""),
-            "polling": allocating.exists(),
-        },
-    )
+    active = Operation.objects.filter(project=project, kind__in=FIP_KINDS, state__in=Operation.ACTIVE_STATES)
+    return {
+        "ips": ips,
+        "quota": quota,
+        "quota_full": full,
+        "allocating": active.filter(kind="fip_allocate").exists(),
+        "servers": Server.objects.filter(project=project, status="ACTIVE").exclude(external_id=""),
+        "polling": active.exists(),  # until every floating IP operation has ended
+    }
+
+
+@project_required
+@require_GET
+def ip_list(request: ProjectRequest) -> HttpResponse:
+    return render(request, "vms/ips.html", _ip_context(request.project))
 
 
 @project_required
 @require_POST
 def ip_allocate(request: ProjectRequest) -> HttpResponse:
+    """Allocate the project's floating IP, unless the portal already knows it cannot (a stale tab)."""
     project = request.project
-    Operation.start(
-        owner=request.user,
-        project=project,
-        kind="fip_allocate",
-        title="Allocate a floating IP",
-        target="fip:new",
-    )
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()  # one allocation check at a time
+        state = _ip_context(project)
+        if state["allocating"]:
+            messages.error(
+                request, "A floating IP is already being allocated for this project; it appears below."
+            )
+            return redirect("ips")
+        if state["quota_full"]:
+            limit = state["quota"].floating_ips_limit
+            messages.error(
+                request,
+                f"The project's floating IP quota ({limit}) is used up: "
+                "release an address before allocating another.",
+            )
+            return redirect("ips")
+        Operation.start(
+            owner=request.user,
+            project=project,
+            kind="fip_allocate",
+            title="Allocate a floating IP",
+            target="fip:new",
+        )
     messages.success(request, "Allocating a floating IP.")
     return redirect("ips")
 

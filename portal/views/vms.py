@@ -45,15 +45,26 @@ def _servers(request: ProjectRequest) -> Any:
     return qs
 
 
+def _vm_operations(project: Any) -> list[Operation]:
+    """The project's VM operations still in flight: the list follows them until each has ended."""
+    active = Operation.objects.filter(project=project, state__in=Operation.ACTIVE_STATES)
+    return list(active.filter(target__startswith="vm:").only("kind", "target", "state"))
+
+
 def _list_context(request: ProjectRequest) -> dict[str, Any]:
     page = Paginator(_servers(request), PAGE_SIZE).get_page(request.GET.get("page"))
     servers = list(page.object_list)
+    in_flight = _vm_operations(request.project)  # type: ignore[attr-defined]
     return {
         "page": page,
         "servers": servers,
         "query": request.GET.get("q", ""),
         "status": request.GET.get("status", ""),
-        "polling": any(s.is_transitional or not s.external_id for s in servers),
+        "polling": bool(in_flight) or any(s.is_transitional or not s.external_id for s in servers),
+        "snapshotting": {
+            int(op.target[3:]) for op in in_flight if op.kind == "vm_snapshot" and op.target[3:].isdigit()
+        },
+        "quota": Quota.objects.filter(project=request.project).first(),  # type: ignore[attr-defined]
     }
 
 
@@ -63,8 +74,7 @@ def vm_list(request: ProjectRequest) -> HttpResponse:
     project = request.project
     ctx = _list_context(request)
     if request.headers.get("HX-Request"):
-        return render(request, "vms/_table.html", ctx)
-    ctx["quota"] = Quota.objects.filter(project=project).first()
+        return render(request, "vms/_table_live.html", ctx)
     ctx["free_ips"] = FloatingIP.objects.filter(project=project, port_id="").order_by("address")
     ctx["sync_error"] = project.sync_error
     return render(request, "vms/list.html", ctx)
@@ -145,6 +155,7 @@ def vm_detail(request: ProjectRequest, pk: int) -> HttpResponse:
     ctx = {
         "server": server,
         "operations": operations,
+        "snapshotting": any(op.kind == "vm_snapshot" and op.is_active for op in operations),
         "free_ips": FloatingIP.objects.filter(project=server.project, port_id="").order_by("address"),
         "snapshot_form": SnapshotForm(initial={"name": f"{server.name}-{timezone.now():%Y-%m-%d}"}),
         "polling": server.is_transitional or any(op.is_active for op in operations),
@@ -205,11 +216,9 @@ def vm_snapshot(request: ProjectRequest, pk: int) -> HttpResponse:
         messages.error(request, f"An image named {name} already exists; choose another name.")
         return _back(request, server)
     _start(request, server, "vm_snapshot", f"Snapshot {server.name} as {name}", name=name)
-    messages.warning(
-        request,
-        f"Snapshotting {server.name} as {name}. Do not use the VM until the snapshot is "
-        "active: changes made meanwhile may be lost or leave the snapshot inconsistent.",
-    )
+    # The warning not to use the VM is part of the VM's pages while the snapshot is taken, so it goes
+    # when the snapshot is active (a message here would stay until the next page load).
+    messages.success(request, f"Snapshotting {server.name} as {name}.")
     return _back(request, server)
 
 

@@ -95,8 +95,15 @@ def test_it_attaches_the_projects_one_ip_and_shows_the_ssh_command(demo_client: 
     assert op.state == "succeeded", op.error
     html = demo_client.get(f"/vms/{server.pk}/").content.decode()
     assert f"ssh ubuntu@{fip.address}" in html
-    demo_client.post("/vms/ips/allocate/")  # a race past the disabled button
-    op = drive(last_op("fip_allocate"))
+    stale = demo_client.post(
+        "/vms/ips/allocate/", follow=True
+    )  # a stale tab: refused at once, from the database
+    assert "floating IP quota (1) is used up" in stale.content.decode()
+    assert Operation.objects.filter(kind="fip_allocate").count() == 1
+    race = Operation.start(  # a race past that check: the cloud refuses it
+        owner=server.launched_by, project=project(), kind="fip_allocate", title="Allocate", target="fip:new"
+    )
+    op = drive(race)
     assert op.state == "failed" and op.error.startswith("Quota exceeded")
 
 

@@ -66,8 +66,9 @@ def test_it_runs_the_vm_journey(
     expect(page.get_by_test_id("ssh-command")).to_contain_text("ssh ubuntu@203.0.113.", timeout=SLOW)
     page.locator("#id_name").fill("image-reduction-2023-08-21")
     page.get_by_test_id("create-snapshot").click()
-    expect(page.locator("#messages")).to_contain_text("Do not use the VM")
+    expect(page.get_by_test_id("snapshot-warning")).to_contain_text("Do not use the VM")
     expect(page.get_by_test_id("snapshot-status")).to_have_text("active", timeout=SLOW)
+    expect(page.get_by_test_id("snapshot-warning")).to_have_count(0)  # gone without a reload
     screenshot(page, "vms-06-detail")
 
     page.goto("/vms/images/")

@@ -121,6 +121,14 @@ def _worker(queue: str, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
     return proc
 
 
+def _jobs_on(queue: str) -> dict[str, dict[str, str]]:
+    """The lanes' routes with local jobs sent to this test's own queue."""
+    return {
+        **settings.CELERY_TASK_ROUTES,
+        "orchestration.tasks.batch_local.pull_local_jobs": {"queue": queue},
+    }
+
+
 def _alive(pid: int) -> bool:
     return _process_alive(pid)
 
@@ -150,7 +158,7 @@ def test_it_repairs_a_job_whose_worker_was_killed(tmp_path: Any) -> None:
     first = _worker(queue, "repair-a")
     second = None
     try:
-        with override_settings(BATCH_QUEUE=queue, BATCH_JOB_RETRIES=1):
+        with override_settings(CELERY_TASK_ROUTES=_jobs_on(queue), BATCH_JOB_RETRIES=1):
             batch_submit(op, Progress(op))
             wait_for(lambda: Job.objects.get(submission=sub).state == Job.RUNNING, 60, "the job to start")
             job = Job.objects.get(submission=sub)
@@ -209,7 +217,7 @@ def test_it_leaves_no_duplicate_and_no_orphan_when_a_worker_dies_mid_submission(
     link = root / "keys" / sub.part_key("all")
     worker = _worker(queue, "submit-a", BATCH_ROOT=str(tmp_path / "batch"))
     try:
-        with override_settings(BATCH_QUEUE=queue, BATCH_ROOT=tmp_path / "batch"):
+        with override_settings(CELERY_TASK_ROUTES=_jobs_on(queue), BATCH_ROOT=tmp_path / "batch"):
             run_operation.apply_async(args=[op.pk], queue=queue)
             deadline = time.monotonic() + 60
             while not link.is_symlink():  # look often: the window while it writes the jobs is short

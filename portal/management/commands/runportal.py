@@ -1,5 +1,5 @@
-"""Run everything the portal needs in the foreground: web server, Celery worker and beat,
-and the OpenStack emulator when the cloud is emulated. One Ctrl-C stops it all."""
+"""Run everything the portal needs in the foreground: web server, a Celery worker pool per lane,
+beat, and the OpenStack emulator when the cloud is emulated. One Ctrl-C stops it all."""
 
 from __future__ import annotations
 
@@ -25,8 +25,35 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def lane_queue(lane: str) -> str:
+    return settings.BATCH_QUEUE if lane == "jobs" else lane
+
+
+def lane_worker_argv(lane: str, concurrency: int, name: str = "", loglevel: str = "WARNING") -> list[str]:
+    """The command of one lane's Celery worker: its own queue, its own pool of processes."""
+    return [
+        os.path.join(os.path.dirname(sys.executable), "celery"),
+        "-A",
+        "config",
+        "worker",
+        "-Q",
+        lane_queue(lane),
+        "--loglevel",
+        loglevel,
+        "--concurrency",
+        str(concurrency),
+        "-n",
+        f"{name or lane}@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
 class Command(BaseCommand):
-    help = "Run the web server, Celery worker, Celery beat and (embedded) the OpenStack emulator."
+    help = (
+        "Run the web server, one Celery worker pool per lane (ops, sync, ccd, jobs), Celery beat "
+        "and (embedded) the OpenStack emulator."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -72,18 +99,8 @@ class Command(BaseCommand):
             "--log-level",
             "warning",
         ]
-        procs["worker"] = [
-            os.path.join(bindir, "celery"),
-            "-A",
-            "config",
-            "worker",
-            "--loglevel",
-            "WARNING",
-            "--concurrency",
-            str(settings.CELERY_WORKER_CONCURRENCY),
-            "-n",
-            "worker@%h",
-        ]
+        for lane in settings.LANES:
+            procs[f"worker-{lane}"] = lane_worker_argv(lane, settings.CELERY_LANE_CONCURRENCY[lane])
         procs["beat"] = [
             os.path.join(bindir, "celery"),
             "-A",
