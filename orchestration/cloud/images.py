@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from openstack import exceptions as os_exc
+from openstack.image.v2._proxy import Proxy as GlanceV2
 
 from orchestration.cloud.client import CloudClient, _ts
 from orchestration.cloud.errors import CloudNotFound, translate
@@ -34,17 +35,21 @@ def _member(m: Any, image_id: str) -> ImageMemberInfo:
     return ImageMemberInfo(image_id, str(member_id or ""), str(m.status or ""), _ts(m.updated_at))
 
 
+def _glance(client: CloudClient) -> GlanceV2:
+    return cast(GlanceV2, client.conn.image)  # always v2 here; the SDK types it as v1 | v2
+
+
 def share_image(client: CloudClient, image_id: str, project_id: str) -> ImageMemberInfo:
     """Offer the image to another project; a second call for the same project changes nothing."""
-    conn = client.conn
+    glance = _glance(client)
     with translate("share the image"):
-        image = conn.image.get_image(image_id)
+        image = glance.get_image(image_id)
         if image.visibility == "private":
-            conn.image.update_image(image, visibility="shared")
+            glance.update_image(image, visibility="shared")
         try:
-            member = conn.image.add_member(image_id, member=project_id)
+            member = glance.add_member(image_id, member=project_id)
         except os_exc.ConflictException:  # already a member (an earlier attempt got through)
-            member = conn.image.get_member(project_id, image_id)
+            member = glance.get_member(project_id, image_id)
     return _member(member, image_id)
 
 
@@ -53,7 +58,7 @@ def set_member_status(client: CloudClient, image_id: str, project_id: str, statu
     if status not in STATUSES:
         raise ValueError(f"not a member status: {status}")
     with translate("answer the shared image"):
-        member = client.conn.image.update_member(project_id, image_id, status=status)
+        member = _glance(client).update_member(project_id, image_id, status=status)
     return _member(member, image_id)
 
 
@@ -61,7 +66,7 @@ def revoke_share(client: CloudClient, image_id: str, project_id: str) -> None:
     """Stop sharing with the project; sharing that is already gone is not an error."""
     with translate("stop sharing the image"):
         try:
-            client.conn.image.remove_member(project_id, image_id, ignore_missing=True)
+            _glance(client).remove_member(project_id, image_id, ignore_missing=True)
         except os_exc.NotFoundException:
             return
 
@@ -69,16 +74,16 @@ def revoke_share(client: CloudClient, image_id: str, project_id: str) -> None:
 def image_members(client: CloudClient, image_id: str) -> list[ImageMemberInfo]:
     """The projects the image is shared with (as its owner sees them); none for an unshared image."""
     with translate("list who the image is shared with"):
-        image = client.conn.image.get_image(image_id)
+        image = _glance(client).get_image(image_id)
         if image.visibility != "shared":
             return []
-        return [_member(m, image_id) for m in client.conn.image.members(image_id)]
+        return [_member(m, image_id) for m in _glance(client).members(image_id)]
 
 
 def member_status(client: CloudClient, image_id: str, project_id: str) -> ImageMemberInfo | None:
     """The membership of ``project_id`` (the caller's project) in the image, or None."""
     try:
         with translate("look up the shared image"):
-            return _member(client.conn.image.get_member(project_id, image_id), image_id)
+            return _member(_glance(client).get_member(project_id, image_id), image_id)
     except CloudNotFound:
         return None

@@ -1,4 +1,4 @@
-""""Prepare for batch": the cloud-config that sets a VM up, and reading its progress from the console.
+""" "Prepare for batch": the cloud-config that sets a VM up, and reading its progress from the console.
 
 The cloud-config runs one small script as cloud-init's last stage. The script writes one marker line
 per step to the console (``CANFAR-READY: ...``), which Nova's console log keeps; the portal reads the

@@ -7,7 +7,13 @@ from openstack import exceptions
 from openstack.connection import Connection
 
 from orchestration.cloud import CloudClient
-from orchestration.cloud.images import image_members, member_status, revoke_share, set_member_status, share_image
+from orchestration.cloud.images import (
+    image_members,
+    member_status,
+    revoke_share,
+    set_member_status,
+    share_image,
+)
 
 
 def check_sharing(owner: Connection, other: Connection, image_id: str) -> None:

@@ -36,7 +36,9 @@ def test_it_lets_the_member_boot_from_an_accepted_snapshot(emulator: RunningEmul
     owner.image.add_member(image_id, member=other.current_project_id)
     other.image.update_member(other.current_project_id, image_id, status="accepted")
     flavor = next(f for f in other.compute.flavors() if f.name == "c2-7.5gb-31")
-    server = other.compute.create_server(name="worker", image_id=image_id, flavor_id=flavor.id, networks="auto")
+    server = other.compute.create_server(
+        name="worker", image_id=image_id, flavor_id=flavor.id, networks="auto"
+    )
     assert other.compute.wait_for_server(server, wait=10, interval=0.1).status == "ACTIVE"
     owner.image.delete_image(image_id)
     assert image_id not in {i.id for i in other.image.images(member_status="all")}
