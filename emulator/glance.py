@@ -238,13 +238,13 @@ def update_image(cloud: Cloud, request: Request) -> Response:
 
 
 def member_doc(member: dict[str, Any]) -> dict[str, Any]:
-    return {
+    return {  # in the real Glance's order
+        "member_id": member["member_id"],
+        "image_id": member["image_id"],
+        "status": member["status"],
         "created_at": iso(member["created"]),
         "updated_at": iso(member["updated"]),
-        "image_id": member["image_id"],
-        "member_id": member["member_id"],
         "schema": "/v2/schemas/member",
-        "status": member["status"],
     }
 
 
@@ -333,7 +333,7 @@ def update_member(cloud: Cloud, request: Request) -> Response:
         _forbidden_unless(image["visibility"] == "shared" and not is_owner, "update", image["id"])
         member = _member_or_404(cloud, request, image)
         if status_value not in MEMBER_STATUSES:
-            raise ApiError(400, f"Incorrect request: Invalid status: {status_value}")
+            raise ApiError(400, 'Incorrect request: Status must be "pending", "accepted" or "rejected".')
         member.update(status=status_value, updated=time.time())
         cloud.store.put("image_member", member)
     return Response(200, member_doc(member))

@@ -58,3 +58,31 @@ def check_sharing(owner: Connection, other: Connection, image_id: str) -> None:
     with pytest.raises(exceptions.NotFoundException):
         other.image.get_image(image_id)
     assert member_status(b, image_id, other_project) is None
+
+
+def check_member_errors(owner: Connection, other: Connection, image_id: str) -> None:
+    """Status codes, messages and body shapes as recorded from a real Glance (Zed)."""
+    member = other.current_project_id
+
+    def call(conn: Connection, method: str, path: str, body: object = None) -> tuple[int, str]:
+        response = getattr(conn.image, method)(path, json=body, raise_exc=False)
+        return response.status_code, response.text
+
+    status, text = call(owner, "post", f"/images/{image_id}/members", {"member": member})
+    assert status == 403 and f"Not allowed to create members for image {image_id}." in text
+    owner.image.update_image(image_id, visibility="shared")
+    response = owner.image.post(f"/images/{image_id}/members", json={"member": member})
+    assert list(response.json()) == ["member_id", "image_id", "status", "created_at", "updated_at", "schema"]
+    status, text = call(owner, "post", f"/images/{image_id}/members", {"member": member})
+    assert status == 409 and f"Member {member} is duplicated for image {image_id}" in text
+    status, text = call(owner, "put", f"/images/{image_id}/members/{member}", {"status": "accepted"})
+    assert status == 403 and f"Not allowed to update members for image {image_id}." in text
+    status, text = call(other, "put", f"/images/{image_id}/members/{member}", {"status": "kept"})
+    assert status == 400 and "Status must be" in text
+    status, text = call(other, "delete", f"/images/{image_id}/members/{member}")
+    assert status == 403 and f"Not allowed to delete members for image {image_id}." in text
+    assert call(owner, "delete", f"/images/{image_id}/members/{member}")[0] == 204
+    status, text = call(owner, "delete", f"/images/{image_id}/members/{member}")
+    assert status == 404 and f"{member} not found in the member list of the image {image_id}." in text
+    status, text = call(owner, "get", "/images?member_status=bogus")
+    assert status == 400 and "Invalid status: bogus" in text

@@ -6,7 +6,7 @@ import time
 
 from emulator.server import RunningEmulator
 from tests.emulator.conftest import connect
-from tests.emulator.sharing_checks import check_sharing
+from tests.emulator.sharing_checks import check_member_errors, check_sharing
 
 
 def _snapshot(conn: object, name: str) -> str:
@@ -42,3 +42,8 @@ def test_it_lets_the_member_boot_from_an_accepted_snapshot(emulator: RunningEmul
     assert other.compute.wait_for_server(server, wait=10, interval=0.1).status == "ACTIVE"
     owner.image.delete_image(image_id)
     assert image_id not in {i.id for i in other.image.images(member_status="all")}
+
+
+def test_it_answers_member_calls_with_glances_codes_and_words(emulator: RunningEmulator) -> None:
+    owner, other = connect(emulator), connect(emulator, project="demo-survey")
+    check_member_errors(owner, other, _snapshot(owner, "pipeline"))
