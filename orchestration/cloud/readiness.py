@@ -19,7 +19,7 @@ SCRIPT_PATH = "/usr/local/sbin/canfar-prepare-batch"
 # The script cloud-init runs (runcmd). POSIX sh; every step ends with a marker on the console.
 # $1 is the user name, the rest are packages; both were checked by the launch form.
 PREPARE_SCRIPT = r"""#!/bin/sh
-mark() { { echo "CANFAR-READY: $*" > /dev/console; } 2> /dev/null || echo "CANFAR-READY: $*"; }
+mark() { { echo "CANFAR-READY: $*" >> /dev/console; } 2> /dev/null || echo "CANFAR-READY: $*"; }
 fail() { mark "failed: $*"; exit 1; }
 user="$1"; shift
 mark "start"
