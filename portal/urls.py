@@ -17,6 +17,7 @@ urlpatterns = [
     path("operations/<int:pk>/", operations.operation_detail, name="operation"),
     path("vms/", vms.vm_list, name="vms"),
     path("vms/launch/", vms.vm_launch, name="vm_launch"),
+    path("vms/launch/warnings/", vms.vm_launch_warnings, name="vm_launch_warnings"),
     path("vms/delete/", vms.vm_delete, name="vm_delete"),
     path("vms/<int:pk>/", vms.vm_detail, name="vm_detail"),
     path("vms/<int:pk>/snapshot/", vms.vm_snapshot, name="vm_snapshot"),

@@ -290,6 +290,11 @@ def image_delete(op: Operation, progress: Progress) -> None:
     with acting_for(op) as cloud:
         cloud.delete_image(image.external_id)
     image.delete()
+    # Glance drops an image's members with it: so do we, and the member projects stop listing it.
+    shares = list(ImageShare.objects.filter(project=op.project, image_external_id=image.external_id))
+    ImageShare.objects.filter(pk__in=[s.pk for s in shares]).delete()
+    for member in Project.objects.filter(external_id__in=[s.member_project_id for s in shares]):
+        sync_project_now(member, force=True)
 
 
 @handler("vm_console")
@@ -297,7 +302,13 @@ def vm_console(op: Operation, progress: Progress) -> None:
     server = _server(op, op.params["server_id"])
     with acting_for(op) as cloud:
         output = cloud.console_output(server.external_id, lines=300)
-    Server.objects.filter(pk=server.pk).update(console_output=output[-200_000:], console_at=timezone.now())
+    fields: dict[str, Any] = {"console_output": output[-200_000:], "console_at": timezone.now()}
+    if server.prepared_for_batch:
+        found = parse_console(output)
+        fields.update(
+            readiness_state=found.state, readiness_steps=found.steps, readiness_failure=found.failure
+        )
+    Server.objects.filter(pk=server.pk).update(**fields)
 
 
 # prepare for batch: readiness ------------------------------------------------------------------------
@@ -363,7 +374,11 @@ def image_share(op: Operation, progress: Progress) -> None:
     share, action = _share(op), op.params["action"]
     with acting_for(op) as cloud:
         if action == "share":
-            member = share_image(cloud, share.image_external_id, share.member_project_id)
+            try:
+                member = share_image(cloud, share.image_external_id, share.member_project_id)
+            except UserFacingError:
+                ImageShare.objects.filter(pk=share.pk, status="sharing").delete()  # never reached the cloud
+                raise
             ImageShare.objects.filter(pk=share.pk).update(status=member.status, updated=timezone.now())
         elif action in ("accept", "reject"):
             status = ImageShare.ACCEPTED if action == "accept" else ImageShare.REJECTED

@@ -158,6 +158,17 @@ class LaunchForm(forms.Form):
     def clean_name(self) -> str:
         return _check_name(self.cleaned_data["name"], "VM name")
 
+    def live_warnings(self, data: Any) -> list[str]:
+        """The warnings for the choices made so far (the form need not be complete or valid)."""
+        if not data.get("prepare_for_batch"):
+            return []
+        packages = str(data.get("packages", "")).replace(",", " ").split()
+        return batch_warnings(
+            self.images.get(str(data.get("source", ""))),
+            self.flavors.get(str(data.get("flavor", ""))),
+            [p for p in packages if PACKAGE_RE.match(p)],
+        )
+
     def clean_packages(self) -> list[str]:
         packages = self.cleaned_data["packages"].replace(",", " ").split()
         bad = [p for p in packages if not PACKAGE_RE.match(p)]

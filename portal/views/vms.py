@@ -144,6 +144,14 @@ def vm_launch(request: ProjectRequest) -> HttpResponse:
 
 @project_required
 @require_GET
+def vm_launch_warnings(request: ProjectRequest) -> HttpResponse:
+    """The launch form's warnings for its current choices, while the user makes them (htmx)."""
+    form = LaunchForm(project=request.project, user=request.user)
+    return render(request, "vms/_launch_warnings.html", {"warnings": form.live_warnings(request.GET)})
+
+
+@project_required
+@require_GET
 def vm_detail(request: ProjectRequest, pk: int) -> HttpResponse:
     server = get_server_for_user(request, pk)
     operations = list(Operation.objects.for_user(request.user).filter(target=f"vm:{server.pk}")[:20])

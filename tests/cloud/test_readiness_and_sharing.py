@@ -166,3 +166,52 @@ def test_it_keeps_sharing_to_the_projects_involved(demo_client: Any, demo: User)
     demo_client.post(f"/vms/images/{snap.pk}/share/", {"project_id": "../../etc"})
     assert ImageShare.objects.count() == 1
     assert not Operation.objects.filter(kind="image_share").exclude(owner=demo).exists()
+
+
+def test_it_warns_while_the_user_chooses(demo_client: Any) -> None:
+    p = project()
+    rocky = Image.objects.get(project=p, name="canfar-rocky-8").external_id
+    p2 = Flavor.objects.get(project=p, name="p2-7.5gb").external_id
+    query = {"source": rocky, "flavor": p2, "prepare_for_batch": "on", "packages": "source-extractor git"}
+    html = demo_client.get("/vms/launch/warnings/", query).content.decode()
+    assert html.count('data-testid="live-warning"') == 2 and "source-extractor → sextractor" in html
+    assert "git" not in html.split("installs packages with dnf, but")[1].split("(")[0]
+    query.pop("prepare_for_batch")
+    assert "live-warning" not in demo_client.get("/vms/launch/warnings/", query).content.decode()
+    bad = {"source": "<script>", "flavor": "x", "prepare_for_batch": "on", "packages": "$(rm -rf /)"}
+    response = demo_client.get("/vms/launch/warnings/", bad)
+    assert response.status_code == 200 and "live-warning" not in response.content.decode()
+    assert demo_client.post("/vms/launch/warnings/", query).status_code == 405
+
+
+def test_deleting_a_shared_snapshot_ends_its_sharing(demo_client: Any) -> None:
+    server = _ready_vm(demo_client)
+    demo_client.post(f"/vms/{server.pk}/snapshot/", {"name": "to-delete"})
+    drive(last_op("vm_snapshot"))
+    snap = Image.objects.get(project=project(), name="to-delete")
+    survey = project("demo-survey")
+    demo_client.post(f"/vms/images/{snap.pk}/share/", {"project": survey.external_id})
+    drive(last_op("image_share"))
+    _switch(demo_client, "demo-survey")
+    demo_client.post(f"/vms/shares/{ImageShare.objects.get().pk}/accept/")
+    drive(last_op("image_share"))
+    assert Image.objects.filter(project=survey, external_id=snap.external_id).exists()
+    _switch(demo_client, "demo-lensing")
+    demo_client.post(f"/vms/images/{snap.pk}/delete/")
+    assert drive(last_op("image_delete")).state == "succeeded"
+    assert not ImageShare.objects.exists()
+    assert not Image.objects.filter(external_id=snap.external_id).exists()
+
+
+def test_a_share_the_cloud_refuses_leaves_nothing_behind(demo_client: Any) -> None:
+    server = _ready_vm(demo_client)
+    demo_client.post(f"/vms/{server.pk}/snapshot/", {"name": "gone-soon"})
+    drive(last_op("vm_snapshot"))
+    snap = Image.objects.get(project=project(), name="gone-soon")
+    from tests.cloud.conftest import demo_sdk
+
+    demo_sdk().image.delete_image(snap.external_id)  # deleted behind the portal's back
+    demo_client.post(f"/vms/images/{snap.pk}/share/", {"project": project("demo-survey").external_id})
+    op = drive(last_op("image_share"))
+    assert op.state == "failed" and "no longer exists" in op.error
+    assert not ImageShare.objects.exists()

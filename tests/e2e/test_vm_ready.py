@@ -58,6 +58,7 @@ def test_it_prepares_snapshots_and_shares_a_batch_vm(
     ):
         expect(steps).to_contain_text(text)
     expect(page.get_by_test_id("snapshot-readiness")).to_contain_text("ready for batch")
+    expect(page.get_by_test_id("create-snapshot")).to_have_text("Snapshot · ready")
     screenshot(page, "ready-01-vm-ready")
 
     page.locator("#id_name").fill(snap)
@@ -111,6 +112,15 @@ def test_it_warns_before_launching_on_the_wrong_image_and_flavor(
         "#id_flavor", value=page.locator("#id_flavor option", has_text="p2-7.5gb").get_attribute("value")
     )
     page.check("#id_prepare_for_batch")
+    live = page.get_by_test_id("live-warning")  # shown while choosing, before any click on Launch
+    expect(live).to_have_count(2)
+    expect(live.nth(0)).to_contain_text("canfar-rocky-8 installs packages with dnf")
+    page.fill("#id_packages", "sextractor cfitsio")
+    expect(live).to_have_count(1)
+    expect(live.nth(0)).to_contain_text("p2-7.5gb has no scratch disk")
+    page.fill("#id_packages", "source-extractor libcfitsio-bin")
+    expect(live).to_have_count(2)
+    screenshot(page, "ready-07a-live-warnings")
     page.get_by_test_id("launch-submit").click()
     warnings = page.get_by_test_id("launch-warning")
     expect(warnings).to_have_count(2)

@@ -36,6 +36,7 @@ def test_it_shows_each_step_and_that_the_vm_is_not_ready_yet(alice_client: Any, 
     assert 'data-testid="readiness-state">preparing<' in html
     assert "user created alice" in html and "cloud-init is still working" in html
     assert "not ready yet" in html and "canfar_create_user" not in html
+    assert "Snapshot anyway · not ready</button>" in html
     assert "ssh alice@203.0.113.5" in html
 
 
@@ -48,13 +49,13 @@ def test_it_shows_the_failed_line(alice_client: Any, alices_vm: Server) -> None:
     )
     html = _detail(alice_client, alices_vm)
     assert 'data-testid="readiness-failure">Failed: <span class="mono">E: Unable to locate package' in html
-    assert "not ready</span>" in html
+    assert "not ready</span>" in html and "Snapshot anyway · failed</button>" in html
 
 
 def test_it_keeps_the_old_hint_for_a_vm_not_prepared(alice_client: Any, alices_vm: Server) -> None:
     html = _detail(alice_client, alices_vm)
     assert "sudo canfar_create_user alice" in html and 'id="readiness"' not in html
-    assert "not prepared for batch" in html
+    assert "not prepared for batch" in html and ">Create snapshot</button>" in html
 
 
 def test_it_warns_only_while_a_snapshot_is_saving(alice_client: Any, alices_vm: Server) -> None:
