@@ -260,15 +260,13 @@ class ShareForm(forms.Form):
     """Whom to share a snapshot with: one of the user's other projects, or a project ID they were given."""
 
     project = forms.ChoiceField(
-        label="Share with", required=False, widget=forms.Select(attrs={"class": "form-select form-select-sm"})
+        label="Share with", required=False, widget=forms.Select(attrs={"class": "form-select"})
     )
     project_id = forms.CharField(
         label="or project ID",
         required=False,
         max_length=64,
-        widget=forms.TextInput(
-            attrs={"class": "form-control form-control-sm mono", "placeholder": "project ID"}
-        ),
+        widget=forms.TextInput(attrs={"class": "form-control mono", "placeholder": "project ID"}),
     )
 
     def __init__(self, *args: Any, project: Any, user: Any, **kwargs: Any) -> None:

@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal.forms.cloud import LaunchForm, ShareForm, SnapshotForm
 from portal.http import ProjectRequest, posted_id, posted_ids, project_required
@@ -328,14 +328,14 @@ def sharing_context(request: ProjectRequest, snapshots: list[Image]) -> dict[str
     )
     return {
         "offered": offered,
-        "share_form": ShareForm(project=project, user=request.user),
         "share_busy": busy,
     }
 
 
 @project_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def image_share(request: ProjectRequest, pk: int) -> HttpResponse:
+    """Share a snapshot of this project with another project (GET: the form)."""
     project = request.project
     image = get_object_or_404(Image.objects.for_user(request.user), pk=pk, project=project, is_snapshot=True)
     if image.external_id in shared_from(project):
@@ -344,10 +344,10 @@ def image_share(request: ProjectRequest, pk: int) -> HttpResponse:
     if image.status != "active":
         messages.error(request, f"{image.name} is {image.status}; share it once it is active.")
         return redirect("images")
-    form = ShareForm(request.POST, project=project, user=request.user)
+    form = ShareForm(request.POST if request.method == "POST" else None, project=project, user=request.user)
     if not form.is_valid():
-        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
-        return redirect("images")
+        shares = ImageShare.objects.filter(project=project, image_external_id=image.external_id)
+        return render(request, "vms/share.html", {"image": image, "form": form, "shares": shares})
     member_id, member_name = form.cleaned_data["member_id"], form.cleaned_data["member_name"]
     with transaction.atomic():
         share, created = ImageShare.objects.get_or_create(

@@ -160,10 +160,17 @@ def test_it_keeps_sharing_to_the_projects_involved(demo_client: Any, demo: User)
         assert client.post(f"/vms/shares/{share.pk}/{action}/").status_code == 404
     assert client.post(f"/vms/shares/{share.pk}/steal/").status_code == 400
     assert demo_client.get(f"/vms/shares/{share.pk}/accept/").status_code == 405
-    assert demo_client.get(f"/vms/images/{snap.pk}/share/").status_code == 405
+    assert client.get(f"/vms/images/{snap.pk}/share/").status_code == 404
+    assert demo_client.put(f"/vms/images/{snap.pk}/share/").status_code == 405
+    page = demo_client.get(f"/vms/images/{snap.pk}/share/").content.decode()
+    assert f'<option value="{project("demo-survey").external_id}">demo-survey</option>' in page
+    assert f'value="{project().external_id}"' not in page  # not its own project
     # Not with its own project, nor with something that is not a project ID.
-    demo_client.post(f"/vms/images/{snap.pk}/share/", {"project_id": project().external_id})
-    demo_client.post(f"/vms/images/{snap.pk}/share/", {"project_id": "../../etc"})
+    own = demo_client.post(f"/vms/images/{snap.pk}/share/", {"project_id": project().external_id})
+    assert "already belongs to this project" in own.content.decode()
+    bad = demo_client.post(f"/vms/images/{snap.pk}/share/", {"project_id": "../../etc"})
+    assert "A project ID is hexadecimal" in bad.content.decode()
+    assert "Choose a project" in demo_client.post(f"/vms/images/{snap.pk}/share/", {}).content.decode()
     assert ImageShare.objects.count() == 1
     assert not Operation.objects.filter(kind="image_share").exclude(owner=demo).exists()
 
