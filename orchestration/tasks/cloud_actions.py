@@ -8,7 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from orchestration.cloud import CloudClient, CloudNotFound
+from orchestration.cloud import CloudClient, CloudNotFound, InvalidRequest
 from orchestration.cloud.images import revoke_share, set_member_status, share_image
 from orchestration.cloud.readiness import parse_console
 from orchestration.errors import UserFacingError, Wait
@@ -316,21 +316,32 @@ def vm_console(op: Operation, progress: Progress) -> None:
 READINESS_GIVE_UP = timedelta(minutes=45)  # apt/dnf on a slow mirror can take a while
 
 
+def _readiness_too_long(op: Operation, server: Server) -> None:
+    if op.started and timezone.now() - op.started > READINESS_GIVE_UP:
+        raise UserFacingError(
+            f"cloud-init on {server.name} reported no result within {READINESS_GIVE_UP.seconds // 60} minutes; "
+            "read its console on the VM page."
+        )
+
+
 @handler("vm_readiness")
 def vm_readiness(op: Operation, progress: Progress) -> None:
     """Follow "prepare for batch" in the console until it reports done or failed."""
     server = _server(op, op.params["server_id"])
     with acting_for(op) as cloud:
         info = _get_or_none(cloud, server.external_id) if server.external_id else None
+        output = None
         if info is not None and info.status == "ACTIVE":
-            output = cloud.console_output(server.external_id, lines=400)
-        else:
-            output = None
+            try:
+                output = cloud.console_output(server.external_id, lines=1000)
+            except InvalidRequest:  # Nova's 409 while the console is not there yet: look again soon
+                output = None
     if info is None and server.external_id:
         raise UserFacingError(f"{server.name} is no longer in the cloud.")
     if info is not None and info.status == "ERROR":
         raise UserFacingError(f"{server.name} failed to start, so it was not prepared for batch.")
     if output is None:  # still building (Nova has no console before): look again soon
+        _readiness_too_long(op, server)
         progress(5, f"Waiting for {server.name} to boot")
         raise Wait(POLL, "")
     found = parse_console(output)
@@ -346,11 +357,7 @@ def vm_readiness(op: Operation, progress: Progress) -> None:
         return
     if found.state == "failed":
         raise UserFacingError(f"Preparing {server.name} for batch failed: {found.failure}")
-    if op.started and timezone.now() - op.started > READINESS_GIVE_UP:
-        raise UserFacingError(
-            f"cloud-init on {server.name} reported no result within {READINESS_GIVE_UP.seconds // 60} minutes; "
-            "read its console on the VM page."
-        )
+    _readiness_too_long(op, server)
     progress(
         10 + min(80, 15 * len(found.steps)),
         found.steps[-1]["text"] if found.steps else "cloud-init is running",

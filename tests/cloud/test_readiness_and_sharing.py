@@ -5,10 +5,12 @@ Through the portal's views and operations, against the emulator over HTTP (tests
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from portal.models import Flavor, Image, ImageShare, Operation, Project, Server
 from tests.cloud.conftest import drive, last_op, project, public_key, sync
@@ -222,3 +224,16 @@ def test_a_share_the_cloud_refuses_leaves_nothing_behind(demo_client: Any) -> No
     op = drive(last_op("image_share"))
     assert op.state == "failed" and "no longer exists" in op.error
     assert not ImageShare.objects.exists()
+
+
+def test_it_gives_up_when_cloud_init_never_reports(demo_client: Any, demo: User) -> None:
+    assert _post_launch(demo_client, "silent", "canfar-ubuntu-20.04").status_code == 302  # no user-data
+    drive(last_op("vm_launch"))
+    server = Server.objects.get(name="silent")
+    op = Operation.start(
+        owner=demo, project=project(), kind="vm_readiness", title="t", params={"server_id": server.pk}
+    )
+    Operation.objects.filter(pk=op.pk).update(started=timezone.now() - timedelta(hours=1))
+    done = drive(op)
+    assert done.state == "failed" and "reported no result within 45 minutes" in done.error
+    assert Server.objects.get(pk=server.pk).readiness_state == "waiting"
