@@ -100,6 +100,19 @@ def test_it_prepares_snapshots_and_shares_a_batch_vm(
     )
     screenshot(page, "ready-06-launched-in-survey")
 
+    # Leave the session's cloud as we found it: other browser tests count the VMs.
+    _delete_vm(page, f"worker-{tag}")
+    _switch_to(page, "demo-lensing")
+    _delete_vm(page, vm)
+
+
+def _delete_vm(page: Any, name: str) -> None:
+    page.goto("/vms/")
+    page.check(f"tr[data-vm={name}] input[name=server]")
+    page.locator("#bulk-delete").click()
+    page.get_by_test_id("confirm-delete").click()
+    expect(page.locator(f"tr[data-vm={name}]")).to_have_count(0, timeout=SLOW)
+
 
 def test_it_warns_before_launching_on_the_wrong_image_and_flavor(
     page: Any, celery_worker_process: Any, session_cloud: Any, settings: Any
