@@ -10,7 +10,7 @@ import time
 import uuid
 from typing import Any
 
-from emulator import glance, neutron
+from emulator import cloudinit, glance, neutron
 from emulator.http import ApiError, Request, Response, iso, paginate
 from emulator.nova import auth_of, find_flavor, link, quota, router, usage
 from emulator.store import Cloud
@@ -244,6 +244,7 @@ def create_server(cloud: Cloud, request: Request) -> Response:
         "key_name": key_name,
         "metadata": {str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
         "description": spec.get("description"),
+        "user_data": cloudinit.decode_user_data(spec.get("user_data")),
         "created": now,
         "fault": None,
     }
@@ -321,7 +322,7 @@ def server_action(cloud: Cloud, request: Request) -> Response:
         elif action == "os-getConsoleOutput":
             if server["vm_state"] == "building":
                 raise _conflict(server, "get_console_output")
-            return Response(200, {"output": _console(server, (args or {}).get("length"))})
+            return Response(200, {"output": _console(cloud, server, (args or {}).get("length"))})
         else:
             raise ApiError(400, f"There is no such action: {action}")
     return Response(202)
@@ -342,17 +343,9 @@ def _create_image(cloud: Cloud, request: Request, server: dict[str, Any], args: 
     return Response(202, None, {"Location": f"{request.base_url}/image/v2/images/{image_id}"})
 
 
-def _console(server: dict[str, Any], length: Any) -> str:
-    lines = [
-        f"[    0.000000] Linux version 5.4.0 (emulated cloud: no real VM runs here) {server['hostname']}",
-        "[    1.234567] cloud-init: running modules for config",
-        (
-            f"ci-info: key pair {server['key_name']} installed in the default user's authorized_keys"
-            if server.get("key_name")
-            else "ci-info: no authorized SSH keys fingerprints found (launched without a key pair)"
-        ),
-        f"{server['hostname']} login:",
-    ]
+def _console(cloud: Cloud, server: dict[str, Any], length: Any) -> str:
+    image = cloud.store.get("image", server["image_id"])
+    lines = cloudinit.console_lines(server, image, time.time(), max(0.05, cloud.build_seconds / 3))
     if length is not None:
         try:
             lines = lines[-int(length) :] if int(length) > 0 else []

@@ -8,11 +8,13 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from orchestration.cloud import CloudClient, CloudNotFound
+from orchestration.cloud import CloudClient, CloudNotFound, InvalidRequest
+from orchestration.cloud.images import revoke_share, set_member_status, share_image
+from orchestration.cloud.readiness import parse_console
 from orchestration.errors import UserFacingError, Wait
 from orchestration.operations import Progress, handler
-from orchestration.tasks.cloud import POLL, acting_for, refresh_after
-from portal.models import FloatingIP, Image, KeyPair, Operation, Server
+from orchestration.tasks.cloud import POLL, acting_for, refresh_after, sync_project_now
+from portal.models import FloatingIP, Image, ImageShare, KeyPair, Operation, Project, Server
 
 GIVE_UP = timedelta(minutes=15)
 
@@ -288,6 +290,11 @@ def image_delete(op: Operation, progress: Progress) -> None:
     with acting_for(op) as cloud:
         cloud.delete_image(image.external_id)
     image.delete()
+    # Glance drops an image's members with it: so do we, and the member projects stop listing it.
+    shares = list(ImageShare.objects.filter(project=op.project, image_external_id=image.external_id))
+    ImageShare.objects.filter(pk__in=[s.pk for s in shares]).delete()
+    for member in Project.objects.filter(external_id__in=[s.member_project_id for s in shares]):
+        sync_project_now(member, force=True)
 
 
 @handler("vm_console")
@@ -295,4 +302,106 @@ def vm_console(op: Operation, progress: Progress) -> None:
     server = _server(op, op.params["server_id"])
     with acting_for(op) as cloud:
         output = cloud.console_output(server.external_id, lines=300)
-    Server.objects.filter(pk=server.pk).update(console_output=output[-200_000:], console_at=timezone.now())
+    fields: dict[str, Any] = {"console_output": output[-200_000:], "console_at": timezone.now()}
+    if server.prepared_for_batch:
+        found = parse_console(output)
+        fields.update(
+            readiness_state=found.state, readiness_steps=found.steps, readiness_failure=found.failure
+        )
+    Server.objects.filter(pk=server.pk).update(**fields)
+
+
+# prepare for batch: readiness ------------------------------------------------------------------------
+
+READINESS_GIVE_UP = timedelta(minutes=45)  # apt/dnf on a slow mirror can take a while
+
+
+def _readiness_too_long(op: Operation, server: Server) -> None:
+    if op.started and timezone.now() - op.started > READINESS_GIVE_UP:
+        raise UserFacingError(
+            f"cloud-init on {server.name} reported no result within {READINESS_GIVE_UP.seconds // 60} minutes; "
+            "read its console on the VM page."
+        )
+
+
+@handler("vm_readiness")
+def vm_readiness(op: Operation, progress: Progress) -> None:
+    """Follow "prepare for batch" in the console until it reports done or failed."""
+    server = _server(op, op.params["server_id"])
+    with acting_for(op) as cloud:
+        info = _get_or_none(cloud, server.external_id) if server.external_id else None
+        output = None
+        if info is not None and info.status == "ACTIVE":
+            try:
+                output = cloud.console_output(server.external_id, lines=1000)
+            except InvalidRequest:  # Nova's 409 while the console is not there yet: look again soon
+                output = None
+    if info is None and server.external_id:
+        raise UserFacingError(f"{server.name} is no longer in the cloud.")
+    if info is not None and info.status == "ERROR":
+        raise UserFacingError(f"{server.name} failed to start, so it was not prepared for batch.")
+    if output is None:  # still building (Nova has no console before): look again soon
+        _readiness_too_long(op, server)
+        progress(5, f"Waiting for {server.name} to boot")
+        raise Wait(POLL, "")
+    found = parse_console(output)
+    Server.objects.filter(pk=server.pk).update(
+        readiness_state=found.state,
+        readiness_steps=found.steps,
+        readiness_failure=found.failure,
+        console_output=output[-200_000:],
+        console_at=timezone.now(),
+    )
+    if found.state == "ready":
+        progress(100, f"{server.name} is ready for batch")
+        return
+    if found.state == "failed":
+        raise UserFacingError(f"Preparing {server.name} for batch failed: {found.failure}")
+    _readiness_too_long(op, server)
+    progress(
+        10 + min(80, 15 * len(found.steps)),
+        found.steps[-1]["text"] if found.steps else "cloud-init is running",
+    )
+    raise Wait(POLL * 2, "")
+
+
+# sharing snapshots with other projects ------------------------------------------------------------------
+
+
+def _share(op: Operation) -> ImageShare:
+    share = ImageShare.objects.filter(pk=op.params["share_id"]).select_related("project").first()
+    if share is None:
+        raise UserFacingError("That sharing no longer exists.")
+    return share
+
+
+@handler("image_share")
+def image_share(op: Operation, progress: Progress) -> None:
+    """share and revoke act in the owner's project; accept and reject in the member's (``op.project``)."""
+    share, action = _share(op), op.params["action"]
+    with acting_for(op) as cloud:
+        if action == "share":
+            try:
+                member = share_image(cloud, share.image_external_id, share.member_project_id)
+            except UserFacingError:
+                ImageShare.objects.filter(pk=share.pk, status="sharing").delete()  # never reached the cloud
+                raise
+            ImageShare.objects.filter(pk=share.pk).update(status=member.status, updated=timezone.now())
+        elif action in ("accept", "reject"):
+            status = ImageShare.ACCEPTED if action == "accept" else ImageShare.REJECTED
+            member = set_member_status(cloud, share.image_external_id, share.member_project_id, status)
+            ImageShare.objects.filter(pk=share.pk).update(status=member.status, updated=timezone.now())
+        elif action == "revoke":
+            revoke_share(cloud, share.image_external_id, share.member_project_id)
+            share.delete()
+        else:
+            raise UserFacingError(f"Unknown sharing action {action!r}.")
+    refresh_after(op)
+    other = share.project if op.project and share.project.pk != op.project.pk else None
+    other = other or Project.objects.filter(external_id=share.member_project_id).first()
+    if other is not None and (op.project is None or other.pk != op.project.pk):
+        sync_project_now(other, force=True)  # the other side sees the change at once too
+    done = {"share": "Shared", "accept": "Accepted", "reject": "Declined", "revoke": "Stopped sharing"}[
+        action
+    ]
+    progress(100, f"{done} {share.image_name} ({share.member_label})")

@@ -18,7 +18,7 @@ from orchestration.batch.base import BatchSpec, BatchValidationError, ParsedSubm
 from orchestration.batch.submit import PROXY_FILE_NAME, build_submit, parse_spec, parse_submit
 from orchestration.batch.validate import check_file_name, validate_items, validate_script
 from orchestration.storage.base import InvalidPath, normalize
-from portal.models import Flavor, Image
+from portal.models import Flavor, Image, shared_from
 
 # The CANFAR batch tutorial's pipeline script; the form starts from it. On a portal with a local archive
 # and storage, its jobs get stand-ins for cadcget and vcp (orchestration/batch/jobtools).
@@ -70,6 +70,16 @@ OUTPUT_FILES_HELP = (
     "item, so $(arguments).cat is 1056215p.cat for item 1056215p (the tutorial's catalogue). A job that "
     "exits 0 without writing them is marked “completed without output”. Leave empty to declare none."
 )
+
+
+def snapshot_help(executors: list[str]) -> str:
+    """Which of the offered executors boot workers from the snapshot."""
+    parts = []
+    if "htcondor" in executors:
+        parts.append("The HTCondor pool boots its workers from this snapshot (with the flavor below).")
+    if "local" in executors:
+        parts.append("Local workers ignore it: jobs run on the portal's own workers.")
+    return " ".join(parts)
 
 
 def proxy_problem(user: Any) -> str | None:
@@ -127,8 +137,13 @@ class _TargetMixin(forms.Form):
         self.images = list(Image.objects.filter(project=project, is_snapshot=True)) if project else []
         self.flavors = list(Flavor.objects.filter(project=project)) if project else []
         none = [("", "None (the executor's default workers)")]
+        owners = shared_from(project)
+
+        def label(i: Image) -> str:
+            return f"{i.name} · shared from {owners[i.external_id]}" if i.external_id in owners else i.name
+
         choices: dict[str, list[tuple[str, str]]] = {
-            "snapshot": none + [(str(i.pk), i.name) for i in self.images],
+            "snapshot": none + [(str(i.pk), label(i)) for i in self.images],
             "flavor": none + [(str(f.pk), f.label) for f in self.flavors],
             "executor": [(e, EXECUTOR_LABELS[e]) for e in settings.BATCH_EXECUTORS],
         }
@@ -137,6 +152,10 @@ class _TargetMixin(forms.Form):
             assert isinstance(field, forms.ChoiceField)
             field.choices = values
         self.fields["executor"].initial = settings.BATCH_EXECUTOR
+        newest = next((i for i in self.images if i.status == "active"), None)  # images are newest first
+        if newest is not None:
+            self.fields["snapshot"].initial = str(newest.pk)
+        self.fields["snapshot"].help_text = snapshot_help(settings.BATCH_EXECUTORS)
         for field in self.fields.values():
             widget = field.widget
             if isinstance(widget, forms.CheckboxInput):
@@ -399,3 +418,18 @@ class UploadForm(_TargetMixin):
             data.get("output_folder", ""),
         )
         return data
+
+
+class ResubmitForm(forms.Form):
+    """The script for resubmitted jobs, edited from the one they ran."""
+
+    script = forms.CharField(
+        strip=False,
+        widget=forms.Textarea(attrs={"class": "form-control mono", "rows": 16, "spellcheck": "false"}),
+    )
+
+    def clean_script(self) -> str:
+        try:
+            return validate_script(self.cleaned_data["script"])
+        except BatchValidationError as exc:
+            raise forms.ValidationError([str(p) for p in exc.problems]) from exc

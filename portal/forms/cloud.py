@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from django import forms
 from django.conf import settings
 from django.utils import timezone
 
-from portal.models import Flavor, Image, KeyPair, Quota, Server
+from orchestration.cloud.readiness import cloud_config, foreign_packages, package_family
+from portal.models import Flavor, Image, KeyPair, Quota, Server, shared_from
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 LINUX_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -115,39 +115,59 @@ class LaunchForm(forms.Form):
         max_length=500,
         widget=forms.TextInput(attrs={"class": "form-control mono"}),
     )
+    launch_anyway = forms.BooleanField(
+        label="Launch anyway",
+        required=False,
+        widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
+    )
 
     def __init__(self, *args: Any, project: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.project, self.user = project, user
         images = list(Image.objects.filter(project=project, status="active").order_by("-created_at"))
         self.images = {i.external_id: i for i in images}
+        self.shared_from = shared_from(project)
+        self.warnings: list[str] = []
+
+        def snapshot_label(i: Image) -> str:
+            label = f"{i.name} ({i.created_at:%Y-%m-%d})" if i.created_at else i.name
+            owner = self.shared_from.get(i.external_id)
+            return f"{label} · shared from {owner}" if owner else label
+
         self.fields["source"].choices = [  # type: ignore[attr-defined]
             ("Images", [(i.external_id, i.name) for i in images if not i.is_snapshot]),
-            (
-                "Instance snapshots",
-                [
-                    (i.external_id, f"{i.name} ({i.created_at:%Y-%m-%d})" if i.created_at else i.name)
-                    for i in images
-                    if i.is_snapshot
-                ],
-            ),
+            ("Instance snapshots", [(i.external_id, snapshot_label(i)) for i in images if i.is_snapshot]),
         ]
         self.flavors = {f.external_id: f for f in Flavor.objects.filter(project=project)}
         self.fields["flavor"].choices = [(f.external_id, f.label) for f in self.flavors.values()]  # type: ignore[attr-defined]
         keys = list(KeyPair.objects.filter(project=project, owner=user, pending=False).order_by("-created"))
-        key_choices = [(k.name, f"{k.name} ({k.fingerprint[:23]}…)") for k in keys]
+        key_choices = [(k.name, f"{k.name} ({k.sha256_fingerprint or k.fingerprint})") for k in keys]
         self.fields["key_name"].choices = key_choices + [("", "No key pair (console only)")]  # type: ignore[attr-defined]
         if keys and not self.is_bound:
             self.initial["key_name"] = keys[0].name
         default = next((f for f in self.flavors.values() if f.name == "c2-7.5gb-31"), None)
         if default and not self.is_bound:
             self.initial["flavor"] = default.external_id
+        ubuntu = newest_ubuntu(images)
+        if ubuntu and not self.is_bound and not self.initial.get("source"):
+            self.initial["source"] = ubuntu.external_id
         if not self.is_bound:
             self.initial["packages"] = settings.BATCH_PACKAGES_DEFAULT
             self.initial["name"] = f"{user.username}-vm-{timezone.now():%m%d}"
 
     def clean_name(self) -> str:
         return _check_name(self.cleaned_data["name"], "VM name")
+
+    def live_warnings(self, data: Any) -> list[str]:
+        """The warnings for the choices made so far (the form need not be complete or valid)."""
+        if not data.get("prepare_for_batch"):
+            return []
+        packages = str(data.get("packages", "")).replace(",", " ").split()
+        return batch_warnings(
+            self.images.get(str(data.get("source", ""))),
+            self.flavors.get(str(data.get("flavor", ""))),
+            [p for p in packages if PACKAGE_RE.match(p)],
+        )
 
     def clean_packages(self) -> list[str]:
         packages = self.cleaned_data["packages"].replace(",", " ").split()
@@ -178,6 +198,12 @@ class LaunchForm(forms.Form):
             self.add_error(
                 "prepare_for_batch", f"Your username {self.user.username!r} is not a valid Linux user name."
             )
+        if data.get("prepare_for_batch"):
+            self.warnings = batch_warnings(image, flavor, data.get("packages") or [])
+        if self.warnings and not data.get("launch_anyway"):
+            self.add_error(
+                "launch_anyway", "Check the warnings above; tick “Launch anyway” to launch as it is."
+            )
         return data
 
     def user_data(self) -> str:
@@ -186,20 +212,38 @@ class LaunchForm(forms.Form):
         key = KeyPair.objects.filter(
             project=self.project, owner=self.user, name=self.cleaned_data.get("key_name") or ""
         ).first()
-        user: dict[str, Any] = {
-            "name": self.user.username,
-            "sudo": "ALL=(ALL) NOPASSWD:ALL",
-            "shell": "/bin/bash",
-        }
-        if key:
-            user["ssh_authorized_keys"] = [key.public_key]
-        config = {
-            "users": ["default", user],
-            "package_update": True,
-            "packages": self.cleaned_data["packages"],
-            "runcmd": [["mkdir", "-p", "/mnt/scratch"], ["chmod", "1777", "/mnt/scratch"]],
-        }
-        return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False)
+        return cloud_config(
+            self.user.username, self.cleaned_data["packages"], key.public_key if key else None
+        )
+
+
+def newest_ubuntu(images: list[Image]) -> Image | None:
+    """The tutorial's boot source: the newest canfar-ubuntu image (by date, then by version in the name)."""
+    ubuntu = [i for i in images if not i.is_snapshot and i.name.startswith("canfar-ubuntu")]
+    return max(ubuntu, key=lambda i: (i.created_at.timestamp() if i.created_at else 0, i.name), default=None)
+
+
+def batch_warnings(image: Image | None, flavor: Flavor | None, packages: list[str]) -> list[str]:
+    """What will not work as expected when this VM is prepared for batch (the user may go ahead)."""
+    warnings = []
+    if image is not None:
+        family = package_family(image.name, image.default_user)
+        foreign = foreign_packages(family, packages)
+        if foreign:
+            tool, other = ("dnf", "Debian/Ubuntu (apt)") if family == "dnf" else ("apt", "Rocky/CentOS (dnf)")
+            names = ", ".join(foreign)
+            hints = ", ".join(f"{p} → {alt}" for p, alt in foreign.items() if alt)
+            warnings.append(
+                f"{image.name} installs packages with {tool}, but {names} "
+                f"{'is a' if len(foreign) == 1 else 'are'} {other} package name{'s' if len(foreign) > 1 else ''}"
+                + (f" (on this image: {hints})." if hints else ".")
+            )
+    if flavor is not None and flavor.ephemeral_gb == 0:
+        warnings.append(
+            f"{flavor.name} has no scratch disk (persistent flavor, ephemeral 0 GB): /mnt/scratch will be on "
+            f"the {flavor.disk_gb} GB root disk. Choose a c* flavor for batch work."
+        )
+    return warnings
 
 
 class SnapshotForm(forms.Form):
@@ -207,3 +251,41 @@ class SnapshotForm(forms.Form):
 
     def clean_name(self) -> str:
         return _check_name(self.cleaned_data["name"], "snapshot name")
+
+
+PROJECT_ID_RE = re.compile(r"^[0-9a-fA-F-]{8,64}$")
+
+
+class ShareForm(forms.Form):
+    """Whom to share a snapshot with: one of the user's other projects, or a project ID they were given."""
+
+    project = forms.ChoiceField(
+        label="Share with", required=False, widget=forms.Select(attrs={"class": "form-select"})
+    )
+    project_id = forms.CharField(
+        label="or project ID",
+        required=False,
+        max_length=64,
+        widget=forms.TextInput(attrs={"class": "form-control mono", "placeholder": "project ID"}),
+    )
+
+    def __init__(self, *args: Any, project: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.current = project
+        self.others = {p.external_id: p for p in user.projects.exclude(pk=project.pk).order_by("name")}
+        choices = [("", "one of your projects…")] + [(k, p.name) for k, p in self.others.items()]
+        self.fields["project"].choices = choices  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        chosen, typed = data.get("project") or "", (data.get("project_id") or "").strip()
+        if typed and not PROJECT_ID_RE.match(typed):
+            raise forms.ValidationError("A project ID is hexadecimal, as `openstack project list` shows it.")
+        member = typed or chosen
+        if not member:
+            raise forms.ValidationError("Choose a project to share with.")
+        if member == self.current.external_id:
+            raise forms.ValidationError("This snapshot already belongs to this project.")
+        data["member_id"] = member
+        data["member_name"] = self.others[member].name if member in self.others else ""
+        return data

@@ -1,7 +1,7 @@
 from .accounts import Credential, Membership, Project
 from .batch import Job, Submission
 from .catalogues import Catalogue, CatalogueCcd
-from .cloud import Flavor, FloatingIP, Image, KeyPair, Quota, Server
+from .cloud import Flavor, FloatingIP, Image, ImageShare, KeyPair, Quota, Server, shared_from
 from .operations import Operation
 from .storage import StorageUsage
 
@@ -12,6 +12,7 @@ __all__ = [
     "Flavor",
     "FloatingIP",
     "Image",
+    "ImageShare",
     "Job",
     "KeyPair",
     "Membership",
@@ -21,4 +22,5 @@ __all__ = [
     "Server",
     "StorageUsage",
     "Submission",
+    "shared_from",
 ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 from datetime import timedelta
 from typing import Any
 
@@ -95,6 +98,11 @@ class Server(models.Model):
     synced_at = models.DateTimeField(default=timezone.now)
     console_output = models.TextField(blank=True)
     console_at = models.DateTimeField(null=True, blank=True)
+    # "Prepare for batch", as the console's CANFAR-READY markers report it (orchestration.cloud.readiness).
+    prepared_for_batch = models.BooleanField(default=False)
+    readiness_state = models.CharField(max_length=20, blank=True)  # waiting, preparing, ready, failed
+    readiness_steps = models.JSONField(default=list, blank=True)  # [{"text": ..., "state": "ok"|"failed"}]
+    readiness_failure = models.CharField(max_length=300, blank=True)
 
     objects = ProjectScopedQuerySet.as_manager()
 
@@ -123,6 +131,20 @@ class Server(models.Model):
             "SHUTOFF": "secondary",
             "DELETING": "warning",
         }.get(self.status, "warning" if self.is_transitional else "secondary")
+
+    @property
+    def is_ready(self) -> bool:
+        return self.prepared_for_batch and self.readiness_state == "ready"
+
+    @property
+    def readiness_label(self) -> str:
+        return {
+            "": "not read yet",
+            "waiting": "waiting for cloud-init",
+            "preparing": "preparing",
+            "ready": "ready",
+            "failed": "failed",
+        }.get(self.readiness_state, self.readiness_state)
 
     @property
     def public_ip(self) -> str:
@@ -160,6 +182,47 @@ class Server(models.Model):
         return left is not None and left <= timedelta(days=settings.VM_EXPIRY_WARNING_DAYS)
 
 
+class ImageShare(models.Model):
+    """A snapshot offered to another project (a Glance image member), as the portal last saw it."""
+
+    PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
+
+    project = models.ForeignKey("portal.Project", on_delete=models.CASCADE, related_name="image_shares")
+    image_external_id = models.CharField(max_length=64)
+    image_name = models.CharField(max_length=255)
+    member_project_id = models.CharField(max_length=64, help_text="the Keystone project it is shared with")
+    member_project_name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=20, default=PENDING)
+    shared_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    objects = ProjectScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image_external_id", "member_project_id"], name="unique_image_share"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_name} shared with {self.member_project_name or self.member_project_id}"
+
+    @property
+    def member_label(self) -> str:
+        return self.member_project_name or self.member_project_id
+
+
+def shared_from(project: Any) -> dict[str, str]:
+    """{image external id: owning project's name} for the snapshots other projects share with ``project``."""
+    if project is None:
+        return {}
+    rows = ImageShare.objects.filter(member_project_id=project.external_id).select_related("project")
+    return {row.image_external_id: row.project.name for row in rows}
+
+
 class KeyPair(models.Model):
     """Key pairs belong to the Keystone user; the portal records them per user and project."""
 
@@ -178,6 +241,18 @@ class KeyPair(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def sha256_fingerprint(self) -> str:
+        """As `ssh-keygen -l` prints it: SHA256 of the key blob, unpadded base64."""
+        parts = self.public_key.split()
+        try:
+            blob = base64.b64decode(parts[1], validate=True) if len(parts) >= 2 else b""
+        except (binascii.Error, ValueError):
+            blob = b""
+        if not blob:
+            return ""
+        return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 class FloatingIP(models.Model):

@@ -30,7 +30,7 @@ from orchestration.batch.sandbox import describe as describe_sandbox
 from orchestration.batch.submit import render as render_submit
 from orchestration.tasks.batch import CONTROL_APPLIES, job_dir, sandbox_config, summary_text
 from portal import summary
-from portal.forms.batch import BatchForm, BatchPlan, UploadForm, proxy_problem
+from portal.forms.batch import BatchForm, BatchPlan, ResubmitForm, UploadForm, proxy_problem
 from portal.http import posted_ids
 from portal.models import Job, Operation, Submission
 from portal.models.batch import STATE_NAMES, counts_for, empty_counts, record_submission
@@ -393,21 +393,18 @@ def batch_run_rest(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("batch_submission", pk=sub.pk)
 
 
-@login_required
-@require_POST
-def batch_resubmit(request: HttpRequest, pk: int) -> HttpResponse:
-    """Resubmit the failed jobs (or those ticked) as a new submission linked to this one."""
-    sub = get_submission_for_user(request, pk)
+def _jobs_to_resubmit(request: HttpRequest, sub: Submission) -> list[Job]:
     selected = _selected_jobs(request, sub)
     jobs = (
         sub.jobs.filter(pk__in=selected)
         if selected
         else sub.jobs.filter(state__in=[Job.FAILED, Job.NO_OUTPUT])
     )
-    old = list(jobs.order_by("index"))
-    if not old:
-        messages.error(request, "There are no failed jobs to resubmit; tick the jobs you want to run again.")
-        return redirect("batch_submission", pk=sub.pk)
+    return list(jobs.order_by("index"))
+
+
+def _resubmit(request: HttpRequest, sub: Submission, old: list[Job], script: str) -> HttpResponse:
+    """Record the jobs ``old`` again as a new submission linked to ``sub``, running ``script``."""
     problem = proxy_problem(request.user)
     if problem:
         messages.error(request, problem)
@@ -436,7 +433,7 @@ def batch_resubmit(request: HttpRequest, pk: int) -> HttpResponse:
         sub.name,
         sub.executor,
         sub.script_name,
-        sub.script,
+        script,
         text,
         parsed,
         False,
@@ -448,8 +445,43 @@ def batch_resubmit(request: HttpRequest, pk: int) -> HttpResponse:
     Submission.objects.filter(pk=new.pk).update(
         image_name=sub.image_name, image_id=sub.image_id, flavor_name=sub.flavor_name
     )
-    messages.success(request, f"Resubmitted {len(old)} job{'s' if len(old) != 1 else ''} of {sub.name}.")
+    edited = " with the edited script" if script != sub.script else ""
+    messages.success(
+        request, f"Resubmitted {len(old)} job{'s' if len(old) != 1 else ''} of {sub.name}{edited}."
+    )
     return redirect("batch_submission", pk=new.pk)
+
+
+NOTHING_TO_RESUBMIT = "There are no failed jobs to resubmit; tick the jobs you want to run again."
+
+
+@login_required
+@require_POST
+def batch_resubmit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Resubmit the failed jobs (or those ticked) as they were, as a new submission linked to this one."""
+    sub = get_submission_for_user(request, pk)
+    old = _jobs_to_resubmit(request, sub)
+    if not old:
+        messages.error(request, NOTHING_TO_RESUBMIT)
+        return redirect("batch_submission", pk=sub.pk)
+    return _resubmit(request, sub, old, sub.script)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def batch_resubmit_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Fix the script, then resubmit: the form starts from the current script; the jobs are the failed
+    ones, or those ticked on the submission page (which posts here without a script)."""
+    sub = get_submission_for_user(request, pk)
+    old = _jobs_to_resubmit(request, sub)
+    if not old:
+        messages.error(request, NOTHING_TO_RESUBMIT)
+        return redirect("batch_submission", pk=sub.pk)
+    editing = request.method == "POST" and "script" in request.POST
+    form = ResubmitForm(request.POST if editing else None, initial={"script": sub.script})
+    if editing and form.is_valid():
+        return _resubmit(request, sub, old, form.cleaned_data["script"])
+    return render(request, "batch/resubmit.html", {"sub": sub, "jobs": old, "form": form})
 
 
 # ---------------------------------------------------------------------------- dashboard

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from portal.forms.cloud import KeyPairForm
 from portal.http import ProjectRequest, posted_id, project_required
 from portal.models import FloatingIP, Image, KeyPair, Operation, Project, Quota, Server
+from portal.views.vms import sharing_context
 
 
 @project_required
@@ -46,7 +47,9 @@ def image_list(request: ProjectRequest) -> HttpResponse:
         "snapshots": snapshots,
         "polling": any(i.is_transitional for i in images),
         "in_use": _snapshots_in_use(snapshots),
+        **sharing_context(request, snapshots),
     }
+    ctx["polling"] = ctx["polling"] or ctx.pop("share_busy")
     template = "vms/_images.html" if request.headers.get("HX-Request") else "vms/images.html"
     return render(request, template, ctx)
 

@@ -13,11 +13,11 @@ from django.db.models import Q
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from portal.forms.cloud import LaunchForm, SnapshotForm
+from portal.forms.cloud import LaunchForm, ShareForm, SnapshotForm
 from portal.http import ProjectRequest, posted_id, posted_ids, project_required
-from portal.models import FloatingIP, Image, Operation, Quota, Server
+from portal.models import FloatingIP, Image, ImageShare, Operation, Project, Quota, Server, shared_from
 
 PAGE_SIZE = 50
 ACTIONS = {"start": "Start", "stop": "Stop", "reboot": "Reboot"}
@@ -110,6 +110,8 @@ def vm_launch(request: ProjectRequest) -> HttpResponse:
                     key_name=data["key_name"],
                     launched_by=request.user,
                     expires_at=expires,
+                    prepared_for_batch=bool(data["prepare_for_batch"]),
+                    readiness_state="waiting" if data["prepare_for_batch"] else "",
                 )
                 for name in names
             ]
@@ -127,6 +129,8 @@ def vm_launch(request: ProjectRequest) -> HttpResponse:
                     "user_data": form.user_data(),
                 },
             )
+            for server in servers if data["prepare_for_batch"] else []:
+                _start(request, server, "vm_readiness", f"Prepare {server.name} for batch")
         its = "Its" if len(names) == 1 else "Their"
         messages.success(request, f"Launching {', '.join(names)}. {its} status updates below.")
         return redirect("vms")
@@ -143,8 +147,17 @@ def vm_launch(request: ProjectRequest) -> HttpResponse:
             "blocked_reason": next(iter(fits.values()), "") if blocked else "",
             "has_sources": bool(form.images),
             "has_flavors": bool(flavors),
+            "warnings": form.warnings,
         },
     )
+
+
+@project_required
+@require_GET
+def vm_launch_warnings(request: ProjectRequest) -> HttpResponse:
+    """The launch form's warnings for its current choices, while the user makes them (htmx)."""
+    form = LaunchForm(project=request.project, user=request.user)
+    return render(request, "vms/_launch_warnings.html", {"warnings": form.live_warnings(request.GET)})
 
 
 @project_required
@@ -152,6 +165,11 @@ def vm_launch(request: ProjectRequest) -> HttpResponse:
 def vm_detail(request: ProjectRequest, pk: int) -> HttpResponse:
     server = get_server_for_user(request, pk)
     operations = list(Operation.objects.for_user(request.user).filter(target=f"vm:{server.pk}")[:20])
+    snapshots = list(
+        Image.objects.filter(
+            project=server.project, source_server_id=server.external_id, is_snapshot=True
+        ).exclude(source_server_id="")
+    )
     ctx = {
         "server": server,
         "operations": operations,
@@ -159,9 +177,15 @@ def vm_detail(request: ProjectRequest, pk: int) -> HttpResponse:
         "free_ips": FloatingIP.objects.filter(project=server.project, port_id="").order_by("address"),
         "snapshot_form": SnapshotForm(initial={"name": f"{server.name}-{timezone.now():%Y-%m-%d}"}),
         "polling": server.is_transitional or any(op.is_active for op in operations),
-        "snapshots": Image.objects.filter(
-            project=server.project, source_server_id=server.external_id, is_snapshot=True
-        ).exclude(source_server_id=""),
+        "snapshots": snapshots,
+        "saving": [i.name for i in snapshots if i.is_transitional]
+        + [
+            op.params.get("name", "")
+            for op in operations
+            if op.kind == "vm_snapshot"
+            and op.is_active
+            and op.params.get("name") not in {i.name for i in snapshots}
+        ],
     }
     template = "vms/_detail_body.html" if request.headers.get("HX-Request") else "vms/detail.html"
     return render(request, template, ctx)
@@ -216,9 +240,10 @@ def vm_snapshot(request: ProjectRequest, pk: int) -> HttpResponse:
         messages.error(request, f"An image named {name} already exists; choose another name.")
         return _back(request, server)
     _start(request, server, "vm_snapshot", f"Snapshot {server.name} as {name}", name=name)
+    ready = "" if server.is_ready or not server.prepared_for_batch else f" {server.name} was not ready for batch."
     # The warning not to use the VM is part of the VM's pages while the snapshot is taken, so it goes
     # when the snapshot is active (a message here would stay until the next page load).
-    messages.success(request, f"Snapshotting {server.name} as {name}.")
+    messages.success(request, f"Snapshotting {server.name} as {name}.{ready}")
     return _back(request, server)
 
 
@@ -280,3 +305,111 @@ def vm_delete(request: ProjectRequest) -> HttpResponse:
         )
     messages.success(request, f"Deleting {names}.")
     return redirect("vms")
+
+
+# sharing snapshots -----------------------------------------------------------------------------------
+
+
+def sharing_context(request: ProjectRequest, snapshots: list[Image]) -> dict[str, Any]:
+    """For the images page: who each snapshot is shared with (set on each snapshot as ``share_list``
+    and ``shared_from_name``), and what other projects offer this one."""
+    project = request.project
+    shares: dict[str, list[ImageShare]] = {}
+    for share in ImageShare.objects.filter(project=project):
+        shares.setdefault(share.image_external_id, []).append(share)
+    owners = shared_from(project)
+    for image in snapshots:
+        image.share_list = shares.get(image.external_id, [])  # type: ignore[attr-defined]
+        image.shared_from_name = owners.get(image.external_id, "")  # type: ignore[attr-defined]
+    offered = list(
+        ImageShare.objects.filter(member_project_id=project.external_id)
+        .exclude(status__in=[ImageShare.ACCEPTED, "sharing"])
+        .select_related("project")
+    )
+    busy = any(s.status == "sharing" for rows in shares.values() for s in rows) or (
+        Operation.objects.for_user(request.user)
+        .filter(kind="image_share", state__in=[Operation.QUEUED, Operation.RUNNING])
+        .exists()
+    )
+    return {
+        "offered": offered,
+        "share_busy": busy,
+    }
+
+
+@project_required
+@require_http_methods(["GET", "POST"])
+def image_share(request: ProjectRequest, pk: int) -> HttpResponse:
+    """Share a snapshot of this project with another project (GET: the form)."""
+    project = request.project
+    image = get_object_or_404(Image.objects.for_user(request.user), pk=pk, project=project, is_snapshot=True)
+    if image.external_id in shared_from(project):
+        messages.error(request, f"{image.name} was shared with this project; only its owner can share it.")
+        return redirect("images")
+    if image.status != "active":
+        messages.error(request, f"{image.name} is {image.status}; share it once it is active.")
+        return redirect("images")
+    form = ShareForm(request.POST if request.method == "POST" else None, project=project, user=request.user)
+    if not form.is_valid():
+        shares = ImageShare.objects.filter(project=project, image_external_id=image.external_id)
+        return render(request, "vms/share.html", {"image": image, "form": form, "shares": shares})
+    member_id, member_name = form.cleaned_data["member_id"], form.cleaned_data["member_name"]
+    with transaction.atomic():
+        share, created = ImageShare.objects.get_or_create(
+            image_external_id=image.external_id,
+            member_project_id=member_id,
+            defaults={
+                "project": project,
+                "image_name": image.name,
+                "member_project_name": member_name,
+                "shared_by": request.user,
+                "status": "sharing",  # until the cloud has the member
+            },
+        )
+        if not created and share.project_id != project.pk:
+            return HttpResponseBadRequest("This sharing belongs to another project.")
+        Operation.start(
+            owner=request.user,
+            project=project,
+            kind="image_share",
+            title=f"Share {image.name} with {share.member_label}",
+            target=f"image:{image.pk}",
+            params={"share_id": share.pk, "action": "share"},
+        )
+    messages.success(
+        request,
+        f"Sharing {image.name} with {share.member_label}; that project accepts it on its Images page.",
+    )
+    return redirect("images")
+
+
+SHARE_ACTIONS = {"accept": "Accept", "reject": "Decline", "revoke": "Stop sharing"}
+
+
+@project_required
+@require_POST
+def image_share_action(request: ProjectRequest, pk: int, action: str) -> HttpResponse:
+    """accept/reject: by a member of the project it is offered to; revoke: by a member of the owner."""
+    if action not in SHARE_ACTIONS:
+        return HttpResponseBadRequest("Unknown action")
+    mine = Project.objects.filter(members=request.user)
+    if action == "revoke":
+        share = get_object_or_404(ImageShare.objects.filter(project__in=mine), pk=pk)
+        project = share.project
+    else:
+        share = get_object_or_404(
+            ImageShare.objects.filter(member_project_id__in=mine.values("external_id")), pk=pk
+        )
+        project = mine.get(external_id=share.member_project_id)
+    Operation.start(
+        owner=request.user,
+        project=project,
+        kind="image_share",
+        title=f"{SHARE_ACTIONS[action]}: {share.image_name} ({share.member_label})",
+        target=f"share:{share.pk}",
+        params={"share_id": share.pk, "action": action},
+    )
+    messages.success(
+        request, f"{SHARE_ACTIONS[action]}: {share.image_name}. The Images page updates in a moment."
+    )
+    return redirect("images")

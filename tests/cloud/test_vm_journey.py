@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,14 +33,23 @@ def test_it_turns_the_sign_in_into_app_credentials_without_storing_the_password(
     assert "demo-survey" in html and "Import an SSH key" in html
 
 
-def test_it_imports_a_key_pair_with_its_fingerprint(demo_client: Any, demo: User) -> None:
-    response = demo_client.post("/vms/keypairs/", {"name": "laptop", "public_key": public_key()})
+def test_it_imports_a_key_pair_with_its_fingerprint(demo_client: Any, demo: User, tmp_path: Path) -> None:
+    key_text = public_key()
+    response = demo_client.post("/vms/keypairs/", {"name": "laptop", "public_key": key_text})
     assert response.status_code == 302
     op = drive(last_op("keypair_import"))
     assert op.state == "succeeded", op.error
     key = KeyPair.objects.get(owner=demo, name="laptop", project=project())
     assert key.fingerprint and not key.pending
-    assert key.fingerprint in demo_client.get("/vms/keypairs/").content.decode()
+    # Shown as `ssh-keygen -l` shows it: SHA256, labelled.
+    (tmp_path / "key.pub").write_text(key_text + "\n")
+    listed = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(tmp_path / "key.pub")], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
+    assert listed.startswith("SHA256:") and key.sha256_fingerprint == listed
+    html = demo_client.get("/vms/keypairs/").content.decode()
+    assert listed in html and key.fingerprint not in html
+    assert listed in demo_client.get("/vms/launch/").content.decode()
 
 
 def test_it_explains_a_broken_key_instead_of_failing(demo_client: Any) -> None:

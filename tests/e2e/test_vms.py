@@ -40,8 +40,8 @@ def test_it_runs_the_vm_journey(
     page.fill("#id_public_key", public_key())
     page.get_by_test_id("import-key").click()
     expect(page.locator("[data-keypair=laptop] [data-testid=fingerprint]")).to_have_text(
-        re.compile(r"^([0-9a-f]{2}:){15}[0-9a-f]{2}$"), timeout=SLOW
-    )  # Nova's MD5 fingerprint
+        re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$"), timeout=SLOW
+    )  # as `ssh-keygen -l` shows it, not Nova's MD5
     screenshot(page, "vms-02-keypairs")
 
     page.goto("/vms/ips/")
@@ -64,6 +64,8 @@ def test_it_runs_the_vm_journey(
     row.get_by_role("link", name="pipeline").click()
     page.get_by_test_id("associate-ip").click()
     expect(page.get_by_test_id("ssh-command")).to_contain_text("ssh ubuntu@203.0.113.", timeout=SLOW)
+    expect(page.get_by_test_id("ssh-hint")).to_contain_text("creates your account demo")  # prepared for batch
+    expect(page.get_by_test_id("ssh-hint")).not_to_contain_text("canfar_create_user")
     page.locator("#id_name").fill("image-reduction-2023-08-21")
     page.get_by_test_id("create-snapshot").click()
     expect(page.get_by_test_id("snapshot-warning")).to_contain_text("Do not use the VM")
