@@ -240,7 +240,9 @@ def vm_snapshot(request: ProjectRequest, pk: int) -> HttpResponse:
         messages.error(request, f"An image named {name} already exists; choose another name.")
         return _back(request, server)
     _start(request, server, "vm_snapshot", f"Snapshot {server.name} as {name}", name=name)
-    ready = "" if server.is_ready or not server.prepared_for_batch else f" {server.name} was not ready for batch."
+    ready = (
+        "" if server.is_ready or not server.prepared_for_batch else f" {server.name} was not ready for batch."
+    )
     # The warning not to use the VM is part of the VM's pages while the snapshot is taken, so it goes
     # when the snapshot is active (a message here would stay until the next page load).
     messages.success(request, f"Snapshotting {server.name} as {name}.{ready}")
