@@ -28,6 +28,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 from orchestration.catalogue.fitsread import read_ccd
+from orchestration.catalogue.sexdefaults import BUILT_IN, BUILT_IN_KERNEL, tutorial_defaults
 from orchestration.catalogue.validate import (
     DEFAULT_MAX_DECOMPRESSED_BYTES,
     CatalogueInputError,
@@ -60,15 +61,16 @@ COLUMNS: list[tuple[str, str, str, str]] = [
 CATALOGUE_DTYPE = np.dtype([(n, t) for n, t, _, _ in COLUMNS])
 UNITS = {n: u for n, _, u, _ in COLUMNS}
 DESCRIPTIONS = {n: d for n, _, _, d in COLUMNS}
-DEFAULT_KERNEL = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=np.float32)  # SExtractor default.conv
+DEFAULT_KERNEL = BUILT_IN_KERNEL  # Debian's default.conv; the installed file's is used where present
 
 
 @dataclass
 class ExtractionParams:
-    """Extraction parameters with SExtractor's names and defaults (no configuration file)."""
+    """Extraction parameters with SExtractor's names; the defaults are Debian's ``default.sex``, as the
+    tutorial's job uses it (``defaults()`` reads the installed file; these are its values)."""
 
     DETECT_THRESH: float = 1.5
-    DETECT_MINAREA: int = 5
+    DETECT_MINAREA: int = 3
     DEBLEND_NTHRESH: int = 32
     DEBLEND_MINCONT: float = 0.005
     CLEAN: bool = True
@@ -105,14 +107,24 @@ class ExtractionParams:
         return dataclasses.asdict(self)
 
     @classmethod
+    def defaults(cls) -> ExtractionParams:
+        """The tutorial's: the installed default.sex's values (the built-in ones if it is missing or
+        its values are not valid here)."""
+        try:
+            return cls(**tutorial_defaults().values)
+        except (CatalogueInputError, TypeError):
+            return cls(**BUILT_IN)
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExtractionParams:
-        """Build from a form/JSON dict; unknown names are an error the user sees."""
+        """Build from a form/JSON dict, missing names at their defaults; unknown names are an error
+        the user sees."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise CatalogueInputError(f"Unknown parameter(s): {', '.join(unknown)}")
         try:
-            return cls(**values)
+            return cls(**{**cls.defaults().to_dict(), **values})
         except TypeError as exc:
             raise CatalogueInputError(f"Invalid parameter value: {exc}") from exc
 
@@ -132,6 +144,14 @@ class Catalogue:
 
 def library_versions() -> dict[str, str]:
     return {"sep": sep.__version__, "astropy": astropy.__version__, "numpy": np.__version__}
+
+
+def defaults_provenance(params: ExtractionParams) -> dict[str, Any]:
+    """Where the defaults came from and which parameters differ from them (shown with a catalogue)."""
+    found = tutorial_defaults()
+    base = ExtractionParams.defaults().to_dict()
+    changed = {k: v for k, v in params.to_dict().items() if base.get(k) != v}
+    return {"from": found.source, "filter": found.kernel_source, "changed": changed}
 
 
 def ccd_number(name: str, fallback: int) -> int:
@@ -199,7 +219,7 @@ def extract_ccd(
 
     ``data`` is modified in place (background subtracted) to save memory; pass a copy to keep it.
     """
-    params = params or ExtractionParams()
+    params = params or ExtractionParams.defaults()
     header = header if header is not None else fits.Header()
     if data.ndim != 2 or min(data.shape) < 2:
         raise CatalogueInputError("The image has no usable 2-d data")
@@ -241,7 +261,7 @@ def extract_ccd(
             err=err,
             mask=mask,
             minarea=params.DETECT_MINAREA,
-            filter_kernel=DEFAULT_KERNEL if params.FILTER else None,
+            filter_kernel=tutorial_defaults().kernel if params.FILTER else None,
             filter_type="conv",
             deblend_nthresh=params.DEBLEND_NTHRESH,
             deblend_cont=params.DEBLEND_MINCONT,
@@ -370,7 +390,7 @@ def extract_file(
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
 ) -> Catalogue:
     """Extract every CCD of a FITS/MEF file; ``progress(done, total, ccd_name)`` after each CCD."""
-    params = params or ExtractionParams()
+    params = params or ExtractionParams.defaults()
     ccds = validate_image(path, max_decompressed_bytes)
     parts: dict[int, np.ndarray] = {}
     done = 0
@@ -439,6 +459,7 @@ def build_catalogue(
         "input": Path(path).name,
         "software": "orchestration.catalogue (sep, SExtractor-like)",
         "parameters": params.to_dict(),
+        "defaults": defaults_provenance(params),
         "versions": library_versions(),
     }
     if peak_mb is not None:
