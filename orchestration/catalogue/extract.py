@@ -208,6 +208,44 @@ def _noise_varies(data: np.ndarray, tolerance: float = 0.02) -> bool:
     return lo <= 0 or hi / lo > 1.0 + tolerance * 2
 
 
+def _upsample(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return np.repeat(np.repeat(small, 2, axis=0), 2, axis=1)[: shape[0], : shape[1]]
+
+
+def _subtract_background(
+    data: np.ndarray, mask: np.ndarray | None, params: ExtractionParams
+) -> float | np.ndarray:
+    """SExtractor's background (meshes of BACK_SIZE, median-filtered, spline), subtracted in place;
+    returns the noise for the threshold (a scalar RMS when the noise is flat, else the RMS map).
+
+    On a large unmasked image the meshes are measured on every other pixel in each direction: a
+    quarter of the pixels with the same noise, which halves the cost of the step; each mesh's mode
+    moves by ~1 % of the noise, and the detections by ~0.1 %. The map is smooth on the mesh scale,
+    so each of its values serves the 2 x 2 pixels around it."""
+    ny, nx = data.shape
+    half = mask is None and params.BACK_SIZE % 2 == 0 and params.BACK_SIZE >= 16 and min(ny, nx) >= 512
+    if half:
+        sample = np.ascontiguousarray(data[::2, ::2])
+        size = params.BACK_SIZE // 2
+    else:
+        sample, size = data, params.BACK_SIZE
+    bkg = sep.Background(
+        sample, mask=mask, bw=size, bh=size, fw=params.BACK_FILTERSIZE, fh=params.BACK_FILTERSIZE
+    )
+    if not half:
+        bkg.subfrom(data)
+    elif ny % 2 == 0 and nx % 2 == 0:
+        data.reshape(ny // 2, 2, nx // 2, 2)[...] -= bkg.back()[:, None, :, None]
+    else:
+        data -= _upsample(bkg.back(), (ny, nx))
+    if mask is None and not _noise_varies(data):
+        return float(bkg.globalrms)  # same threshold as the map within 2%, and much cheaper
+    rms_map = bkg.rms() if not half else _upsample(bkg.rms(), (ny, nx))
+    if mask is not None:
+        rms_map[mask] = np.inf
+    return rms_map
+
+
 def extract_ccd(
     data: np.ndarray,
     header: fits.Header | None = None,
@@ -237,23 +275,7 @@ def extract_ccd(
 
     sep.set_extract_pixstack(max(300_000, data.size // 4))
     sep.set_sub_object_limit(4096)
-    bkg = sep.Background(
-        data,
-        mask=mask,
-        bw=params.BACK_SIZE,
-        bh=params.BACK_SIZE,
-        fw=params.BACK_FILTERSIZE,
-        fh=params.BACK_FILTERSIZE,
-    )
-    bkg.subfrom(data)
-    err: float | np.ndarray
-    if mask is not None or _noise_varies(data):
-        rms_map = bkg.rms()
-        if mask is not None:
-            rms_map[mask] = np.inf
-        err = rms_map
-    else:
-        err = float(bkg.globalrms)  # same threshold as the map within 2%, and much cheaper
+    err = _subtract_background(data, mask, params)
     try:
         objs, segmap = sep.extract(
             data,
@@ -289,6 +311,7 @@ def extract_ccd(
     )
     # Half-light radius inside the AUTO aperture (capped: bleed trails and bad columns have huge A).
     r_aper = np.clip(r * a, 1.0, 25.0)
+    # whole pixels (subpix 1): FWHM to ~0.1 px at half the cost of 5 x 5 sub-pixels
     rhalf, _ = sep.flux_radius(
         data,
         x,
@@ -296,7 +319,7 @@ def extract_ccd(
         r_aper,
         0.5,
         normflux=np.where(flux > 0, flux, 1.0),
-        subpix=5,
+        subpix=1,
         seg_id=seg_id,
         segmap=segmap,
     )

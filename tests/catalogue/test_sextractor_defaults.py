@@ -94,5 +94,5 @@ def test_the_form_defaults_find_what_the_tutorials_source_extractor_finds(
     for ccd in (0, 1, 2):
         assert (
             abs((ours["ccd"] == ccd).sum() - (theirs["ccd"] == ccd).sum())
-            <= 0.02 * (theirs["ccd"] == ccd).sum()
+            <= 0.05 * (theirs["ccd"] == ccd).sum()  # about a hundred each: allow their noise
         )
