@@ -234,8 +234,8 @@ def _subtract_background(
     )
     if not half:
         bkg.subfrom(data)
-    elif ny % 2 == 0 and nx % 2 == 0:
-        data.reshape(ny // 2, 2, nx // 2, 2)[...] -= bkg.back()[:, None, :, None]
+    elif ny % 2 == 0 and nx % 2 == 0:  # each map row serves two image rows
+        data.reshape(ny // 2, 2, nx)[...] -= np.repeat(bkg.back(), 2, axis=1)[:, None, :]
     else:
         data -= _upsample(bkg.back(), (ny, nx))
     if mask is None and not _noise_varies(data):
