@@ -10,6 +10,7 @@ import concurrent.futures
 import ctypes
 import dataclasses
 import gc
+import logging
 import multiprocessing
 import os
 import re
@@ -35,6 +36,8 @@ from orchestration.catalogue.validate import (
     CcdInfo,
     validate_image,
 )
+
+log = logging.getLogger(__name__)
 
 # (name, numpy dtype, unit, description) in output order; names as SExtractor writes them.
 COLUMNS: list[tuple[str, str, str, str]] = [
@@ -246,6 +249,41 @@ def _subtract_background(
     return rms_map
 
 
+PIXSTACKS = (300_000, 4_000_000)  # SExtractor's MEMORY_PIXSTACK; then room for a CCD-long bleed trail
+
+
+def _detect(
+    data: np.ndarray, err: float | np.ndarray, mask: np.ndarray | None, params: ExtractionParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """sep.extract with SExtractor's pixel stack, and a larger one only for a CCD that fills it: sep
+    touches every pixel of its stack (~25 bytes each), so a large one costs ~70 MB of each worker's
+    memory for every CCD."""
+    stacks = (*PIXSTACKS[:-1], max(PIXSTACKS[-1], data.size // 4))
+    for stack in stacks:
+        sep.set_extract_pixstack(stack)
+        try:
+            return sep.extract(  # type: ignore[no-any-return]
+                data,
+                params.DETECT_THRESH,
+                err=err,
+                mask=mask,
+                minarea=params.DETECT_MINAREA,
+                filter_kernel=tutorial_defaults().kernel if params.FILTER else None,
+                filter_type="conv",
+                deblend_nthresh=params.DEBLEND_NTHRESH,
+                deblend_cont=params.DEBLEND_MINCONT,
+                clean=params.CLEAN,
+                clean_param=params.CLEAN_PARAM,
+                segmentation_map=True,
+            )
+        except Exception as exc:  # sep raises plain Exception for its C errors (e.g. pixel buffer full)
+            if "pixel buffer" in str(exc) and stack != stacks[-1]:
+                log.info("pixel stack of %d full on this CCD; again with a larger one", stack)
+                continue
+            raise CatalogueInputError(f"Source detection failed on this CCD: {exc}") from exc
+    raise CatalogueInputError("Source detection failed on this CCD: its objects fill the pixel stack")
+
+
 def extract_ccd(
     data: np.ndarray,
     header: fits.Header | None = None,
@@ -271,28 +309,11 @@ def extract_ccd(
     satur = (
         float(header.get(params.SATUR_KEY, params.SATUR_LEVEL)) if params.SATUR_KEY else params.SATUR_LEVEL
     )
-    sat_pixels = data >= satur
+    sat_pixels = np.flatnonzero(data >= satur)  # indices: a few thousand, not a CCD-sized mask
 
-    sep.set_extract_pixstack(max(300_000, data.size // 4))
     sep.set_sub_object_limit(4096)
     err = _subtract_background(data, mask, params)
-    try:
-        objs, segmap = sep.extract(
-            data,
-            params.DETECT_THRESH,
-            err=err,
-            mask=mask,
-            minarea=params.DETECT_MINAREA,
-            filter_kernel=tutorial_defaults().kernel if params.FILTER else None,
-            filter_type="conv",
-            deblend_nthresh=params.DEBLEND_NTHRESH,
-            deblend_cont=params.DEBLEND_MINCONT,
-            clean=params.CLEAN,
-            clean_param=params.CLEAN_PARAM,
-            segmentation_map=True,
-        )
-    except Exception as exc:  # sep raises plain Exception for its C errors (e.g. pixel buffer full)
-        raise CatalogueInputError(f"Source detection failed on this CCD: {exc}") from exc
+    objs, segmap = _detect(data, err, mask, params)
     out = np.zeros(len(objs), CATALOGUE_DTYPE)
     if len(objs) == 0:
         return out
@@ -324,8 +345,8 @@ def extract_ccd(
         segmap=segmap,
     )
     saturated = np.zeros(len(objs), bool)
-    if sat_pixels.any():
-        hit = np.unique(segmap[sat_pixels])
+    if sat_pixels.size:
+        hit = np.unique(segmap.ravel()[sat_pixels])
         saturated[hit[hit > 0] - 1] = True
 
     positive = flux > 0
