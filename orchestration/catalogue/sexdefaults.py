@@ -10,14 +10,13 @@ that does not parse keeps the built-in one.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-CONFIG_DIR = Path(os.environ.get("SEXTRACTOR_CONFIG_DIR", "/usr/share/source-extractor"))
+CONFIG_DIR = Path("/usr/share/source-extractor")  # where Debian's source-extractor package puts them
 
 # Debian's default.sex (source-extractor 2.25+), the keys the engine uses.
 BUILT_IN: dict[str, Any] = {

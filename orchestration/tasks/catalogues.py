@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -85,7 +86,7 @@ def preview_path(cat: Catalogue, hdu_index: int, kind: str) -> Path:
 
 
 def _save_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp = path.with_name(path.name + f".{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)  # readers never see half a file
 

@@ -434,8 +434,12 @@ def catalogue_download(request: HttpRequest, pk: int, fmt: str) -> HttpResponse 
         path = cat.work_dir / "out" / f"{cat.stem}{TABLEDATA_SUFFIX}"
         if not path.is_file():
             rows = _rows_of(cat)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_votable(CatalogueRows(rows=rows, provenance=dict(cat.provenance)), path, "tabledata")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_votable(CatalogueRows(rows=rows, provenance=dict(cat.provenance)), path, "tabledata")
+            except OSError:
+                message = "The TABLEDATA VOTable cannot be written on the server just now; try again later."
+                return HttpResponse(message, status=503, content_type="text/plain")
     else:
         path = cat.work_dir / "out" / f"{cat.stem}{suffix}"
     if not path.is_file():

@@ -497,3 +497,18 @@ def test_the_form_and_the_catalogue_say_where_the_defaults_come_from(
     assert cat.provenance["defaults"]["changed"] == {"DETECT_MINAREA": 5, "MAG_ZEROPOINT": 30.0}
     detail = alice_client.get(f"/catalogues/{cat.pk}/").content.decode()
     assert "provenance-defaults" in detail and "DETECT_MINAREA 5" in detail
+
+
+def test_a_tabledata_that_cannot_be_written_is_a_message_not_an_error(
+    alice_client: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any, monkeypatch: Any
+) -> None:
+    from portal.views import catalogues as views
+
+    cat = run_archive(alice_client, django_capture_on_commit_callbacks)
+
+    def full_disk(*args: Any, **kwargs: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(views, "write_votable", full_disk)
+    response = alice_client.get(f"/catalogues/{cat.pk}/download/votable/?serialization=tabledata")
+    assert response.status_code == 503 and b"try again later" in response.content
