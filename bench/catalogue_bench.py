@@ -193,6 +193,14 @@ def main() -> None:
         print(f"  ours: whole command (start-up, files too)  {summary([o['cpu'] for o in mine])}")
         cpu_ratio = [o["worker_cpu"] / r["user"] for o, r in zip(mine, refs, strict=True)]
         print(f"  extraction CPU / tutorial's user time      {summary(cpu_ratio)}   target <= 1.00")
+        estimate = [
+            (o["cpu"] - o["worker_cpu"] + o["worker_cpu"] / args.jobs) / r["cpu"]
+            for o, r in zip(mine, refs, strict=True)
+        ]
+        print(
+            f"  wall ratio on {args.jobs} idle cores, from CPU: (serial + workers / {args.jobs}) / tutorial"
+            f" {summary(estimate)}"
+        )
         print("Peak memory (MB)")
         print(
             f"  ours, per extraction worker                {summary([o['worker_rss'] for o in mine])}   target <= 400"
