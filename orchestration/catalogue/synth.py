@@ -44,6 +44,11 @@ class SynthConfig:
     photzp: float = 30.0  # only written to the header, for realism
 
 
+# The benches' exposure: about 45,000 detections on 36 full CCDs (cosmic rays, bleed trails and bad
+# columns included), as a crowded MegaCam field gives.
+BENCH_CONFIG = SynthConfig(stars_per_ccd=1200, galaxies_per_ccd=3600, cosmics_per_ccd=400)
+
+
 def _moffat_alpha(cfg: SynthConfig) -> float:
     return cfg.fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / cfg.beta) - 1.0))
 

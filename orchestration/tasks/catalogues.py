@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -85,7 +86,7 @@ def preview_path(cat: Catalogue, hdu_index: int, kind: str) -> Path:
 
 
 def _save_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp = path.with_name(path.name + f".{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)  # readers never see half a file
 
@@ -105,25 +106,30 @@ def ccd_png(small: np.ndarray, stretch: str = "linear", contrast: float = 0.25) 
 
 
 def sources_json(rows: np.ndarray, shape: tuple[int, int]) -> dict[str, Any]:
-    """Ellipses in image pixels with the origin top left (SVG), for the page's overlay."""
+    """Ellipses in image pixels with the origin top left (SVG), for the page's overlay (whole columns
+    at a time: a CCD has thousands of sources)."""
     ny = shape[0]
     names = rows.dtype.names or ()
-    out = []
-    for r in rows:
-        a = float(r["A_IMAGE"]) * ELLIPSE_SCALE if "A_IMAGE" in names else 6.0
-        b = float(r["B_IMAGE"]) * ELLIPSE_SCALE if "B_IMAGE" in names else a
-        out.append(
-            {
-                "n": int(r["NUMBER"]),
-                "x": round(float(r["X_IMAGE"]) - 0.5, 2),
-                "y": round(ny - (float(r["Y_IMAGE"]) - 0.5), 2),
-                "a": round(max(a, 3.0), 2),
-                "b": round(max(b, 3.0), 2),
-                "t": round(float(r["THETA_IMAGE"]) if "THETA_IMAGE" in names else 0.0, 1),
-                "m": round(float(r["MAG_AUTO"]), 3),
-                "f": int(r["FLAGS"]) if "FLAGS" in names else 0,
-            }
-        )
+    n = len(rows)
+
+    def column(name: str, default: float) -> np.ndarray:
+        return rows[name].astype(np.float64) if name in names else np.full(n, default)
+
+    a = column("A_IMAGE", 2.0) * ELLIPSE_SCALE
+    b = column("B_IMAGE", np.nan) * ELLIPSE_SCALE
+    b = np.where(np.isnan(b), a, b)
+    cols = {
+        "n": rows["NUMBER"].astype(np.int64).tolist(),
+        "x": np.round(rows["X_IMAGE"].astype(np.float64) - 0.5, 2).tolist(),
+        "y": np.round(ny - (rows["Y_IMAGE"].astype(np.float64) - 0.5), 2).tolist(),
+        "a": np.round(np.maximum(a, 3.0), 2).tolist(),
+        "b": np.round(np.maximum(b, 3.0), 2).tolist(),
+        "t": np.round(column("THETA_IMAGE", 0.0), 1).tolist(),
+        "m": np.round(rows["MAG_AUTO"].astype(np.float64), 3).tolist(),
+        "f": (rows["FLAGS"].astype(np.int64) if "FLAGS" in names else np.zeros(n, np.int64)).tolist(),
+    }
+    keys = list(cols)
+    out = [dict(zip(keys, values, strict=True)) for values in zip(*cols.values(), strict=True)]
     return {"width": shape[1], "height": ny, "sources": out}
 
 

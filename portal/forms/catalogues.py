@@ -12,9 +12,11 @@ from django.conf import settings
 from orchestration.archive import InvalidObservation, observation_uri
 from orchestration.catalogue.errors import CatalogueInputError
 from orchestration.catalogue.extract import ExtractionParams
+from orchestration.catalogue.sexdefaults import tutorial_defaults
 from orchestration.storage.base import InvalidPath, normalize
 
-_DEFAULTS = ExtractionParams()
+# The tutorial's job runs source-extractor with Debian's default.sex and default.conv: so does the form.
+_DEFAULTS = ExtractionParams.defaults()
 SEEDS_OBSERVATIONS = "1056215p\n1056216p\n1056217p\n1056218p"
 
 
@@ -25,7 +27,10 @@ def _num(attrs: dict[str, str] | None = None) -> forms.NumberInput:
 
 
 class ParametersForm(forms.Form):
-    """SExtractor's names and defaults (no configuration file)."""
+    """SExtractor's names; the defaults are the tutorial's (Debian's default.sex and default.conv)."""
+
+    DEFAULTS_FROM = tutorial_defaults().source
+    FILTER_FROM = tutorial_defaults().kernel_source
 
     DETECT_THRESH = forms.FloatField(
         initial=_DEFAULTS.DETECT_THRESH, widget=_num(), help_text="σ above background"
@@ -37,7 +42,7 @@ class ParametersForm(forms.Form):
     BACK_SIZE = forms.IntegerField(initial=_DEFAULTS.BACK_SIZE, widget=_num(), help_text="pixels")
     BACK_FILTERSIZE = forms.IntegerField(initial=_DEFAULTS.BACK_FILTERSIZE, widget=_num())
     PHOT_AUTOPARAMS = forms.CharField(
-        initial="2.5, 3.5",
+        initial=", ".join(f"{v:g}" for v in _DEFAULTS.PHOT_AUTOPARAMS),
         widget=forms.TextInput(attrs={"class": "form-control form-control-sm mono"}),
         help_text="Kron factor, minimum radius",
     )
@@ -46,12 +51,14 @@ class ParametersForm(forms.Form):
     )
     GAIN = forms.FloatField(initial=_DEFAULTS.GAIN, widget=_num(), help_text="e⁻/ADU, 0: none")
     CLEAN = forms.BooleanField(
-        initial=True, required=False, widget=forms.CheckboxInput(attrs={"class": "form-check-input"})
+        initial=_DEFAULTS.CLEAN,
+        required=False,
+        widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
     )
     FILTER = forms.BooleanField(
-        initial=True,
+        initial=_DEFAULTS.FILTER,
         required=False,
-        help_text="3×3 pyramidal kernel",
+        help_text="default.conv (3×3, FWHM 2 px)",
         widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
     )
 

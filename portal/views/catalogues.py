@@ -31,7 +31,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from orchestration.archive import LocalArchive
 from orchestration.catalogue.errors import CatalogueInputError
-from orchestration.catalogue.formats import read_catalogue
+from orchestration.catalogue.extract import Catalogue as CatalogueRows
+from orchestration.catalogue.formats import TABLEDATA_SUFFIX, read_catalogue, write_votable
 from orchestration.catalogue.validate import validate_image
 from orchestration.storage.base import NotFound, StorageError
 from orchestration.tasks.catalogues import ccd_png, input_path, preview_path, rows_path
@@ -416,13 +417,31 @@ def catalogue_rows(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def catalogue_download(request: HttpRequest, pk: int, fmt: str) -> FileResponse:
-    """One output format, found from the catalogue (never from a path in the request)."""
+def catalogue_download(request: HttpRequest, pk: int, fmt: str) -> HttpResponse | FileResponse:
+    """One output format, found from the catalogue (never from a path in the request). The VOTable is
+    BINARY2; ``?serialization=tabledata`` gives it as TABLEDATA, written on its first download from
+    the catalogue's rows and kept (written to a temporary name, then renamed)."""
     cat = get_catalogue_for_user(request, pk)
     if fmt not in Catalogue.FORMATS or cat.state != Catalogue.DONE:
         raise Http404("No such file.")
     suffix, content_type = Catalogue.FORMATS[fmt]
-    path = cat.work_dir / "out" / f"{cat.stem}{suffix}"
+    serialization = request.GET.get("serialization", "binary2")
+    if serialization not in ("binary2", "tabledata") or (serialization == "tabledata" and fmt != "votable"):
+        return HttpResponse(
+            "serialization must be binary2 or tabledata (VOTable only)", status=400, content_type="text/plain"
+        )
+    if serialization == "tabledata":
+        path = cat.work_dir / "out" / f"{cat.stem}{TABLEDATA_SUFFIX}"
+        if not path.is_file():
+            rows = _rows_of(cat)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_votable(CatalogueRows(rows=rows, provenance=dict(cat.provenance)), path, "tabledata")
+            except OSError:
+                message = "The TABLEDATA VOTable cannot be written on the server just now; try again later."
+                return HttpResponse(message, status=503, content_type="text/plain")
+    else:
+        path = cat.work_dir / "out" / f"{cat.stem}{suffix}"
     if not path.is_file():
         raise Http404("This file is no longer on the server; it is in your storage.")
     response = FileResponse(

@@ -52,3 +52,14 @@ def test_it_reports_bad_input_as_a_command_error(tmp_path: Path) -> None:
     bad.write_text("not fits")
     with pytest.raises(CommandError, match="not a FITS file"):
         call_command("extract_catalogue", str(bad), output=str(tmp_path / "out"), stdout=StringIO())
+
+
+def test_it_writes_votable_tabledata_when_asked(small_image, tmp_path: Path) -> None:
+    path, _ = small_image
+    out = StringIO()
+    call_command("extract_catalogue", str(path), output=str(tmp_path), votable_tabledata=True, stdout=out)
+    tabledata = tmp_path / "1056215p.tabledata.cat.vot"
+    assert b"<TABLEDATA>" in tabledata.read_bytes()
+    assert b"<BINARY2>" in (tmp_path / "1056215p.cat.vot").read_bytes()
+    assert len(read_catalogue(tabledata)) == len(read_catalogue(tmp_path / "1056215p.cat.fits"))
+    assert "votable_tabledata:" in out.getvalue() and "DETECT_MINAREA" not in out.getvalue()

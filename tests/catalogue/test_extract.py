@@ -158,3 +158,16 @@ def test_it_builds_the_catalogue_from_per_ccd_task_results(catalogue, small_imag
     assert built.ccds == catalogue.ccds and built.provenance["input"] == "1056215p.fits.fz"
     with pytest.raises(ValueError, match="ccd01"):
         build_catalogue(path, ExtractionParams(), ccds, {1: parts[1], 3: parts[3]})
+
+
+def test_it_extracts_an_object_larger_than_sextractors_pixel_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SExtractor's MEMORY_PIXSTACK first (each worker's memory stays small); a CCD whose object
+    fills it, e.g. a long bleed trail, is detected again with a larger stack instead of failing."""
+    from orchestration.catalogue import extract
+
+    monkeypatch.setattr(extract, "PIXSTACKS", (2_000, 4_000_000))
+    rng = np.random.default_rng(0)
+    data = rng.normal(1000.0, 10.0, (400, 300)).astype(np.float32)
+    data[50:350, 140:160] += 5000.0  # 6000 pixels above the threshold in one object
+    rows = extract.extract_ccd(data, params=ExtractionParams(FILTER=False))
+    assert len(rows) >= 1 and rows["ISOAREA_IMAGE"].max() >= 5000

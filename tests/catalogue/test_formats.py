@@ -11,7 +11,13 @@ from astropy.io import fits
 from astropy.table import Table
 
 from orchestration.catalogue.extract import Catalogue, extract_file
-from orchestration.catalogue.formats import _FORMATS, read_ascii_head, read_catalogue, write_all
+from orchestration.catalogue.formats import (
+    _FORMATS,
+    read_ascii_head,
+    read_catalogue,
+    write_all,
+    write_votable,
+)
 from orchestration.catalogue.validate import CatalogueInputError
 
 
@@ -40,8 +46,20 @@ def test_it_keeps_provenance_inside_fits_and_votable(written, fmt: str) -> None:
     _, paths = written
     prov = read_catalogue(paths[fmt]).provenance
     assert prov["input"] == "1056215p.fits.fz"
-    assert prov["parameters"]["DETECT_MINAREA"] == 5 and prov["parameters"]["DETECT_THRESH"] == 1.5
+    assert prov["parameters"]["DETECT_MINAREA"] == 3 and prov["parameters"]["DETECT_THRESH"] == 1.5
+    assert prov["defaults"]["changed"] == {} and "default.sex" in prov["defaults"]["from"]
     assert set(prov["versions"]) >= {"sep", "astropy", "numpy"}
+
+
+def test_it_writes_votable_tabledata_on_request_with_the_same_rows(written, tmp_path: Path) -> None:
+    cat, paths = written
+    assert b"<BINARY2>" in paths["votable"].read_bytes()
+    path = write_votable(cat, tmp_path / "x.tabledata.cat.vot", "tabledata")
+    assert b"<TABLEDATA>" in path.read_bytes()
+    back = read_catalogue(path)
+    assert back.provenance["parameters"] == json.loads(json.dumps(cat.provenance["parameters"]))
+    for name in cat.rows.dtype.names:
+        assert np.allclose(back.rows[name], cat.rows[name], rtol=2e-6, atol=0, equal_nan=True), name
 
 
 def test_it_writes_a_provenance_file_and_the_csv_columns(written) -> None:
@@ -130,3 +148,33 @@ def test_it_writes_an_empty_catalogue(tmp_path: Path) -> None:
     paths = write_all(cat, tmp_path, "x")
     assert len(read_catalogue(paths["fits"])) == 0
     assert len(read_catalogue(paths["ascii_head"])) == 0
+
+
+def test_concurrent_writers_of_one_file_never_leave_half_of_it(written, tmp_path: Path) -> None:
+    """Two first downloads of TABLEDATA at once: each writes a temporary file and renames it, so a
+    reader sees no file or a whole one, and no temporary file is left."""
+    import threading
+
+    cat, _ = written
+    target = tmp_path / "x.tabledata.cat.vot"
+    seen: list[bytes] = []
+    done = threading.Event()
+
+    def read_while_writing() -> None:
+        while not done.is_set():
+            if target.exists():
+                seen.append(target.read_bytes())
+
+    reader = threading.Thread(target=read_while_writing)
+    reader.start()
+    writers = [threading.Thread(target=write_votable, args=(cat, target, "tabledata")) for _ in range(4)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    done.set()
+    reader.join()
+    whole = target.read_bytes()
+    assert whole.rstrip().endswith(b"</VOTABLE>")
+    assert all(s == whole for s in seen)
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]

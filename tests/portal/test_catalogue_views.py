@@ -457,3 +457,58 @@ def test_a_long_image_name_still_gets_a_free_output_name(alice: Any, catalogue_e
     )
     outputs = catalogue_tasks._reserve_outputs(cat, storage)
     assert outputs["ascii_head"] == f"catalogues/{'x' * 198}-2.cat"
+
+
+def test_every_format_downloads_at_once_and_tabledata_is_made_on_first_request(
+    alice_client: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    from orchestration.catalogue.formats import read_catalogue
+
+    cat = run_archive(alice_client, django_capture_on_commit_callbacks)
+    for fmt in ("ascii_head", "fits", "csv", "votable", "provenance"):
+        response = alice_client.get(f"/catalogues/{cat.pk}/download/{fmt}/")
+        assert response.status_code == 200, fmt
+        assert b"".join(response.streaming_content), fmt
+    page = alice_client.get(f"/catalogues/{cat.pk}/")
+    assert b"?serialization=tabledata" in page.content
+    url = f"/catalogues/{cat.pk}/download/votable/?serialization=tabledata"
+    cached = cat.work_dir / "out" / f"{cat.stem}.tabledata.cat.vot"
+    assert not cached.exists()
+    first = b"".join(alice_client.get(url).streaming_content)
+    assert b"<TABLEDATA>" in first and cached.is_file()
+    assert b"".join(alice_client.get(url).streaming_content) == first  # served from the cache
+    back = read_catalogue(cached)
+    assert len(back) == cat.n_sources and back.provenance["parameters"]["MAG_ZEROPOINT"] == 30
+    bad = alice_client.get(f"/catalogues/{cat.pk}/download/votable/?serialization=../../etc")
+    assert bad.status_code == 400 and b"binary2 or tabledata" in bad.content
+    assert alice_client.get(f"/catalogues/{cat.pk}/download/csv/?serialization=tabledata").status_code == 400
+
+
+def test_the_form_and_the_catalogue_say_where_the_defaults_come_from(
+    alice_client: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    from orchestration.catalogue.sexdefaults import tutorial_defaults
+
+    page = alice_client.get("/catalogues/new/").content.decode()
+    assert tutorial_defaults().source in page
+    assert 'name="DETECT_MINAREA" value="3"' in page  # Debian's default.sex, as the tutorial's job
+    cat = run_archive(alice_client, django_capture_on_commit_callbacks)
+    assert cat.provenance["defaults"]["from"] == tutorial_defaults().source
+    assert cat.provenance["defaults"]["changed"] == {"DETECT_MINAREA": 5, "MAG_ZEROPOINT": 30.0}
+    detail = alice_client.get(f"/catalogues/{cat.pk}/").content.decode()
+    assert "provenance-defaults" in detail and "DETECT_MINAREA 5" in detail
+
+
+def test_a_tabledata_that_cannot_be_written_is_a_message_not_an_error(
+    alice_client: Any, catalogue_env: Path, django_capture_on_commit_callbacks: Any, monkeypatch: Any
+) -> None:
+    from portal.views import catalogues as views
+
+    cat = run_archive(alice_client, django_capture_on_commit_callbacks)
+
+    def full_disk(*args: Any, **kwargs: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(views, "write_votable", full_disk)
+    response = alice_client.get(f"/catalogues/{cat.pk}/download/votable/?serialization=tabledata")
+    assert response.status_code == 503 and b"try again later" in response.content

@@ -1,0 +1,160 @@
+"""Numbers to text a whole column at a time, for the catalogue's text formats.
+
+``np.savetxt`` and astropy's writers format one value at a time in Python (about a microsecond each:
+0.5 s for a 40,000-source CSV, 5 s for a VOTable TABLEDATA). Here each column becomes a block of ASCII
+digits with integer arithmetic on the whole array: a fixed-point column is ``rint(|x| * 10**P)``
+split into digits, a scientific one its mantissa and exponent. Rows are then byte rows of one matrix
+(columns side by side with their separators), written with one ``tobytes``. Values are rounded as
+printf rounds them except, rarely, in the last digit of a value half-way between two; a column whose
+values do not fit in 18 digits is formatted by Python instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_SPACE, _MINUS, _DOT, _ZERO = 32, 45, 46, 48
+MAX_DIGITS = 18  # int64 holds 18 decimal digits safely
+
+
+def _digits(k: np.ndarray, ndig: int) -> np.ndarray:
+    """Non-negative int64 values as (n, ndig) ASCII digits, zero padded on the left."""
+    out = np.empty((len(k), ndig), np.uint8)
+    if len(k) == 0:
+        return out
+    # one column of digits per pass, on 32-bit integers when the values fit (division is cheaper)
+    work = k.astype(np.uint32) if int(k.max()) < 2**32 else k.copy()
+    quotient = np.empty_like(work)
+    for j in range(ndig - 1, -1, -1):
+        np.floor_divide(work, 10, out=quotient)
+        out[:, j] = work - quotient * 10 + _ZERO
+        work, quotient = quotient, work
+    return out
+
+
+def _ndigits(k: np.ndarray) -> np.ndarray:
+    """Decimal digits of each non-negative value (at least 1)."""
+    return np.searchsorted(10 ** np.arange(1, MAX_DIGITS + 1, dtype=np.int64), k, side="right") + 1
+
+
+def _text_matrix(texts: list[bytes], width: int) -> np.ndarray:
+    """Right-justified byte strings as an (n, width) matrix."""
+    return np.frombuffer(b"".join(t.rjust(width) for t in texts), np.uint8).reshape(len(texts), width)
+
+
+def _python_column(values: np.ndarray, printf: str, width: int) -> np.ndarray:
+    texts = [(printf % v).encode() for v in values.tolist()]
+    return _text_matrix(texts, max([width, *map(len, texts)]))
+
+
+def _special(values: np.ndarray, out: np.ndarray, bad: np.ndarray, nan: bytes) -> np.ndarray:
+    """Rows that are NaN or infinite, written as text (SExtractor and printf write nan, inf)."""
+    words = {"nan": nan, "inf": b"inf", "-inf": b"-inf"}
+    texts = [words[str(v)] for v in values[bad].tolist()]
+    width = max(out.shape[1], *map(len, texts))
+    if width > out.shape[1]:
+        out = np.concatenate([np.full((len(out), width - out.shape[1]), _SPACE, np.uint8), out], axis=1)
+    out[bad] = _text_matrix(texts, width)
+    return out
+
+
+def fixed(values: np.ndarray, decimals: int, width: int = 0, nan: bytes = b"nan") -> np.ndarray:
+    """printf ``%{width}.{decimals}f`` (``%{width}d`` with decimals 0) as an (n, w) matrix, w >= width."""
+    x = np.asarray(values, dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return np.zeros((0, width), np.uint8)
+    finite = np.isfinite(x)
+    a = np.where(finite, np.abs(x), 0.0)
+    scaled = a * 10.0**decimals
+    if scaled.max() >= 10.0**MAX_DIGITS:
+        return _python_column(x, f"%{width}.{decimals}f" if decimals else f"%{width}.0f", width)
+    k = np.rint(scaled).astype(np.int64)
+    int_part = k // 10**decimals
+    n_int = _ndigits(int_part)
+    d_int = int(n_int.max())
+    body = _digits(k, d_int + decimals)
+    if decimals:
+        dot = np.full((n, 1), _DOT, np.uint8)
+        body = np.concatenate([body[:, :d_int], dot, body[:, d_int:]], axis=1)
+    cols = np.arange(d_int)[None, :]
+    lead = d_int - n_int[:, None]  # leading zeros of the integer part become spaces
+    body[:, :d_int][cols < lead] = _SPACE
+    negative = np.signbit(x) & finite & (x != 0)
+    out = np.concatenate([np.full((n, 1), _SPACE, np.uint8), body], axis=1)
+    rows = np.nonzero(negative)[0]
+    out[rows, lead[rows, 0]] = _MINUS  # just left of the first digit (column 0 is the spare)
+    if not negative.any():
+        out = out[:, 1:]
+    if out.shape[1] < width:
+        out = np.concatenate([np.full((n, width - out.shape[1]), _SPACE, np.uint8), out], axis=1)
+    if not finite.all():
+        out = _special(x, out, ~finite, nan)
+    return out
+
+
+def integer(values: np.ndarray, width: int = 0) -> np.ndarray:
+    """printf ``%{width}d``."""
+    x = np.asarray(values)
+    if len(x) and np.abs(x.astype(np.int64)).max() >= 10**MAX_DIGITS:
+        return _python_column(x, f"%{width}d", width)
+    return fixed(x.astype(np.float64), 0, width)
+
+
+def scientific(values: np.ndarray, decimals: int, width: int = 0, nan: bytes = b"nan") -> np.ndarray:
+    """printf ``%{width}.{decimals}e``."""
+    x = np.asarray(values, dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return np.zeros((0, width), np.uint8)
+    finite = np.isfinite(x)
+    a = np.where(finite, np.abs(x), 0.0)
+    nonzero = a > 0
+    exp = np.zeros(n, np.int64)
+    exp[nonzero] = np.floor(np.log10(a[nonzero])).astype(np.int64)
+    mant = np.rint(a * np.power(10.0, decimals - exp)).astype(np.int64)
+    over = mant >= 10 ** (decimals + 1)  # 9.9999 rounded up to 10.000
+    exp[over] += 1
+    mant[over] //= 10
+    low = nonzero & (mant < 10**decimals)  # log10 landed just below a power of ten
+    exp[low] -= 1
+    mant[low] = np.rint(a[low] * np.power(10.0, decimals - exp[low])).astype(np.int64)
+    digits = _digits(mant, decimals + 1)
+    e_digits = max(2, len(str(int(np.abs(exp).max()))))
+    parts = [
+        np.where(np.signbit(x) & finite & nonzero, _MINUS, _SPACE).astype(np.uint8)[:, None],
+        digits[:, :1],
+    ]
+    if decimals:
+        parts += [np.full((n, 1), _DOT, np.uint8), digits[:, 1:]]
+    parts += [
+        np.full((n, 1), ord("e"), np.uint8),
+        np.where(exp < 0, _MINUS, ord("+")).astype(np.uint8)[:, None],
+        _digits(np.abs(exp), e_digits),
+    ]
+    out = np.concatenate(parts, axis=1)
+    if not (np.signbit(x) & finite & nonzero).any():
+        out = out[:, 1:]
+    if out.shape[1] < width:
+        out = np.concatenate([np.full((n, width - out.shape[1]), _SPACE, np.uint8), out], axis=1)
+    if not finite.all():
+        out = _special(x, out, ~finite, nan)
+    return out
+
+
+def join_rows(columns: list[np.ndarray], sep: bytes, start: bytes = b"", end: bytes = b"\n") -> bytes:
+    """Columns side by side, ``sep`` between them, ``start`` and ``end`` around each row."""
+    if not columns or len(columns[0]) == 0:
+        return b""
+    n = len(columns[0])
+
+    def const(text: bytes) -> np.ndarray:
+        return np.broadcast_to(np.frombuffer(text, np.uint8), (n, len(text)))
+
+    parts = [const(start)] if start else []
+    for i, col in enumerate(columns):
+        if i:
+            parts.append(const(sep))
+        parts.append(col)
+    parts.append(const(end))
+    return np.concatenate(parts, axis=1).tobytes()
