@@ -20,7 +20,6 @@ import warnings
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 from xml.parsers import expat
-
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np

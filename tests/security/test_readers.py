@@ -130,7 +130,7 @@ def test_a_votable_stream_is_refused_without_a_request(
         (home / name).write_text(_votable_with_stream(href))
         page = alice_client.get(f"/catalogues/storage/{name}")
         assert page.status_code == 400
-        assert b"only VOTables with inline TABLEDATA are read" in page.content
+        assert b"only VOTables with inline TABLEDATA, BINARY or BINARY2 data are read" in page.content
         assert SECRET not in page.content.decode()
     assert hits == []
 
