@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from portal.forms.cloud import LaunchForm, SnapshotForm
 from portal.http import ProjectRequest, posted_id, posted_ids, project_required
-from portal.models import FloatingIP, Image, Operation, Quota, Server
+from portal.models import FloatingIP, Image, Operation, Project, Quota, Server
 
 PAGE_SIZE = 50
 ACTIONS = {"start": "Start", "stop": "Stop", "reboot": "Reboot"}
@@ -53,14 +53,25 @@ def _list_context(request: ProjectRequest) -> dict[str, Any]:
         "servers": servers,
         "query": request.GET.get("q", ""),
         "status": request.GET.get("status", ""),
-        "polling": any(s.is_transitional or not s.external_id for s in servers),
+        "polling": any(s.is_transitional or (not s.external_id and s.status == "BUILD") for s in servers),
     }
+
+
+def _viewed(project: Any) -> None:
+    """Note that someone is looking at the project, so the sync keeps it fresh (one cheap conditional
+    UPDATE, at most every few seconds per project)."""
+    now = timezone.now()
+    recent = now - timedelta(seconds=min(settings.CLOUD_SYNC_SECONDS, settings.CLOUD_WATCH_SECONDS))
+    Project.objects.filter(pk=project.pk).filter(Q(viewed_at__isnull=True) | Q(viewed_at__lt=recent)).update(
+        viewed_at=now
+    )
 
 
 @project_required
 @require_GET
 def vm_list(request: ProjectRequest) -> HttpResponse:
     project = request.project
+    _viewed(project)
     ctx = _list_context(request)
     if request.headers.get("HX-Request"):
         return render(request, "vms/_table.html", ctx)
@@ -141,6 +152,7 @@ def vm_launch(request: ProjectRequest) -> HttpResponse:
 @require_GET
 def vm_detail(request: ProjectRequest, pk: int) -> HttpResponse:
     server = get_server_for_user(request, pk)
+    _viewed(server.project)
     operations = list(Operation.objects.for_user(request.user).filter(target=f"vm:{server.pk}")[:20])
     ctx = {
         "server": server,

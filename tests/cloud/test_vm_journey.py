@@ -97,7 +97,11 @@ def test_it_attaches_the_projects_one_ip_and_shows_the_ssh_command(demo_client: 
     assert f"ssh ubuntu@{fip.address}" in html
     demo_client.post("/vms/ips/allocate/")  # a race past the disabled button
     op = drive(last_op("fip_allocate"))
-    assert op.state == "failed" and op.error.startswith("Quota exceeded")
+    assert op.state == "failed"
+    assert op.error == (
+        "Could not allocate a floating IP. The project's floating IP quota (1) is used up. "
+        "Release one or ask for a larger quota."
+    )
 
 
 def test_it_snapshots_a_vm_and_boots_another_from_the_snapshot(demo_client: Any) -> None:
@@ -202,7 +206,21 @@ def test_it_reports_the_clouds_instance_quota_refusal_in_words(demo_client: Any)
     ops = [_launch(demo_client, f"bulk{i}", count=1) for i in range(11)]
     results = [drive(op) for op in ops]
     failed = [op for op in results if op.state == "failed"]
-    assert len(failed) == 1 and "Quota exceeded" in failed[0].error and p.name
+    assert len(failed) == 1 and p.name
+    assert failed[0].error == (
+        "Could not launch the VM bulk10. The project's instance quota (10) is used up: 10 in use, "
+        "1 more asked for. Delete something or ask for a larger quota."
+    )
+    # The refused row is an error with the reason, not a ghost left building without a cloud id.
+    refused = Server.objects.get(project=p, name="bulk10")
+    assert refused.status == "ERROR" and refused.external_id == ""
+    assert refused.fault.startswith("Not launched: Could not launch the VM bulk10.")
+    sync()
+    html = demo_client.get("/vms/").content.decode()
+    assert 'data-polling="false"' in html and "bulk10" in html
+    demo_client.post("/vms/delete/", {"server": [refused.pk]})
+    assert drive(last_op("vm_delete")).state == "succeeded"
+    assert not Server.objects.filter(pk=refused.pk).exists()
 
 
 def test_it_shows_a_vm_that_goes_to_error_with_the_clouds_reason(demo_client: Any) -> None:
