@@ -263,21 +263,31 @@ def _sync_with(project: Project, client: CloudClient, credential: Credential) ->
 
 
 def _refresh(project: Project, client: CloudClient) -> None:
-    """The cheap refresh: servers changed since the last sync (deleted ones included), floating IPs,
-    and the quotas only when either changed."""
-    marker = project.servers_changed_at
-    servers = client.servers(changes_since=marker)
+    """The cheap refresh: floating IPs, the servers changed since the last sync (deleted ones included;
+    all of them when an IP moved, since a server's addresses change without a change of the server),
+    and the quotas only when something changed."""
     ips = client.floating_ips()
+    moved = _ips_differ(project, ips)
+    marker = "" if moved else project.servers_changed_at
+    servers = client.servers(changes_since=marker)
     now = timezone.now()
     with transaction.atomic():
         images = {i.external_id: i for i in Image.objects.filter(project=project)}
         _, changed = _sync_servers(project, servers, images, now, complete=not marker, only_changed=True)
-        rows = {s.external_id: s for s in Server.objects.filter(project=project).exclude(external_id="")}
-        changed_ips = _sync_ips(project, ips, rows, now, only_changed=True)
+        if moved:
+            rows = {s.external_id: s for s in Server.objects.filter(project=project).exclude(external_id="")}
+            _sync_ips(project, ips, rows, now)
         Project.objects.filter(pk=project.pk).update(servers_changed_at=_newest(servers, marker))
-    if changed or changed_ips or not Quota.objects.filter(project=project).exists():
-        quota = client.quotas()
-        _save_quota(project, quota, timezone.now())
+    if changed or moved or not Quota.objects.filter(project=project).exists():
+        _save_quota(project, client.quotas(), timezone.now())
+
+
+def _ips_differ(project: Project, ips: list[Any]) -> bool:
+    seen = {
+        (f.external_id, f.address, f.status, f.port_id, f.fixed_address)
+        for f in FloatingIP.objects.filter(project=project)
+    }
+    return seen != {(i.id, i.address, i.status, i.port_id, i.fixed_address) for i in ips}
 
 
 def _save_quota(project: Project, quota: Any, now: Any) -> None:
@@ -445,25 +455,8 @@ def _apply_server(row: Server, info: ServerInfo, image: Image | None, owner: str
         row.image_name, row.default_user = image.name, image.default_user
 
 
-def _sync_ips(
-    project: Project, ips: list[Any], servers: dict[str, Server], now: Any, only_changed: bool = False
-) -> bool:
-    """Make the floating IP rows match the cloud's; with ``only_changed``, write only when they differ.
-    Returns whether anything was written."""
+def _sync_ips(project: Project, ips: list[Any], servers: dict[str, Server], now: Any) -> None:
     by_fixed = {ip: s for s in servers.values() for ip in s.fixed_ips}
-    if only_changed:
-        seen = {
-            (f.external_id, f.address, f.status, f.port_id, f.fixed_address, f.server_id)
-            for f in FloatingIP.objects.filter(project=project)
-        }
-        wanted = set()
-        for info in ips:
-            server = by_fixed.get(info.fixed_address) if info.port_id else None
-            wanted.add(
-                (info.id, info.address, info.status, info.port_id, info.fixed_address, server and server.pk)
-            )
-        if seen == wanted:
-            return False
     _reconcile(
         FloatingIP,
         {"project": project},
@@ -480,7 +473,6 @@ def _sync_ips(
             for info in ips
         },
     )
-    return True
 
 
 def _sync_keypairs(project: Project, user: Any, keypairs: list[Any]) -> None:
