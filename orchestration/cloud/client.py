@@ -13,6 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import openstack
+import requests
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
 from keystoneauth1.session import TCPKeepAliveAdapter
 from openstack.connection import Connection
 
@@ -107,20 +110,21 @@ def connect_with_app_credential(
     The session keeps its token until shortly before it expires (keystoneauth renews it then) and its
     sockets open between calls and tasks, so a sync signs in once per token lifetime, not once a call.
     The client must not be closed by callers: ``forget_session`` or ``close_sessions`` do that.
+    All sessions share one bounded pool of sockets (``_shared_http``).
     """
     key = _session_key(auth_url, credential_id, secret, region, interface)
     with _lock:
         _close_idle()
         conn = _sessions.pop(key, None)
         if conn is None:
-            kwargs = _common(auth_url, region, interface)
-            kwargs.update(
-                auth_type="v3applicationcredential",
+            auth = v3.ApplicationCredential(
+                auth_url=auth_url,
                 application_credential_id=credential_id,
                 application_credential_secret=secret,
             )
+            session = ks_session.Session(auth=auth, session=_shared_http(), timeout=TIMEOUT)
             with translate("connect to the cloud"):
-                conn = _bounded(openstack.connect(**kwargs))
+                conn = Connection(session=session, region_name=region or None, interface=interface)
         _sessions[key] = conn  # most recently used last
         _last_used[key] = time.monotonic()
         while len(_sessions) > SESSIONS_MAX:
@@ -135,6 +139,20 @@ def connect_with_app_credential(
 _lock = threading.Lock()
 _sessions: OrderedDict[tuple[str, ...], Connection] = OrderedDict()
 _last_used: dict[tuple[str, ...], float] = {}
+# One HTTP connection pool for all of them: a request carries its own token, so sessions of
+# different credentials can share sockets, and a worker syncing 200 projects keeps POOL_MAXSIZE
+# sockets per service, not 200 times that (Neutron serves 100 connections at once in all).
+_http: list[requests.Session] = []
+
+
+def _shared_http() -> requests.Session:
+    if not _http:
+        http = requests.Session()
+        adapter = TCPKeepAliveAdapter(pool_connections=8, pool_maxsize=POOL_MAXSIZE)
+        http.mount("https://", adapter)
+        http.mount("http://", adapter)
+        _http.append(http)
+    return _http[0]
 
 
 def _session_key(
@@ -184,6 +202,9 @@ def close_sessions() -> int:
         while _sessions:
             _close(_sessions.popitem()[1])
         _last_used.clear()
+        while _http:
+            with contextlib.suppress(OSError):
+                _http.pop().close()
     return count
 
 
