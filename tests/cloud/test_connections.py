@@ -22,7 +22,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from orchestration.cloud.client import close_sessions, connect_with_password
+from orchestration.cloud.client import POOL_MAXSIZE, close_sessions, connect_with_password
 from orchestration.tasks.cloud import sync_all_projects
 from portal.models import Credential, Operation, Project
 from tests.cloud.conftest import REAL, clean_real_cloud, drive, real_cloud_or_skip
@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.real_cloud, pytest.mark.integration, pytest.mark.djang
 
 SERVICES = {5000: "keystone", 8774: "nova", 9292: "glance", 9696: "neutron"}
 SECONDS = int(os.environ.get("CLOUD_SOCKET_TEST_SECONDS", "75"))
-PER_SERVICE = 4  # two credentials, each session keeping at most POOL_MAXSIZE (2) idle sockets
+PER_SERVICE = POOL_MAXSIZE  # all sessions of a process share one pool of at most this many per service
 
 
 def _sockets(pid: int) -> Counter[str]:
