@@ -265,7 +265,8 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     setup_django()
-    part_one(args.projects, args.watched)
+    if args.projects:  # --projects 0: the real cloud only
+        part_one(args.projects, args.watched)
     if not args.no_real:
         part_two()
 
