@@ -281,6 +281,11 @@ VM_LIFETIME_DAYS = _int("VM_LIFETIME_DAYS", 14, minimum=1)
 VM_EXPIRY_WARNING_DAYS = _int("VM_EXPIRY_WARNING_DAYS", 2, minimum=0)
 APP_CREDENTIAL_DAYS = _int("APP_CREDENTIAL_DAYS", 30, minimum=1)
 CLOUD_SYNC_SECONDS = _int("CLOUD_SYNC_SECONDS", 5, minimum=1)
+# A project is refreshed every CLOUD_SYNC_SECONDS only while a VM page of it was open within the last
+# CLOUD_WATCH_SECONDS or an operation is in flight; every project is fully reconciled (flavors,
+# images, key pairs, deletions) every CLOUD_FULL_SYNC_SECONDS.
+CLOUD_WATCH_SECONDS = _int("CLOUD_WATCH_SECONDS", 120, minimum=1)
+CLOUD_FULL_SYNC_SECONDS = _int("CLOUD_FULL_SYNC_SECONDS", 600, minimum=1)
 BATCH_PACKAGES_DEFAULT = env.str("BATCH_PACKAGES_DEFAULT", default="source-extractor libcfitsio-bin")
 CELERY_BEAT_SCHEDULE["sync-clouds"] = {
     "task": "orchestration.tasks.cloud.sync_all_projects",

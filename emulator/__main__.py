@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
         "--public-url", default=None, help="URL clients reach the emulator on, if not the host"
     )
     parser.add_argument("--quiet", action="store_true", help="print only the URL line and errors")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    parser.add_argument("--separate-ports", action="store_true", help="also one port per service")
     args = parser.parse_args(argv)
     return serve(
         args.host,
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         args.snapshot_seconds,
         args.public_url,
         quiet=args.quiet,
+        latency=args.latency,
+        separate_ports=args.separate_ports,
     )
 
 
@@ -44,12 +48,24 @@ def serve(
     snapshot_seconds: float = 4.0,
     public_url: str | None = None,
     quiet: bool = False,
+    latency: float = 0.0,
+    separate_ports: bool = False,
 ) -> int:
     """Run until Ctrl-C, after printing the URL and a clouds.yaml entry for the demo user."""
     level = logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        running = start_emulator(host, port, state, seed, build_seconds, snapshot_seconds, public_url)
+        running = start_emulator(
+            host,
+            port,
+            state,
+            seed,
+            build_seconds,
+            snapshot_seconds,
+            public_url,
+            latency=latency,
+            separate_ports=separate_ports,
+        )
     except (OSError, ValueError) as exc:
         print(f"cannot start the emulated cloud: {exc}", file=sys.stderr)
         return 1

@@ -114,6 +114,12 @@ class Router:
 
         return register
 
+    def include(self, other: Router) -> None:
+        """Serve ``other``'s routes too (a service split over modules), once."""
+        for route in other.routes:
+            if route not in self.routes:
+                self.routes.append(route)
+
     def find(self, request: Request) -> Handler:
         path_matched = False
         for method, regex, handler in self.routes:

@@ -197,9 +197,12 @@ def _app_cred_user(cloud: Cloud, spec: dict[str, Any]) -> tuple[dict[str, Any], 
         )
         found = cloud.store.all("app_cred", name=spec.get("name"), user_id=user_id)
         cred = found[0] if found else None
-    if cred is None or not check_secret(str(spec.get("secret", "")), cred["secret"]):
+    if cred is None:  # deleted (or never made): a real Keystone answers 404, not 401
+        ref = spec.get("id") or spec.get("name")
+        raise ApiError(404, f"Could not find Application Credential: {ref}.")
+    if not check_secret(str(spec.get("secret", "")), cred["secret"]):
         raise ApiError(401, UNAUTHORIZED)
-    if cred.get("expires") and cred["expires"] <= time.time():
+    if cred.get("expires") and cred["expires"] <= time.time():  # expired: 401
         raise ApiError(401, UNAUTHORIZED)
     return cred, cloud.store.get("user", cred["user_id"])
 
@@ -260,11 +263,12 @@ def _token_body(cloud: Cloud, request: Request, record: dict[str, Any]) -> dict[
 def catalog(cloud: Cloud, request: Request) -> list[dict[str, Any]]:
     """Endpoints on the one port, under devstack-like prefixes, at the URL the client used."""
     base = cloud.public_url or request.base_url
+    own = cloud.service_urls  # services on ports of their own, when started so
     services = [
-        ("identity", "keystone", f"{base}/identity/v3/"),
-        ("compute", "nova", f"{base}/compute/v2.1"),
-        ("image", "glance", f"{base}/image"),
-        ("network", "neutron", f"{base}/network"),
+        ("identity", "keystone", f"{own.get('/identity', base)}/identity/v3/"),
+        ("compute", "nova", f"{own.get('/compute', base)}/compute/v2.1"),
+        ("image", "glance", f"{own.get('/image', base)}/image"),
+        ("network", "neutron", f"{own.get('/network', base)}/network"),
     ]
     return [
         {

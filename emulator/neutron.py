@@ -1,4 +1,6 @@
-"""Neutron v2.0: networks, subnets, server ports, floating IPs (with Neutron's OverQuota 409), quotas."""
+"""Neutron v2.0: networks, subnets, server ports, floating IPs (with Neutron's OverQuota 409), quotas.
+
+Creating networks, subnets and routers: neutron_routers.py."""
 
 from __future__ import annotations
 
@@ -223,7 +225,7 @@ def port_doc(port: dict[str, Any]) -> dict[str, Any]:
             "admin_state_up": True,
             "status": "ACTIVE",
             "device_id": port["device_id"],
-            "device_owner": "compute:nova",
+            "device_owner": port.get("device_owner", "compute:nova"),
             "fixed_ips": [{"subnet_id": port["subnet_id"], "ip_address": port["ip_address"]}],
             "allowed_address_pairs": [],
             "extra_dhcp_opts": [],
@@ -307,7 +309,7 @@ def create_fip(cloud: Cloud, request: Request) -> Response:
             400, f"Bad floatingip request: Network {network['id']} is not a valid external network."
         )
     with cloud.store.transaction():
-        limit = _quota(cloud, project_id).get("floatingip", 1)
+        limit = _quota(cloud, project_id).get("floatingip", 50)
         if 0 <= limit <= len(cloud.store.all("floatingip", project_id=project_id)):
             raise ApiError(409, "Quota exceeded for resources: ['floatingip'].", "OverQuota")
         subnet = cloud.store.get("subnet", network["subnets"][0])
@@ -390,11 +392,12 @@ def _quota_usage(cloud: Cloud, project_id: str) -> dict[str, tuple[int, int]]:
         "subnet": len(cloud.store.all("subnet", project_id=project_id)),
         "port": len(cloud.store.all("port", project_id=project_id)),
         "floatingip": len(cloud.store.all("floatingip", project_id=project_id)),
+        "router": len(cloud.store.all("router", project_id=project_id)),
         "security_group": 1,
         "security_group_rule": 4,
     }
     limits = {**FIXED_QUOTAS, "security_group": 10, "security_group_rule": 100}
-    limits["floatingip"] = _quota(cloud, project_id).get("floatingip", 1)
+    limits["floatingip"] = _quota(cloud, project_id).get("floatingip", 50)
     return {key: (limit, own.get(key, 0)) for key, limit in limits.items()}
 
 
@@ -424,11 +427,6 @@ def show_quota_details(cloud: Cloud, request: Request) -> Response:
 def list_extensions(cloud: Cloud, request: Request) -> Response:
     docs = [{"alias": a, "name": a, "description": "", "updated": "", "links": []} for a in EXTENSIONS]
     return Response(200, {"extensions": docs})
-
-
-@router.route("GET", "/v2.0/routers")
-def list_routers(cloud: Cloud, request: Request) -> Response:
-    return Response(200, {"routers": []})
 
 
 @router.route("GET", "/v2.0/security-groups")

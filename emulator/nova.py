@@ -11,11 +11,13 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from emulator.http import ApiError, Auth, Request, Response, Router, iso, nova_error, paginate
+from emulator import nova_servers
+from emulator.http import ApiError, Request, Response, iso, nova_error, paginate
+from emulator.nova_base import PREFIX, auth_of, find_flavor, link, quota, router, usage
 from emulator.store import Cloud
 
-PREFIX = "/compute"
-router = Router()
+__all__ = ["PREFIX", "nova_servers", "router"]  # nova_servers registers the server routes on `router`
+
 MIN_VERSION, MAX_VERSION = (2, 1), (2, 93)
 VARY = "OpenStack-API-Version, X-OpenStack-Nova-API-Version"
 KEYPAIR_NAME = re.compile(r"^[A-Za-z0-9 _.@-]{1,255}$")
@@ -80,23 +82,7 @@ def render_error(err: ApiError) -> Response:
     return nova_error(err)
 
 
-def link(request: Request, kind: str, obj_id: str, self_link: bool = True) -> list[dict[str, str]]:
-    links = [{"rel": "bookmark", "href": f"{request.base_url}{PREFIX}/{kind}/{obj_id}"}]
-    if self_link:
-        links.insert(0, {"rel": "self", "href": f"{request.base_url}{PREFIX}/v2.1/{kind}/{obj_id}"})
-    return links
-
-
-def auth_of(request: Request) -> Auth:
-    assert request.auth is not None and request.auth.project_id is not None
-    return request.auth
-
-
 # --- flavors -----------------------------------------------------------------------------
-
-
-def find_flavor(cloud: Cloud, ref: str) -> dict[str, Any] | None:
-    return cloud.store.get("flavor", ref)
 
 
 def flavor_doc(request: Request, flavor: dict[str, Any]) -> dict[str, Any]:
@@ -256,19 +242,6 @@ def delete_keypair(cloud: Cloud, request: Request) -> Response:
 # --- limits and quotas -------------------------------------------------------------------
 
 
-def usage(cloud: Cloud, project_id: str) -> dict[str, int]:
-    servers = cloud.store.all("server", project_id=project_id)
-    return {
-        "instances": len(servers),
-        "cores": sum(s["flavor"]["vcpus"] for s in servers),
-        "ram": sum(s["flavor"]["ram"] for s in servers),
-    }
-
-
-def quota(cloud: Cloud, project_id: str) -> dict[str, Any]:
-    return cloud.store.get("quota", project_id) or {"instances": 10, "cores": 40, "ram": 163840}
-
-
 @router.route("GET", "/v2.1/limits")
 def limits(cloud: Cloud, request: Request) -> Response:
     auth = auth_of(request)
@@ -330,6 +303,3 @@ def show_quota_detail(cloud: Cloud, request: Request) -> Response:
 @router.route("PUT", "/v2.1/os-quota-sets/{project_id}")
 def update_quota(cloud: Cloud, request: Request) -> Response:
     raise ApiError(403, "Policy doesn't allow os_compute_api:os-quota-sets:update to be performed.")
-
-
-from emulator import nova_servers  # noqa: E402,F401  (registers the server routes on `router`)

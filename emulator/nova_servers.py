@@ -8,11 +8,12 @@ import os
 import re
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from emulator import cloudinit, glance, neutron
 from emulator.http import ApiError, Request, Response, iso, paginate
-from emulator.nova import auth_of, find_flavor, link, quota, router, usage
+from emulator.nova_base import auth_of, find_flavor, link, quota, router, usage
 from emulator.store import Cloud
 
 ACTION_SECONDS = 1.0  # how long stop/start/reboot take, at most (shortened with build_seconds)
@@ -64,7 +65,9 @@ def server_doc(cloud: Cloud, request: Request, server: dict[str, Any]) -> dict[s
         "flavor": flavor_ref,
         "created": iso(server["created"]),
         "updated": iso(server["updated"]),
-        "addresses": {} if building else neutron.server_addresses(cloud, server["id"]),
+        "addresses": {}
+        if building or server["status"] == "DELETED"
+        else neutron.server_addresses(cloud, server["id"]),
         "accessIPv4": "",
         "accessIPv6": "",
         "links": link(request, "servers", server["id"]),
@@ -74,7 +77,9 @@ def server_doc(cloud: Cloud, request: Request, server: dict[str, Any]) -> dict[s
         "config_drive": "",
         "key_name": server.get("key_name"),
         "OS-SRV-USG:launched_at": iso(server["launched"], micro=True) if server.get("launched") else None,
-        "OS-SRV-USG:terminated_at": None,
+        "OS-SRV-USG:terminated_at": iso(server["deleted_at"], micro=True)
+        if server.get("deleted_at")
+        else None,
         "security_groups": [{"name": "default"}],
         "OS-EXT-STS:task_state": server["task_state"],
         "OS-EXT-STS:vm_state": server["vm_state"],
@@ -93,9 +98,29 @@ def server_doc(cloud: Cloud, request: Request, server: dict[str, Any]) -> dict[s
     return doc
 
 
+def _since(request: Request) -> float | None:
+    """Nova's ``changes-since`` filter (an ISO 8601 time), as a POSIX timestamp."""
+    text = request.arg("changes-since")
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ApiError(400, f"Invalid filter field: changes-since. Value: {text}") from exc
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 def _visible(cloud: Cloud, request: Request) -> list[dict[str, Any]]:
-    servers = cloud.store.all("server", project_id=auth_of(request).project_id)
-    servers = [settle(s) for s in reversed(servers)]  # Nova lists the newest first
+    project_id = auth_of(request).project_id
+    servers = [settle(s) for s in cloud.store.all("server", project_id=project_id)]
+    since = _since(request)
+    if since is not None:
+        # As Nova: servers changed at or after that time, deleted ones included (status DELETED).
+        # Nova's "updated" has whole seconds, so compare at that precision.
+        servers += cloud.store.all("deleted_server", project_id=project_id)
+        servers.sort(key=lambda s: s["created"])
+        servers = [s for s in servers if int(s["updated"]) >= int(since)]
+    servers.reverse()  # Nova lists the newest first
     name = request.arg("name")
     if name:
         try:
@@ -280,6 +305,12 @@ def delete_server(cloud: Cloud, request: Request) -> Response:
         server = _server_or_404(cloud, request)
         neutron.release_ports(cloud, server["id"])
         cloud.store.delete("server", server["id"])
+        # Kept for changes-since listings, as Nova keeps deleted instances (soft-deleted rows).
+        now = time.time()
+        gone = {"status": "DELETED", "vm_state": "deleted", "task_state": None, "power_state": 0}
+        cloud.store.put(
+            "deleted_server", {**server, **gone, "updated": now, "deleted_at": now, "pending": None}
+        )
     return Response(204)
 
 

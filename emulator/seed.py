@@ -20,7 +20,8 @@ from emulator.store import Store
 DEFAULT_SEED = Path(__file__).with_name("seed.yaml")
 NAMESPACE = uuid.UUID("5a1c2f0e-3b1d-4c51-9a57-cafe0000cafe")
 SERVICE_PROJECT = uuid.uuid5(NAMESPACE, "project:service").hex
-DEFAULT_QUOTAS = {"instances": 10, "cores": 40, "ram": 163840, "key_pairs": 100, "floatingip": 1}
+# A stock Nova and Neutron (nova.conf [quota], neutron.conf [quotas]); seed.yaml gives CANFAR's.
+DEFAULT_QUOTAS = {"instances": 10, "cores": 20, "ram": 51200, "key_pairs": 100, "floatingip": 50}
 
 
 class SeedError(ValueError):

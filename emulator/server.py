@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
+import time
 import traceback
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from types import ModuleType
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from urllib.parse import unquote
 
-from emulator import glance, keystone, neutron, nova
+from emulator import glance, keystone, neutron, neutron_routers, nova
 from emulator.http import ApiError, Request, Response, parse_query, request_id
 from emulator.seed import apply_seed, load_seed
 from emulator.store import Cloud, Store
@@ -25,6 +28,7 @@ SERVICES: dict[str, ModuleType] = {
     "/network": neutron,
 }
 CLOUD_NAME = "canfar-emulator"
+neutron.router.include(neutron_routers.routes)
 
 
 def _base_url(environ: dict[str, Any]) -> str:
@@ -118,14 +122,99 @@ def _reason(status: int) -> str:
         return "Unknown"
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
+# HTTP/1.1 with keep-alive, as the real services speak it (eventlet's wsgi for Nova and Neutron,
+# uwsgi for Keystone): a client keeps its connections open between requests, and each listener
+# serves at most `connection_limit` connections at once. Past that, as Neutron with its pool of
+# `wsgi_default_pool_size` (100) full, a new connection is accepted by the kernel but answered only
+# when another one closes.
+CONNECTION_LIMIT = 100
+IDLE_SECONDS = 900.0  # Neutron's and Nova's client_socket_timeout
+
+
+class _Server(ThreadingMixIn, HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: Any, limit: int, latency: float) -> None:
+        super().__init__(address, _Handler)
+        self.app = app
+        self.slots = threading.BoundedSemaphore(limit)
+        self.latency = latency
+        self.open_connections = 0
+        self._count_lock = threading.Lock()
+
+    def count(self, delta: int) -> None:
+        with self._count_lock:
+            self.open_connections += delta
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_SECONDS
+    server: _Server
+
+    def handle(self) -> None:
+        self.server.slots.acquire()  # waits, unanswered, while the listener is full
+        self.server.count(+1)
+        try:
+            super().handle()
+        finally:
+            self.server.count(-1)
+            self.server.slots.release()
+
+    def _serve(self) -> None:
+        try:
+            size = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            size = -1
+        if size < 0:
+            self.send_error(400, "Bad Content-Length")
+            return
+        body = self.rfile.read(size) if size else b""
+        path, _, query = self.path.partition("?")
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": unquote(path),
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "SERVER_NAME": self.server.server_address[0],
+            "SERVER_PORT": str(self.server.server_address[1]),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+        }
+        for name, value in self.headers.items():
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+                environ[key] = value
+        answer: list[Any] = []
+        chunks = self.server.app(environ, lambda status, headers: answer.extend([status, headers]))
+        if self.server.latency:
+            time.sleep(self.server.latency)
+        status, headers = answer
+        code, _, reason = status.partition(" ")
+        self.send_response_only(int(code), reason)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Date", self.date_time_string())
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        for chunk in chunks:
+            self.wfile.write(chunk)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve  # noqa: N815 (stdlib names)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
         log.debug("%s - %s", self.address_string(), format % args)
+
+
+def _listen(host: str, port: int, app: Any, limit: int, latency: float) -> tuple[_Server, threading.Thread]:
+    server = _Server((host, port), app, limit, latency)
+    thread = threading.Thread(target=server.serve_forever, name=f"openstack-emulator-{port}", daemon=True)
+    thread.start()
+    return server, thread
 
 
 @dataclass
@@ -136,13 +225,24 @@ class RunningEmulator:
     auth_url: str
     state_path: Path | None
     cloud: Cloud
-    _server: _ThreadingServer
-    _thread: threading.Thread
+    _listeners: list[tuple[_Server, threading.Thread]]
+
+    @property
+    def _thread(self) -> threading.Thread:
+        return self._listeners[0][1]
+
+    def open_connections(self) -> dict[str, int]:
+        """Connections each listener holds now, by service ("all" for the one port serving every one)."""
+        by_port = {
+            url.rsplit(":", 1)[-1]: prefix.strip("/") for prefix, url in self.cloud.service_urls.items()
+        }
+        return {by_port.get(str(srv.server_port), "all"): srv.open_connections for srv, _ in self._listeners}
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        for server, thread in self._listeners:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
         self.cloud.store.close()
 
     def wait(self) -> None:
@@ -174,16 +274,28 @@ def start_emulator(
     build_seconds: float = 3.0,
     snapshot_seconds: float = 4.0,
     public_url: str | None = None,
+    *,
+    latency: float = 0.0,
+    connection_limit: int = CONNECTION_LIMIT,
+    separate_ports: bool = False,
 ) -> RunningEmulator:
-    """Start serving on host:port (0 picks a free port) in a daemon thread; state in SQLite at state_path."""
+    """Start serving on host:port (0 picks a free port) in daemon threads; state in SQLite at state_path.
+
+    ``latency`` delays every answer by that many seconds (a real service takes 20-300 ms).
+    ``separate_ports`` also serves each service on a port of its own, as a real cloud does, and puts
+    those in the catalog: clients then hold one pool of connections per service, and each service
+    has its own ``connection_limit``.
+    """
     cloud = build_cloud(state_path, seed, build_seconds, snapshot_seconds, public_url)
-    server = make_server(
-        host, port, make_app(cloud), server_class=_ThreadingServer, handler_class=_QuietHandler
-    )
-    url = public_url.rstrip("/") if public_url else f"http://{host}:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, name="openstack-emulator", daemon=True)
-    thread.start()
-    return RunningEmulator(url, f"{url}/identity/v3", state_path, cloud, server, thread)
+    app = make_app(cloud)
+    listeners = [_listen(host, port, app, connection_limit, latency)]
+    url = public_url.rstrip("/") if public_url else f"http://{host}:{listeners[0][0].server_port}"
+    if separate_ports:
+        for prefix in SERVICES:
+            listener = _listen(host, 0, app, connection_limit, latency)
+            listeners.append(listener)
+            cloud.service_urls[prefix] = f"http://{host}:{listener[0].server_port}"
+    return RunningEmulator(url, f"{url}/identity/v3", state_path, cloud, listeners)
 
 
 def clouds_yaml(

@@ -112,4 +112,5 @@ class Cloud:
         self.build_seconds = build_seconds
         self.snapshot_seconds = snapshot_seconds
         self.public_url = public_url.rstrip("/") if public_url else None
+        self.service_urls: dict[str, str] = {}  # "/compute" -> its own listener, when it has one
         self.region = store.get_meta("region") or "RegionOne"

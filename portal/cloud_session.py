@@ -33,7 +33,8 @@ def start_cloud_connection(request: HttpRequest, user: Any, password: str) -> Op
             region=settings.OPENSTACK_REGION or None,
             interface=settings.OPENSTACK_INTERFACE,
         )
-        token, expires = client.token, client.token_expiry()
+        with client:  # a one-off session: its sockets close here
+            token, expires = client.token, client.token_expiry()
     except CredentialsRejected:
         messages.info(
             request,

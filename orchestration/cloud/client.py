@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
 import re
+import threading
+import time
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import openstack
+import requests
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
+from keystoneauth1.session import TCPKeepAliveAdapter
 from openstack.connection import Connection
 
-from orchestration.cloud.errors import CloudNotFound, InvalidRequest, translate
+from orchestration.cloud.errors import CloudNotFound, InvalidRequest, QuotaExceeded, quota_sentence, translate
 from orchestration.cloud.types import (
     AppCredential,
     FlavorInfo,
@@ -23,6 +32,11 @@ from orchestration.cloud.types import (
 )
 
 TIMEOUT = 30
+# Sockets kept open per service and session: a worker runs one task at a time, so one is used at
+# once; a second covers the SDK's occasional parallel call. More are opened when needed, then closed.
+POOL_MAXSIZE = 2
+SESSIONS_MAX = 256  # sessions kept per worker process; the least recently used one is closed first
+SESSION_IDLE_SECONDS = 900  # a session unused this long is closed (its sockets with it)
 
 
 def _common(auth_url: str, region: str | None, interface: str) -> dict[str, Any]:
@@ -52,8 +66,12 @@ def connect_with_password(
     if project_id:
         kwargs.update(project_id=project_id, project_domain_name=project_domain)
     with translate("sign in to the cloud"):
-        conn = openstack.connect(**kwargs)
-        conn.authorize()
+        conn = _bounded(openstack.connect(**kwargs))
+        try:
+            conn.authorize()
+        except BaseException:
+            conn.close()
+            raise
     return CloudClient(conn)
 
 
@@ -70,8 +88,12 @@ def connect_with_token(
     if project_id:
         kwargs["project_id"] = project_id
     with translate("connect to the cloud"):
-        conn = openstack.connect(**kwargs)
-        conn.authorize()
+        conn = _bounded(openstack.connect(**kwargs))
+        try:
+            conn.authorize()
+        except BaseException:
+            conn.close()
+            raise
     return CloudClient(conn)
 
 
@@ -83,15 +105,112 @@ def connect_with_app_credential(
     region: str | None = None,
     interface: str = "public",
 ) -> CloudClient:
-    kwargs = _common(auth_url, region, interface)
-    kwargs.update(
-        auth_type="v3applicationcredential",
-        application_credential_id=credential_id,
-        application_credential_secret=secret,
-    )
-    with translate("connect to the cloud"):
-        conn = openstack.connect(**kwargs)
-    return CloudClient(conn)
+    """A client sharing this process's one session for the credential (made on first use).
+
+    The session keeps its token until shortly before it expires (keystoneauth renews it then) and its
+    sockets open between calls and tasks, so a sync signs in once per token lifetime, not once a call.
+    The client must not be closed by callers: ``forget_session`` or ``close_sessions`` do that.
+    All sessions share one bounded pool of sockets (``_shared_http``).
+    """
+    key = _session_key(auth_url, credential_id, secret, region, interface)
+    with _lock:
+        _close_idle()
+        conn = _sessions.pop(key, None)
+        if conn is None:
+            auth = v3.ApplicationCredential(
+                auth_url=auth_url,
+                application_credential_id=credential_id,
+                application_credential_secret=secret,
+            )
+            session = ks_session.Session(auth=auth, session=_shared_http(), timeout=TIMEOUT)
+            with translate("connect to the cloud"):
+                conn = Connection(session=session, region_name=region or None, interface=interface)
+        _sessions[key] = conn  # most recently used last
+        _last_used[key] = time.monotonic()
+        while len(_sessions) > SESSIONS_MAX:
+            old_key, old = _sessions.popitem(last=False)
+            _last_used.pop(old_key, None)
+            _close(old)
+    return CloudClient(conn, shared=True)
+
+
+# One session per credential and process --------------------------------------------------------
+
+_lock = threading.Lock()
+_sessions: OrderedDict[tuple[str, ...], Connection] = OrderedDict()
+_last_used: dict[tuple[str, ...], float] = {}
+# One HTTP connection pool for all of them: a request carries its own token, so sessions of
+# different credentials can share sockets, and a worker syncing 200 projects keeps POOL_MAXSIZE
+# sockets per service, not 200 times that (Neutron serves 100 connections at once in all).
+_http: list[requests.Session] = []
+
+
+def _shared_http() -> requests.Session:
+    if not _http:
+        http = requests.Session()
+        adapter = TCPKeepAliveAdapter(pool_connections=8, pool_maxsize=POOL_MAXSIZE)
+        http.mount("https://", adapter)
+        http.mount("http://", adapter)
+        _http.append(http)
+    return _http[0]
+
+
+def _session_key(
+    auth_url: str, credential_id: str, secret: str, region: str | None, interface: str
+) -> tuple[str, ...]:
+    # The secret is part of the key (hashed, never kept twice): a credential replaced under the same
+    # id never reuses the old session.
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    return (auth_url, credential_id, digest, region or "", interface)
+
+
+def _bounded(conn: Connection) -> Connection:
+    """Keep at most POOL_MAXSIZE idle sockets per service for this connection."""
+    http = conn.session.session
+    adapter = TCPKeepAliveAdapter(pool_connections=8, pool_maxsize=POOL_MAXSIZE)
+    http.mount("https://", adapter)
+    http.mount("http://", adapter)
+    return conn
+
+
+def _close(conn: Connection) -> None:
+    with contextlib.suppress(OSError):  # closing idle sockets: nothing to act on
+        conn.close()
+
+
+def _close_idle() -> None:
+    limit = time.monotonic() - SESSION_IDLE_SECONDS
+    for key in [k for k, used in _last_used.items() if used < limit]:
+        _last_used.pop(key, None)
+        conn = _sessions.pop(key, None)
+        if conn is not None:
+            _close(conn)
+
+
+def forget_session(credential_id: str) -> None:
+    """Close the session of a credential that was revoked or replaced."""
+    with _lock:
+        for key in [k for k in _sessions if k[1] == credential_id]:
+            _last_used.pop(key, None)
+            _close(_sessions.pop(key))
+
+
+def close_sessions() -> int:
+    """Close every session of this process (the worker is stopping); returns how many."""
+    with _lock:
+        count = len(_sessions)
+        while _sessions:
+            _close(_sessions.popitem()[1])
+        _last_used.clear()
+        while _http:
+            with contextlib.suppress(OSError):
+                _http.pop().close()
+    return count
+
+
+def open_sessions() -> int:
+    with _lock:
+        return len(_sessions)
 
 
 def _limit(value: Any) -> int:
@@ -115,8 +234,20 @@ def _ts(value: Any) -> datetime | None:
 class CloudClient:
     """One authenticated session; every method returns the project's dataclasses."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, shared: bool = False) -> None:
         self.conn = conn
+        self.shared = shared  # the process's session for a credential: closed by the pool, not here
+
+    def close(self) -> None:
+        """Close a one-off client's sockets (sign-in, token clients); shared sessions stay open."""
+        if not self.shared:
+            _close(self.conn)
+
+    def __enter__(self) -> CloudClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def _identity(self) -> Any:
@@ -198,9 +329,12 @@ class CloudClient:
             self.conn.image.delete_image(image_id, ignore_missing=True)
 
     # compute: servers -------------------------------------------------------
-    def servers(self) -> list[ServerInfo]:
+    def servers(self, changes_since: str = "") -> list[ServerInfo]:
+        """Every server, or with ``changes_since`` (a timestamp in the cloud's clock) only those changed
+        since then, deleted ones included with status DELETED (Nova's ``changes-since``)."""
+        query: dict[str, Any] = {"changes_since": changes_since} if changes_since else {}
         with translate("list servers"):
-            return [self._server(s) for s in self.conn.compute.servers(details=True)]
+            return [self._server(s) for s in self.conn.compute.servers(details=True, **query)]
 
     def servers_named(self, name: str) -> list[ServerInfo]:
         """Servers with exactly this name (Nova's name filter is a regular expression)."""
@@ -213,7 +347,7 @@ class CloudClient:
             return self._server(self.conn.compute.get_server(server_id))
 
     @staticmethod
-    def _server(s: Any) -> ServerInfo:
+    def _server(s: Any, status: str = "UNKNOWN") -> ServerInfo:
         fixed: list[str] = []
         floating: list[str] = []
         for entries in (s.addresses or {}).values():
@@ -224,7 +358,7 @@ class CloudClient:
         return ServerInfo(
             id=s.id,
             name=s.name,
-            status=s.status or "UNKNOWN",
+            status=s.status or status,
             task_state=s.task_state or "",
             flavor_id=str(flavor.get("id") or ""),
             flavor_name=str(flavor.get("original_name") or flavor.get("name") or ""),
@@ -234,6 +368,7 @@ class CloudClient:
             floating_ips=floating,
             created_at=_ts(s.created_at),
             fault=fault,
+            updated=str(s.updated_at or ""),
         )
 
     def create_server(
@@ -251,7 +386,8 @@ class CloudClient:
         if user_data:
             kwargs["user_data"] = base64.b64encode(user_data.encode()).decode()
         with translate(f"launch the VM {name}"):
-            return self._server(self.conn.compute.create_server(**kwargs))
+            # Nova's 202 reply has no status: the server is building.
+            return self._server(self.conn.compute.create_server(**kwargs), status="BUILD")
 
     def _project_networks(self) -> list[str]:
         with translate("find the project network"):
@@ -316,11 +452,19 @@ class CloudClient:
             ]
 
     def allocate_floating_ip(self) -> FloatingIPInfo:
-        with translate("allocate a floating IP"):
-            external = next(iter(self.conn.network.networks(is_router_external=True)), None)
-            if external is None:
-                raise CloudNotFound("This cloud has no external network to allocate floating IPs from.")
-            f = self.conn.network.create_ip(floating_network_id=external.id)
+        try:
+            with translate("allocate a floating IP"):
+                external = next(iter(self.conn.network.networks(is_router_external=True)), None)
+                if external is None:
+                    raise CloudNotFound("This cloud has no external network to allocate floating IPs from.")
+                f = self.conn.network.create_ip(floating_network_id=external.id)
+        except QuotaExceeded as exc:
+            # Neutron names the resource but not the limit: say how many the project may have.
+            limit = self.quotas().floating_ips[1]
+            raise QuotaExceeded(
+                "Could not allocate a floating IP. "
+                + quota_sentence("Quota exceeded for resources: ['floatingip'].", {"floatingip": limit})
+            ) from exc
         return FloatingIPInfo(
             f.id, f.floating_ip_address, f.status or "", f.port_id or "", f.fixed_ip_address or ""
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -53,6 +55,67 @@ def _detail(exc: os_exc.HttpException) -> str:
     return str(getattr(exc, "details", "") or exc.message or "").strip()
 
 
+REJECTED = (
+    "The cloud no longer accepts your credentials (they expired or were revoked). "
+    "Sign out and sign in again to renew them; nothing you did is lost."
+)
+
+# The cloud's resource names in words (Nova's and Neutron's quota names).
+RESOURCES = {
+    "instances": "instance",
+    "cores": "vCPU",
+    "ram": "RAM",
+    "floatingip": "floating IP",
+    "floating_ips": "floating IP",
+    "port": "port",
+    "network": "network",
+    "subnet": "subnet",
+    "router": "router",
+    "security_group": "security group",
+    "security_group_rule": "security group rule",
+    "key_pairs": "key pair",
+    "server_groups": "server group",
+    "metadata_items": "metadata item",
+}
+NOVA_QUOTA = re.compile(
+    r"Quota exceeded for (?P<what>[\w, ]+?): Requested (?P<asked>\d+), but already used (?P<used>\d+) "
+    r"of (?P<limit>\d+)"
+)
+NEUTRON_QUOTA = re.compile(r"Quota exceeded for resources: (?P<names>\[[^\]]*\])")
+
+
+def quota_sentence(detail: str, limits: dict[str, int] | None = None) -> str:
+    """A quota refusal as a sentence: "The project's floating IP quota (1) is used up."
+
+    ``detail`` is the cloud's message (Nova: "Quota exceeded for instances: Requested 1, but already
+    used 1 of 1 instances"; Neutron: "Quota exceeded for resources: ['floatingip']."). ``limits`` gives
+    the project's limits by resource name, when the caller knows them, since Neutron does not say.
+    """
+    nova = NOVA_QUOTA.search(detail)
+    if nova:
+        names = [n.strip() for n in nova["what"].split(",")]
+        words = " and ".join(RESOURCES.get(n, n.replace("_", " ")) for n in names)
+        return (
+            f"The project's {words} quota ({nova['limit']}) is used up: {nova['used']} in use, "
+            f"{nova['asked']} more asked for. Delete something or ask for a larger quota."
+        )
+    neutron = NEUTRON_QUOTA.search(detail)
+    if neutron:
+        try:
+            raw = ast.literal_eval(neutron["names"])
+        except (ValueError, SyntaxError):
+            raw = []
+        names = [str(n) for n in raw] if isinstance(raw, list) else []
+        parts = []
+        for name in names or ["resource"]:
+            limit = (limits or {}).get(name)
+            word = RESOURCES.get(name, name.replace("_", " "))
+            parts.append(f"{word} quota ({limit})" if limit is not None and limit >= 0 else f"{word} quota")
+        verb = "is" if len(parts) == 1 else "are"
+        return f"The project's {' and '.join(parts)} {verb} used up. Release one or ask for a larger quota."
+    return "The project's quota is used up" + (f" ({detail.rstrip('.')})." if detail else ".")
+
+
 def _is_over_quota(exc: os_exc.HttpException) -> bool:
     response = getattr(exc, "response", None)
     if response is None:
@@ -71,6 +134,7 @@ def translate(action: str) -> Iterator[None]:
         yield
     except (
         ks_exc.Unauthorized,
+        ks_exc.NotFound,
         os_exc.NotFoundException,
         os_exc.ForbiddenException,
         os_exc.ConflictException,
@@ -78,18 +142,13 @@ def translate(action: str) -> Iterator[None]:
         os_exc.HttpException,
     ) as exc:
         status = getattr(exc, "status_code", None) or getattr(exc, "http_status", None)
-        if isinstance(exc, ks_exc.Unauthorized) or status == 401:
-            raise CredentialsRejected(
-                "The cloud no longer accepts your credentials (they expired or were revoked). "
-                "Sign out and sign in again to renew them; nothing you did is lost."
-            ) from exc
+        if isinstance(exc, ks_exc.Unauthorized) or status == 401 or _credential_gone(exc):
+            raise CredentialsRejected(REJECTED) from exc
         if not isinstance(exc, os_exc.HttpException):
             raise CloudUnavailable(f"Could not {action}: {exc}") from exc
         detail = _detail(exc)
-        if status == 409 and _is_over_quota(exc):
-            raise QuotaExceeded(f"Quota exceeded: could not {action}. {detail}".strip()) from exc
-        if status == 403 and "quota" in detail.lower():
-            raise QuotaExceeded(f"Quota exceeded: could not {action}. {detail}".strip()) from exc
+        if status == 409 and _is_over_quota(exc) or status == 403 and "quota" in detail.lower():
+            raise QuotaExceeded(f"Could not {action}. {quota_sentence(detail)}") from exc
         if status == 404:
             raise CloudNotFound(f"Could not {action}: it no longer exists in the cloud.") from exc
         if status in (400, 403, 409, 413):
@@ -114,11 +173,8 @@ def translate(action: str) -> Iterator[None]:
         if isinstance(exc, os_exc.ResourceFailure):
             raise CloudError(f"Could not {action}: the cloud reports a failure ({exc}).") from exc
         if _unauthorized_inside(exc):
-            # openstacksdk wraps Keystone's 401 at connection time in a plain SDKException.
-            raise CredentialsRejected(
-                "The cloud no longer accepts your credentials (they expired or were revoked). "
-                "Sign out and sign in again to renew them; nothing you did is lost."
-            ) from exc
+            # openstacksdk wraps Keystone's 401 (or 404) at connection time in a plain SDKException.
+            raise CredentialsRejected(REJECTED) from exc
         raise CloudUnavailable(f"The cloud is not answering (could not {action}).") from exc
 
 
@@ -132,4 +188,16 @@ def _unauthorized_inside(exc: BaseException) -> bool:
         return False
     inner = exc.__cause__ or exc.__context__
     status = getattr(inner, "http_status", None) or getattr(inner, "status_code", None)
-    return isinstance(inner, ks_exc.Unauthorized) or status == 401
+    return isinstance(inner, ks_exc.Unauthorized) or status == 401 or _credential_gone(inner)
+
+
+def _credential_gone(exc: BaseException | None) -> bool:
+    """Keystone's 404 when signing in with a deleted application credential (a real Keystone answers
+    404 "Could not find Application Credential: <id>."; an expired one gets 401)."""
+    if exc is None:
+        return False
+    status = getattr(exc, "http_status", None) or getattr(exc, "status_code", None)
+    if status != 404:
+        return False
+    text = " ".join(str(x) for x in (getattr(exc, "message", ""), getattr(exc, "details", ""), exc))
+    return "could not find application credential" in text.lower()

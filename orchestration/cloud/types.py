@@ -59,6 +59,7 @@ class ServerInfo:
     floating_ips: list[str] = field(default_factory=list)
     created_at: datetime | None = None
     fault: str = ""
+    updated: str = ""  # the cloud's own "updated" timestamp, as it wrote it (for changes-since)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from orchestration.cloud import CloudClient, CredentialsRejected
+from orchestration.cloud.client import forget_session
 from orchestration.cloud.types import ServerInfo
 from orchestration.errors import UserFacingError
 from orchestration.operations import Progress, handler
@@ -73,7 +74,8 @@ def cloud_connect(op: Operation, progress: Progress) -> None:
         raise UserFacingError("The sign-in token expired before the portal could use it. Sign in again.")
     token = token_row.secret
     progress(10, "Listing your projects")
-    projects = token_client(token).projects()
+    with token_client(token) as unscoped:
+        projects = unscoped.projects()
     seen = []
     for index, info in enumerate(projects, start=1):
         project = (
@@ -87,10 +89,12 @@ def cloud_connect(op: Operation, progress: Progress) -> None:
         seen.append(project.pk)
         if not usable_credentials(project, op.owner).exists():
             progress(10 + 60 * index // max(1, len(projects)), f"Creating credentials for {info.name}")
-            scoped = token_client(token, project_id=info.id)
             # Unique per Keystone user: several projects are set up within the same second.
             name = f"canfar-workbench-{info.name[:40]}-{timezone.now():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
-            cred = scoped.create_app_credential(name, settings.APP_CREDENTIAL_DAYS)
+            with token_client(token, project_id=info.id) as scoped:
+                cred = scoped.create_app_credential(name, settings.APP_CREDENTIAL_DAYS)
+            for old in Credential.objects.filter(user=op.owner, project=project, kind="openstack"):
+                forget_session(old.identifier)  # replaced: its session in this process goes too
             Credential.objects.update_or_create(
                 user=op.owner,
                 project=project,
@@ -118,31 +122,69 @@ def _encrypt(secret: str) -> bytes:
 
 
 # sync ---------------------------------------------------------------------
+#
+# Beat runs sync_all_projects every CLOUD_SYNC_SECONDS. It queues a sync of a project only while
+# someone looks at one of its VM pages or an operation acts in it, or when its last full reconcile
+# is older than CLOUD_FULL_SYNC_SECONDS; a project with a sync queued is claimed, so there is never
+# more than one queued. A sync is incremental (servers changed since the last one, floating IPs,
+# quotas when something changed) unless a full reconcile is due. Rows an operation in flight owns
+# keep the state it gave them (DELETING) and are never dropped by the sync (a launch's new server).
+
+QUEUED_CLAIM = timedelta(minutes=2)  # a queued sync that never ran (lost message) is queued again
+OWNING_KINDS = ("vm_launch", "vm_delete", "vm_action", "vm_snapshot")
+GONE = "DELETED"
+
+
+def _unclaimed(now: Any) -> Q:
+    return Q(sync_queued_until__isnull=True) | Q(sync_queued_until__lt=now)
 
 
 @shared_task
 def sync_all_projects() -> int:
-    """Beat: reconcile every project that someone can act in."""
+    """Beat: queue a sync of each project that is watched, busy or due a full reconcile."""
+    now = timezone.now()
+    watched = now - timedelta(seconds=settings.CLOUD_WATCH_SECONDS)
+    stale = now - timedelta(seconds=settings.CLOUD_FULL_SYNC_SECONDS)
+    busy = Operation.objects.filter(state__in=Operation.ACTIVE_STATES, project__isnull=False)
+    due = (
+        Project.objects.filter(credential__kind="openstack", credential__revoked=False)
+        .filter(
+            Q(viewed_at__gte=watched)
+            | Q(pk__in=busy.values("project_id"))
+            | Q(full_synced_at__isnull=True)
+            | Q(full_synced_at__lt=stale)
+        )
+        .filter(_unclaimed(now))
+        .values_list("pk", flat=True)
+        .distinct()
+    )
     count = 0
-    for project in Project.objects.filter(credential__kind="openstack", credential__revoked=False).distinct():
-        sync_project.delay(project.pk)
-        count += 1
+    for pk in list(due):
+        # The claim is a conditional update, so two beats (or a beat and a sign-in) never queue twice.
+        if Project.objects.filter(pk=pk).filter(_unclaimed(now)).update(sync_queued_until=now + QUEUED_CLAIM):
+            sync_project.delay(pk)
+            count += 1
     return count
 
 
 @shared_task
 def sync_project(project_id: int) -> str:
+    Project.objects.filter(pk=project_id).update(sync_queued_until=None)  # the next one may be queued
     project = Project.objects.filter(pk=project_id).first()
     return sync_project_now(project) if project else "gone"
 
 
 def sync_project_now(project: Project, force: bool = False) -> str:
+    """Refresh the portal's view of ``project``; ``force`` does a full reconcile whatever the claim."""
     now = timezone.now()
     claim = Project.objects.filter(pk=project.pk)
     if not force:
         claim = claim.filter(Q(sync_claimed_until__isnull=True) | Q(sync_claimed_until__lt=now))
     if not claim.update(sync_claimed_until=now + timedelta(seconds=30)):
         return "busy"
+    project.refresh_from_db(fields=["full_synced_at", "servers_changed_at"])
+    stale = now - timedelta(seconds=settings.CLOUD_FULL_SYNC_SECONDS)
+    full = force or project.full_synced_at is None or project.full_synced_at < stale
     try:
         credentials = list(usable_credentials(project))
         if not credentials:
@@ -150,12 +192,20 @@ def sync_project_now(project: Project, force: bool = False) -> str:
         for credential in credentials:
             try:
                 client, _ = client_for(project, credential.user)
-                _sync_with(project, client, credential)
+                if full:
+                    _sync_with(project, client, credential)
+                else:
+                    _refresh(project, client)
                 break
             except CredentialsRejected as exc:
                 revoke_on_rejection(credential, exc)
-        Project.objects.filter(pk=project.pk).update(synced_at=timezone.now(), sync_error="")
-        return "synced"
+        else:
+            return "no credentials"
+        done = {"synced_at": timezone.now(), "sync_error": ""}
+        if full:
+            done["full_synced_at"] = now
+        Project.objects.filter(pk=project.pk).update(**done)
+        return "synced" if full else "refreshed"
     except UserFacingError as exc:
         Project.objects.filter(pk=project.pk).update(sync_error=str(exc)[:500])
         return "failed"
@@ -167,7 +217,29 @@ def sync_project_now(project: Project, force: bool = False) -> str:
         Project.objects.filter(pk=project.pk).update(sync_claimed_until=None)
 
 
+def _owned(project: Project) -> dict[int, str]:
+    """Server rows that an operation in flight acts on, with the kind of that operation."""
+    owned: dict[int, str] = {}
+    ops = Operation.objects.filter(project=project, state__in=Operation.ACTIVE_STATES, kind__in=OWNING_KINDS)
+    for op in ops.only("kind", "params"):
+        ids = op.params.get("server_ids") or [op.params.get("server_id")]
+        for pk in ids:
+            if isinstance(pk, int):
+                owned.setdefault(pk, op.kind)
+    return owned
+
+
+def _snapshots_in_flight(project: Project) -> set[str]:
+    ops = Operation.objects.filter(project=project, state__in=Operation.ACTIVE_STATES, kind="vm_snapshot")
+    return {str(op.params["image_id"]) for op in ops.only("params") if op.params.get("image_id")}
+
+
+def _newest(servers: list[ServerInfo], marker: str) -> str:
+    return max([marker, *(s.updated for s in servers if s.updated)])
+
+
 def _sync_with(project: Project, client: CloudClient, credential: Credential) -> None:
+    """The full reconcile: everything the pages show, rows the cloud no longer lists deleted."""
     flavors = client.flavors()
     images = client.images()
     servers = client.servers()
@@ -178,28 +250,61 @@ def _sync_with(project: Project, client: CloudClient, credential: Credential) ->
         _sync_flavors(project, flavors)
         server_names = {s.id: s.name for s in servers}
         image_rows = _sync_images(project, images, server_names, now)
-        rows = _sync_servers(project, servers, image_rows, now)
+        rows, _ = _sync_servers(project, servers, image_rows, now, complete=True)
         _sync_ips(project, ips, rows, now)
-        Quota.objects.update_or_create(
-            project=project,
-            defaults={
-                "instances_used": quota.instances[0],
-                "instances_limit": quota.instances[1],
-                "cores_used": quota.cores[0],
-                "cores_limit": quota.cores[1],
-                "ram_used_mb": quota.ram_mb[0],
-                "ram_limit_mb": quota.ram_mb[1],
-                "floating_ips_used": quota.floating_ips[0],
-                "floating_ips_limit": quota.floating_ips[1],
-                "synced_at": now,
-            },
-        )
+        _save_quota(project, quota, now)
+        Project.objects.filter(pk=project.pk).update(servers_changed_at=_newest(servers, ""))
     for cred in usable_credentials(project):
         try:
             user_client, _ = client_for(project, cred.user) if cred.pk != credential.pk else (client, cred)
             _sync_keypairs(project, cred.user, user_client.keypairs())
         except CredentialsRejected as exc:
             revoke_on_rejection(cred, exc)
+
+
+def _refresh(project: Project, client: CloudClient) -> None:
+    """The cheap refresh: floating IPs, the servers changed since the last sync (deleted ones included;
+    all of them when an IP moved, since a server's addresses change without a change of the server),
+    and the quotas only when something changed."""
+    ips = client.floating_ips()
+    moved = _ips_differ(project, ips)
+    marker = "" if moved else project.servers_changed_at
+    servers = client.servers(changes_since=marker)
+    now = timezone.now()
+    with transaction.atomic():
+        images = {i.external_id: i for i in Image.objects.filter(project=project)}
+        _, changed = _sync_servers(project, servers, images, now, complete=not marker, only_changed=True)
+        if moved:
+            rows = {s.external_id: s for s in Server.objects.filter(project=project).exclude(external_id="")}
+            _sync_ips(project, ips, rows, now)
+        Project.objects.filter(pk=project.pk).update(servers_changed_at=_newest(servers, marker))
+    if changed or moved or not Quota.objects.filter(project=project).exists():
+        _save_quota(project, client.quotas(), timezone.now())
+
+
+def _ips_differ(project: Project, ips: list[Any]) -> bool:
+    seen = {
+        (f.external_id, f.address, f.status, f.port_id, f.fixed_address)
+        for f in FloatingIP.objects.filter(project=project)
+    }
+    return seen != {(i.id, i.address, i.status, i.port_id, i.fixed_address) for i in ips}
+
+
+def _save_quota(project: Project, quota: Any, now: Any) -> None:
+    Quota.objects.update_or_create(
+        project=project,
+        defaults={
+            "instances_used": quota.instances[0],
+            "instances_limit": quota.instances[1],
+            "cores_used": quota.cores[0],
+            "cores_limit": quota.cores[1],
+            "ram_used_mb": quota.ram_mb[0],
+            "ram_limit_mb": quota.ram_mb[1],
+            "floating_ips_used": quota.floating_ips[0],
+            "floating_ips_limit": quota.floating_ips[1],
+            "synced_at": now,
+        },
+    )
 
 
 def _reconcile(
@@ -248,30 +353,82 @@ def _sync_images(
         )
         row.save()
         rows[info.id] = row
-    Image.objects.filter(pk__in=[i.pk for i in existing.values()]).delete()
+    in_flight = _snapshots_in_flight(project)
+    Image.objects.filter(pk__in=[i.pk for i in existing.values() if i.external_id not in in_flight]).delete()
     return rows
 
 
 def _sync_servers(
-    project: Project, servers: list[ServerInfo], images: dict[str, Image], now: Any
-) -> dict[str, Server]:
+    project: Project,
+    servers: list[ServerInfo],
+    images: dict[str, Image],
+    now: Any,
+    complete: bool,
+    only_changed: bool = False,
+) -> tuple[dict[str, Server], bool]:
+    """Apply the cloud's servers to the rows (returns the rows written and whether any changed). ``complete``: ``servers`` is every server of the project,
+    so rows it lacks were deleted; otherwise it holds changes only (DELETED for those gone)."""
     existing = {s.external_id: s for s in Server.objects.filter(project=project).exclude(external_id="")}
     # Rows of launches in flight: the cloud may list a server before the launch task has recorded its id.
-    pending = {s.name: s for s in Server.objects.filter(project=project, external_id="")}
-    rows = {}
+    pending = {s.name: s for s in Server.objects.filter(project=project, external_id="", status="BUILD")}
+    owned = _owned(project)
+    rows, gone = {}, []
     for info in servers:
+        if info.status == GONE:
+            row = existing.pop(info.id, None)
+            if row is not None:
+                gone.append(row)
+            continue
         row = (
             existing.pop(info.id, None)
             or _adopt(pending, info)
             or Server(project=project, external_id=info.id, created_at=info.created_at or now)
         )
-        _apply_server(row, info, images.get(info.image_id))
-        row.synced_at = now
-        row.save()
-        rows[info.id] = row
-    # Deleted outside the portal (or our delete finished): forget them.
-    Server.objects.filter(pk__in=[s.pk for s in existing.values()]).delete()
-    return rows
+        before = _fields(row)
+        _apply_server(row, info, images.get(info.image_id), owned.get(row.pk) if row.pk else None)
+        if not only_changed or row.pk is None or _fields(row) != before:
+            row.synced_at = now
+            row.save()
+            rows[info.id] = row
+    if complete:
+        gone += existing.values()
+    # Deleted outside the portal (or our delete finished): forget them, unless an operation in flight
+    # still acts on them (a launch whose server the listing predates, an action that will report it).
+    forget = [s for s in gone if owned.get(s.pk) in (None, "vm_delete")]
+    _note_deleted_outside(project, [s for s in forget if s.pk not in owned])
+    Server.objects.filter(pk__in=[s.pk for s in forget]).delete()
+    return rows, bool(rows or forget)
+
+
+def _fields(row: Server) -> tuple[Any, ...]:
+    return (
+        row.name, row.status, row.task_state, row.fault, row.flavor_id, row.flavor_name, row.image_id,
+        row.key_name, row.fixed_ips, row.floating_ips, row.image_name, row.default_user, row.external_id,
+    )  # fmt: skip
+
+
+def _note_deleted_outside(project: Project, servers: list[Server]) -> None:
+    """A VM that vanished without the portal deleting it: say so in each member's activity panel."""
+    if not servers:
+        return
+    now = timezone.now()
+    members = list(Membership.objects.filter(project=project).values_list("user_id", flat=True))
+    Operation.objects.bulk_create(
+        Operation(
+            owner_id=user_id,
+            project=project,
+            kind="cloud_notice",
+            title=f"{server.name} was deleted outside the portal",
+            message=f"The cloud no longer has the VM {server.name}; it is gone from the VM list.",
+            target=f"vm:{server.pk}",
+            state=Operation.SUCCEEDED,
+            progress=100,
+            started=now,
+            finished=now,
+        )
+        for server in servers
+        for user_id in members
+    )
 
 
 def _adopt(pending: dict[str, Server], info: ServerInfo) -> Server | None:
@@ -281,13 +438,12 @@ def _adopt(pending: dict[str, Server], info: ServerInfo) -> Server | None:
     return row
 
 
-def _apply_server(row: Server, info: ServerInfo, image: Image | None) -> None:
-    row.name, row.status, row.task_state, row.fault = (
-        info.name,
-        info.status,
-        info.task_state,
-        info.fault[:500],
-    )
+def _apply_server(row: Server, info: ServerInfo, image: Image | None, owner: str | None = None) -> None:
+    """The cloud's view of a server on its row; a delete in flight keeps its DELETING."""
+    keep = owner == "vm_delete" and row.status == "DELETING"
+    row.name, row.fault = info.name, info.fault[:500]
+    if not keep:
+        row.status, row.task_state = info.status, info.task_state
     row.flavor_id, row.flavor_name, row.image_id, row.key_name = (
         info.flavor_id,
         info.flavor_name or row.flavor_name,

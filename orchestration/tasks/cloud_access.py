@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from celery.signals import worker_process_shutdown
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
 from orchestration.cloud import CloudClient, CredentialsRejected, connect_with_app_credential
-from orchestration.cloud.client import connect_with_token
+from orchestration.cloud.client import close_sessions, connect_with_token, forget_session
 from orchestration.errors import UserFacingError
 from portal.models import Credential, Project
+
+log = logging.getLogger(__name__)
 
 NO_CREDENTIAL = (
     "The portal holds no valid cloud credentials for you in project {project}. "
@@ -44,8 +48,20 @@ def client_for(project: Project, user: Any = None) -> tuple[CloudClient, Credent
 
 
 def token_client(token: str, project_id: str | None = None) -> CloudClient:
+    """A one-off client for the sign-in token: use it in a ``with`` block so its sockets close."""
     return connect_with_token(settings.OPENSTACK_AUTH_URL, token, project_id=project_id, **_cloud_kwargs())
 
 
 def revoke_on_rejection(credential: Credential, exc: CredentialsRejected) -> None:
+    """The cloud said the credential is gone (revoked, deleted or expired): never use it again.
+
+    The VM pages show the sign-in banner for a project without usable credentials, and the next
+    sign-in makes a new one (``cloud_connect`` replaces credentials that are not usable)."""
     Credential.objects.filter(pk=credential.pk).update(revoked=True)
+    forget_session(credential.identifier)
+    log.info("credential %s of %s marked revoked: %s", credential.pk, credential.user_id, exc)
+
+
+@worker_process_shutdown.connect
+def _close_cloud_sessions(**_: Any) -> None:
+    close_sessions()

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from orchestration.cloud import CloudClient, CloudNotFound, InvalidRequest
+from orchestration.cloud import CloudClient, CloudNotFound, CredentialsRejected, InvalidRequest
 from orchestration.cloud.images import revoke_share, set_member_status, share_image
 from orchestration.cloud.readiness import parse_console
 from orchestration.errors import UserFacingError, Wait
@@ -69,6 +69,14 @@ def _record_launch(server: Server, external_id: str, status: str) -> None:
         server.delete()
         server.pk = Server.objects.get(project=server.project, external_id=external_id).pk
     server.external_id = external_id
+
+
+def _refused(servers: list[Server], reason: str) -> None:
+    """The cloud refused these launches (over quota, a bad request): their rows say so, in ERROR,
+    instead of waiting in BUILD for a server that will never exist. Deleting them needs no cloud call."""
+    Server.objects.filter(pk__in=[s.pk for s in servers], external_id="").update(
+        status="ERROR", task_state="", fault=f"Not launched: {reason}"[:500]
+    )
 
 
 # key pairs ----------------------------------------------------------------
@@ -163,13 +171,19 @@ def vm_launch(op: Operation, progress: Progress) -> None:
             server.refresh_from_db(fields=["external_id"])  # the project sync may have adopted it meanwhile
             if server.external_id:
                 continue  # launched by an earlier attempt: never twice
-            info = _launched_before(op, cloud, server) or cloud.create_server(
-                server.name,
-                p["image_id"],
-                p["flavor_id"],
-                p.get("key_name") or None,
-                p.get("user_data") or None,
-            )
+            try:
+                info = _launched_before(op, cloud, server) or cloud.create_server(
+                    server.name,
+                    p["image_id"],
+                    p["flavor_id"],
+                    p.get("key_name") or None,
+                    p.get("user_data") or None,
+                )
+            except CredentialsRejected:
+                raise
+            except UserFacingError as exc:
+                _refused(servers[index - 1 :], str(exc))
+                raise
             _record_launch(server, info.id, info.status or "BUILD")
             progress(5 + 15 * index // len(servers), f"The cloud accepted {server.name}")
         infos = [_get_or_none(cloud, s.external_id) for s in servers]

@@ -19,6 +19,13 @@ class Project(models.Model):
     sync_claimed_until = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
     sync_error = models.CharField(max_length=500, blank=True)
+    # The sync's bookkeeping (orchestration.tasks.cloud): a queued sync claims the project until it
+    # starts, so beat never queues a second; VM pages note when someone looked; incremental refreshes
+    # ask Nova for servers changed since the newest change they saw (the cloud's clock, not ours).
+    sync_queued_until = models.DateTimeField(null=True, blank=True)
+    viewed_at = models.DateTimeField(null=True, blank=True)
+    full_synced_at = models.DateTimeField(null=True, blank=True)
+    servers_changed_at = models.CharField(max_length=40, blank=True)
 
     class Meta:
         ordering = ["name"]

@@ -60,7 +60,8 @@ def _list_context(request: ProjectRequest) -> dict[str, Any]:
         "servers": servers,
         "query": request.GET.get("q", ""),
         "status": request.GET.get("status", ""),
-        "polling": bool(in_flight) or any(s.is_transitional or not s.external_id for s in servers),
+        "polling": bool(in_flight)
+        or any(s.is_transitional or (not s.external_id and s.status == "BUILD") for s in servers),
         "snapshotting": {
             int(op.target[3:]) for op in in_flight if op.kind == "vm_snapshot" and op.target[3:].isdigit()
         },
@@ -68,10 +69,21 @@ def _list_context(request: ProjectRequest) -> dict[str, Any]:
     }
 
 
+def _viewed(project: Any) -> None:
+    """Note that someone is looking at the project, so the sync keeps it fresh (one cheap conditional
+    UPDATE, at most every few seconds per project)."""
+    now = timezone.now()
+    recent = now - timedelta(seconds=min(settings.CLOUD_SYNC_SECONDS, settings.CLOUD_WATCH_SECONDS))
+    Project.objects.filter(pk=project.pk).filter(Q(viewed_at__isnull=True) | Q(viewed_at__lt=recent)).update(
+        viewed_at=now
+    )
+
+
 @project_required
 @require_GET
 def vm_list(request: ProjectRequest) -> HttpResponse:
     project = request.project
+    _viewed(project)
     ctx = _list_context(request)
     if request.headers.get("HX-Request"):
         return render(request, "vms/_table_live.html", ctx)
@@ -164,6 +176,7 @@ def vm_launch_warnings(request: ProjectRequest) -> HttpResponse:
 @require_GET
 def vm_detail(request: ProjectRequest, pk: int) -> HttpResponse:
     server = get_server_for_user(request, pk)
+    _viewed(server.project)
     operations = list(Operation.objects.for_user(request.user).filter(target=f"vm:{server.pk}")[:20])
     snapshots = list(
         Image.objects.filter(

@@ -86,5 +86,6 @@ def test_it_serves_the_whole_journey_to_openstacksdk(emulator: RunningEmulator) 
     assert list(conn.network.ips()) == []
     assert "image-reduction-2023-08-21" not in {i.name for i in conn.image.images()}
     assert list(conn.compute.keypairs()) == []
-    with pytest.raises(auth_errors.Unauthorized):  # a deleted credential no longer authenticates
+    # A deleted credential no longer authenticates: Keystone answers 404 (not 401) for it.
+    with pytest.raises(auth_errors.NotFound, match="Could not find Application Credential"):
         list(connect_app_cred(emulator, cred.id, cred.secret).compute.servers())
