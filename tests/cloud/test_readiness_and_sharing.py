@@ -8,12 +8,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
 from portal.models import Flavor, Image, ImageShare, Operation, Project, Server
 from tests.cloud.conftest import drive, last_op, project, public_key, sync
+
+# The emulator plays cloud-init on the console and has the seed's images; the real cloud's fake virt driver
+# boots nothing, so its console never shows the markers. Sharing on the real cloud: test_sharing_real_cloud.py.
+pytestmark = pytest.mark.emulator_only
 
 BATCH = {"prepare_for_batch": "on", "packages": "source-extractor libcfitsio-bin"}
 
