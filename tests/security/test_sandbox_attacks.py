@@ -4,9 +4,14 @@ test_sandbox.py); each test fails while its attack works."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+import pytest
 
 from orchestration.batch.base import JobState
+from tests.portal.test_batch_outputs import local_batch  # noqa: F401 - a fixture (the portal with local storage)
 from tests.security.test_sandbox import Probe, batch_here  # noqa: F401 - the fixture the probes need
 
 # add_key(2) and keyctl(2) by number (x86_64), through ctypes: no keyutils needed in the job.
@@ -83,3 +88,72 @@ def test_a_job_that_ends_over_its_scratch_limit_gets_no_outputs_copied_back(sett
     assert result.state == JobState.HELD, probe.out + probe.err
     assert "scratch-space limit" in result.hold_reason
     assert not (probe.executor.retrieve(probe.cluster) / "big.dat").exists()
+
+
+# What a job writes that the portal later reads, renders and stores: markup and terminal escapes in
+# its output, and in its vcp outbox names with markup, newlines and backslashes, a link out, a hard
+# link to its proxy-free scratch, a FIFO and a linked folder.
+_HOSTILE_OUTPUTS = r"""#!/bin/bash
+printf '<script>alert("out")</script>\033]0;title\007\033[2J done\n'
+printf '<img src=x onerror=alert(1)>\n' >&2
+echo "NUMBER MAG_AUTO" > $1.cat
+cd "$PORTAL_VOS_OUTBOX"
+printf x > $'new\nline.txt'
+printf x > '<i onmouseover=alert(2)>.txt'
+printf x > '..\..\bob\planted.txt'
+mkdir $'dir\u202e' && printf x > $'dir\u202e'/in.txt
+ln -s /etc/hostname link.txt
+ln "$HOME/$1.cat" hard.txt
+mkfifo fifo
+mkdir sub && ln -s / sub/root && ln -s "$PORTAL_STORAGE_DIR/.." up
+echo stored-all
+"""
+
+
+@pytest.mark.django_db
+def test_what_a_job_writes_is_shown_escaped_and_stored_only_in_its_owners_space(
+    alice_client: Any,
+    local_batch: Path,  # noqa: F811
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from orchestration.tasks import batch_local
+    from portal.models import Job
+    from tests.portal.test_batch_outputs import submit
+
+    settings.BATCH_SANDBOX = "required"
+    bob = local_batch / "bob"
+    bob.mkdir(parents=True)
+    submit(alice_client, django_capture_on_commit_callbacks, script=_HOSTILE_OUTPUTS, items="1056215p\n")
+    assert batch_local.pull_local_jobs() == 1
+    job = Job.objects.get()
+    page = alice_client.get(f"/batch/jobs/{job.pk}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert list(bob.iterdir()) == []  # nothing of alice's job in bob's space
+    alice = local_batch / "alice"
+    stored = {p.relative_to(alice).as_posix(): p for p in alice.rglob("*")}
+    assert "link.txt" not in stored and "fifo" not in stored and "up" not in stored
+    assert not any(name.startswith("sub/root") for name in stored)
+    assert stored["hard.txt"].read_text() == "NUMBER MAG_AUTO\n"  # its own file, as a plain copy
+    assert not any(p.is_symlink() for p in stored.values())
+    assert Path("/etc/hostname").read_text() not in "".join(
+        p.read_text(errors="replace") for p in stored.values() if p.is_file()
+    )
+    assert "bob" in job.output_note and "cannot contain '..'" in job.output_note  # said, not done
+    # a name the storage pages could not link to (their 500) is refused with a sentence
+    assert "new?line.txt: a file name cannot contain control" in job.output_note
+    assert "dir?/: a file name cannot" in job.output_note and not any("\u202e" in n for n in stored)
+    assert "new\nline.txt" not in stored and "<i onmouseover=alert(2)>.txt" in stored
+    listing = alice_client.get("/storage/")
+    assert listing.status_code == 200 and "<i onmouseover" not in listing.content.decode()
+    response = alice_client.get(f"/storage/file/{quote('<i onmouseover=alert(2)>.txt')}")
+    assert response.status_code == 200 and "<i onmouseover" not in response.content.decode()
+
+
+def test_vcp_says_a_name_with_a_newline_cannot_go_to_the_users_space() -> None:
+    probe = Probe("#!/bin/bash\nprintf x > $'two\\nlines'\nvcp $'two\\nlines' vos:alice/\necho status $?\n")
+    assert probe.run().state == JobState.DONE, probe.err
+    assert "status 1" in probe.out
+    assert "'two\\nlines': a file name in your space cannot contain control characters" in probe.err
