@@ -48,6 +48,9 @@ from orchestration.batch.sandbox import (
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _PRLIMIT = shutil.which("prlimit", path="/usr/bin:/bin")
+_DU = shutil.which("du", path="/usr/bin:/bin") or "du"
+_RM = shutil.which("rm", path="/usr/bin:/bin") or "rm"
+_OUTBOX_DEPTH, _OUTBOX_PATH = 32, 1024  # folders deeper, or paths longer, in a job's outbox are not taken
 _FIRST_POLL = 0.002  # most jobs in a big batch are short: look early, then back off
 _MAX_POLL = 0.25
 
@@ -271,23 +274,37 @@ def _group_rss_bytes(pid: int) -> int:
 
 
 def _scratch_usage(scratch: Path, max_entries: int) -> tuple[int, int]:
-    """(bytes on disk, entries) of a scratch folder, links not followed; stops counting past max_entries."""
+    """(bytes on disk, entries) of a scratch folder, links not followed; stops counting past max_entries.
+
+    Where the job made what a path cannot name (folders nested past PATH_MAX), du measures it."""
     used, entries, todo = 0, 0, [str(scratch)]
-    while todo and entries <= max_entries:
-        try:
+    try:
+        while todo and entries <= max_entries:
             with os.scandir(todo.pop()) as it:
                 for entry in it:
                     entries += 1
-                    try:
-                        info = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue  # removed while we looked
+                    info = entry.stat(follow_symlinks=False)
                     used += info.st_blocks * 512
                     if stat.S_ISDIR(info.st_mode):
                         todo.append(entry.path)
-        except OSError:
-            continue
+    except FileNotFoundError:
+        pass  # removed while we looked: the next look counts the rest
+    except OSError:
+        return _du(scratch, "--block-size=1"), _du(scratch, "--inodes")
     return used, entries
+
+
+def _du(path: Path, unit: str) -> int:
+    done = subprocess.run(  # noqa: S603 - a fixed command line
+        [_DU, "--summarize", "--one-file-system", unit, "--", str(path)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
+    )
+    try:
+        return int(done.stdout.split()[0])
+    except (IndexError, ValueError):
+        return 2**62  # not measurable: over any limit
 
 
 def _scratch_reason(limits: Limits, scratch: Path) -> str:
@@ -384,7 +401,21 @@ def run_job(job: LocalJob, on_start: OnStart | None = None) -> JobResult:
     finally:
         group.remove()  # whatever the job left running ends here
         if not job.keep_scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree(scratch)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder a job wrote, however deep it nested folders (shutil.rmtree recurses; rm does not)."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return
+    except (OSError, RecursionError):
+        subprocess.run(  # noqa: S603 - a fixed command line
+            [_RM, "-rf", "--one-file-system", "--", str(path)],
+            capture_output=True,
+            env={"PATH": "/usr/bin:/bin"},
+        )
 
 
 def _memory_reason(limits: Limits, used_bytes: float | None) -> str:
@@ -567,13 +598,19 @@ def _collect_outbox(job: LocalJob, scratch: Path) -> None:
     if job.services is None or root.is_symlink() or not root.is_dir():
         return
     target_root = outbox_dir(job.job_dir, job.proc)
-    shutil.rmtree(target_root, ignore_errors=True)
+    remove_tree(target_root)
     for dirpath, dirnames, filenames in os.walk(root):  # does not descend into linked folders
         rel = Path(dirpath).relative_to(root)
-        (target_root / rel).mkdir(parents=True, exist_ok=True)
         dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
-        for name in filenames:
-            _copy_regular_file(Path(dirpath) / name, target_root / rel / name)
+        if len(rel.parts) >= _OUTBOX_DEPTH:
+            dirnames[:] = []  # and os.walk, which recurses, never goes deeper than this
+        try:
+            (target_root / rel).mkdir(parents=True, exist_ok=True)
+            for name in filenames:
+                if len(str(rel / name)) <= _OUTBOX_PATH:
+                    _copy_regular_file(Path(dirpath) / name, target_root / rel / name)
+        except OSError:
+            dirnames[:] = []  # a name too long for the worker's folders: not taken
 
 
 def _copy_regular_file(source: Path, target: Path) -> bool:

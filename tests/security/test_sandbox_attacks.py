@@ -157,3 +157,41 @@ def test_vcp_says_a_name_with_a_newline_cannot_go_to_the_users_space() -> None:
     assert probe.run().state == JobState.DONE, probe.err
     assert "status 1" in probe.out
     assert "'two\\nlines': a file name in your space cannot contain control characters" in probe.err
+
+
+def test_the_scratch_limit_counts_what_is_hidden_deeper_than_a_path_can_name(settings: Any) -> None:
+    settings.BATCH_JOB_SCRATCH_MB = 4
+    name = "d" * 250
+    probe = Probe(
+        "#!/bin/bash\n"
+        f"for n in $(seq 40); do mkdir {name} && cd {name} || exit 1; done\n"  # 10 000 bytes of path
+        "head -c 8388608 /dev/zero > hidden.dat\n"
+        "echo hid-it\n"
+    )
+    result = probe.run()
+    assert "hid-it" in probe.out, probe.err
+    assert result.state == JobState.HELD, result
+    assert "scratch-space limit" in result.hold_reason
+
+
+def test_folders_nested_thousands_deep_neither_break_the_worker_nor_stay_on_its_disk(settings: Any) -> None:
+    """shutil.rmtree and os.walk recurse: 3 000 nested folders in scratch and in the vcp outbox made
+    the worker's clean-up raise RecursionError, leaving the scratch folder on the disk."""
+    probe = Probe(
+        "#!/usr/bin/env python3\n"
+        "import os\n"
+        "open(os.path.join(os.environ['PORTAL_VOS_OUTBOX'], 'kept.txt'), 'w').write('kept')\n"
+        "for top in ('.', os.environ['PORTAL_VOS_OUTBOX']):\n"
+        "    os.chdir(top)\n"
+        "    for n in range(3000):\n"
+        "        os.mkdir('d')\n"
+        "        os.chdir('d')\n"
+        "    open('bottom.txt', 'w').write('x')\n"
+        "print('nested')\n"
+    )
+    result = probe.run()
+    assert result.state == JobState.DONE and "nested" in probe.out, probe.err
+    assert [p.name for p in Path(settings.BATCH_SCRATCH_ROOT).iterdir()] == [".sandbox"]  # scratch gone
+    outbox = probe.executor.retrieve(probe.cluster) / ".vospace-0"
+    assert (outbox / "kept.txt").read_text() == "kept"
+    assert max(len(p.relative_to(outbox).parts) for p in outbox.rglob("*")) <= 32
