@@ -3,6 +3,9 @@ test_sandbox.py); each test fails while its attack works."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -195,3 +198,60 @@ def test_folders_nested_thousands_deep_neither_break_the_worker_nor_stay_on_its_
     outbox = probe.executor.retrieve(probe.cluster) / ".vospace-0"
     assert (outbox / "kept.txt").read_text() == "kept"
     assert max(len(p.relative_to(outbox).parts) for p in outbox.rglob("*")) <= 32
+
+
+def _host_unix_sockets() -> list[str]:
+    found = []
+    for top in ("/run", "/var/run", "/tmp", "/var/lib"):
+        for path in Path(top).glob("*/*"):
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(path.lstat().st_mode):
+                    found.append(str(path))
+    return found[:20]
+
+
+@pytest.mark.parametrize("network", ["none", "egress"])
+def test_a_job_finds_no_socket_secret_or_device_of_the_host(
+    settings: Any, monkeypatch: Any, tmp_path: Path, network: str
+) -> None:
+    """Abstract unix sockets belong to a network namespace, socket files to the folders they are in;
+    the worker's environment is not the job's; /dev holds only the harmless devices."""
+    settings.BATCH_JOB_NETWORK = network
+    secret = f"worker-secret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("PORTAL_PROBE_SECRET", secret)
+    abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    name = f"portal-probe-{uuid.uuid4().hex}"
+    abstract.bind("\0" + name)
+    abstract.listen()
+    filed = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    filed.bind(str(tmp_path / "host.sock"))
+    filed.listen()
+    sockets = [*_host_unix_sockets(), str(tmp_path / "host.sock")]
+    script = (
+        "#!/usr/bin/env python3\n"
+        "import glob, os, socket, sys\n"
+        "for address in sys.argv[1:]:\n"
+        "    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        "    try:\n"
+        "        s.connect(address.replace('@', '\\0', 1))\n"
+        "        print('connected', address)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "for path in glob.glob('/proc/[0-9]*/environ') + ['/proc/self/environ']:\n"
+        "    try:\n"
+        "        print(open(path, 'rb').read().decode(errors='replace'))\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print('dev', ' '.join(sorted(os.listdir('/dev'))))\n"
+    )
+    try:
+        probe = Probe(script, args=" ".join([f"@{name}", *sockets]))
+        assert probe.run().state == JobState.DONE, probe.err
+    finally:
+        abstract.close()
+        filed.close()
+    assert "connected" not in probe.out, probe.out
+    assert secret not in probe.out and "PORTAL_PROBE_SECRET" not in probe.out
+    devices = probe.out.split("dev ", 1)[1].split()
+    harmless = {"core", "fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout"}
+    assert set(devices) <= harmless | {"tty", "urandom", "zero"}, devices
