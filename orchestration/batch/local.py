@@ -274,7 +274,8 @@ def _group_rss_bytes(pid: int) -> int:
 
 
 def _scratch_usage(scratch: Path, max_entries: int) -> tuple[int, int]:
-    """(bytes on disk, entries) of a scratch folder, links not followed; stops counting past max_entries.
+    """(bytes, entries) of a scratch folder, links not followed; stops counting past max_entries. A file
+    counts by its size or its blocks on disk, whichever is larger (a sparse file is copied back whole).
 
     Where the job made what a path cannot name (folders nested past PATH_MAX), du measures it."""
     used, entries, todo = 0, 0, [str(scratch)]
@@ -284,19 +285,19 @@ def _scratch_usage(scratch: Path, max_entries: int) -> tuple[int, int]:
                 for entry in it:
                     entries += 1
                     info = entry.stat(follow_symlinks=False)
-                    used += info.st_blocks * 512
+                    used += max(info.st_blocks * 512, info.st_size)  # sparse files are copied whole
                     if stat.S_ISDIR(info.st_mode):
                         todo.append(entry.path)
     except FileNotFoundError:
         pass  # removed while we looked: the next look counts the rest
     except OSError:
-        return _du(scratch, "--block-size=1"), _du(scratch, "--inodes")
+        return _du(scratch, "--apparent-size", "--block-size=1"), _du(scratch, "--inodes")
     return used, entries
 
 
-def _du(path: Path, unit: str) -> int:
+def _du(path: Path, *unit: str) -> int:
     done = subprocess.run(  # noqa: S603 - a fixed command line
-        [_DU, "--summarize", "--one-file-system", unit, "--", str(path)],
+        [_DU, "--summarize", "--one-file-system", *unit, "--", str(path)],
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},

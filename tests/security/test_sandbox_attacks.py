@@ -255,3 +255,14 @@ def test_a_job_finds_no_socket_secret_or_device_of_the_host(
     devices = probe.out.split("dev ", 1)[1].split()
     harmless = {"core", "fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout"}
     assert set(devices) <= harmless | {"tty", "urandom", "zero"}, devices
+
+
+def test_a_sparse_file_counts_by_its_size_since_it_would_be_copied_back_whole(settings: Any) -> None:
+    """A 100 MB file with no blocks on disk passed the scratch limit, and copying it back wrote 100 MB
+    into the portal's folders (a job can declare many such outputs, or vcp them)."""
+    settings.BATCH_JOB_SCRATCH_MB = 4
+    probe = Probe("#!/bin/sh\ntruncate -s 100M sparse.dat\necho made\n", transfer="sparse.dat")
+    result = probe.run()
+    assert "made" in probe.out, probe.err
+    assert result.state == JobState.HELD and "scratch-space limit" in result.hold_reason, result
+    assert not (probe.executor.retrieve(probe.cluster) / "sparse.dat").exists()
