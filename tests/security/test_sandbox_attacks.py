@@ -266,3 +266,32 @@ def test_a_sparse_file_counts_by_its_size_since_it_would_be_copied_back_whole(se
     assert "made" in probe.out, probe.err
     assert result.state == JobState.HELD and "scratch-space limit" in result.hold_reason, result
     assert not (probe.executor.retrieve(probe.cluster) / "sparse.dat").exists()
+
+
+def test_system_v_shared_memory_counts_against_the_jobs_memory(settings: Any) -> None:
+    """A SysV segment belongs to no process (the job's /dev/shm is not writable, and /tmp is sized):
+    its pages must still count as the job's memory."""
+    settings.BATCH_JOB_MEMORY_MB = 64
+    probe = Probe(
+        "#!/usr/bin/env python3\n"
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.shmat.restype = ctypes.c_void_p\n"
+        "size = 32 * 1024 * 1024\n"  # each segment alone fits its address-space limit
+        "for n in range(8):\n"
+        "    seg = libc.shmget(0, ctypes.c_size_t(size), 0o1600)\n"
+        "    addr = libc.shmat(seg, None, 0)\n"
+        "    ctypes.memset(ctypes.c_void_p(addr), 1, size)\n"
+        "    libc.shmdt(ctypes.c_void_p(addr))\n"  # detached: no process maps it any more
+        "    print('segment', n, flush=True)\n"
+        "print('filled', flush=True)\n"
+        "import time; time.sleep(2)\n"
+        "print('kept')\n"
+    )
+    result = probe.run()
+    assert "segment" in probe.out, probe.err
+    assert result.state == JobState.HELD and "more than its limit of 64 MB" in result.hold_reason, (
+        result,
+        probe.out,
+    )
+    assert "kept" not in probe.out
