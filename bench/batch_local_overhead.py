@@ -25,8 +25,11 @@ from orchestration.batch.local import JobResult, LocalJob, run_job
 from orchestration.batch.sandbox import TRUSTED, SandboxConfig
 
 
-def old_command(job: LocalJob, scratch: Path, netns: str | None = None) -> list[str]:
-    """The reference: the runner's command line before the job sandbox (root, every capability)."""
+def old_command(
+    job: LocalJob, scratch: Path, netns: str | None = None, seccomp: int | None = None
+) -> list[str]:
+    """The reference: the runner's command line before the job sandbox (root, every capability, no
+    seccomp filter)."""
     bwrap = shutil.which("bwrap")
     assert bwrap is not None
     wrap = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]

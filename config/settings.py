@@ -308,6 +308,7 @@ BATCH_MAX_ITEMS = _int("BATCH_MAX_ITEMS", 20000, minimum=1)
 BATCH_JOB_WALL_SECONDS = _int("BATCH_JOB_WALL_SECONDS", 24 * 3600, minimum=1)
 BATCH_JOB_MEMORY_MB = _int("BATCH_JOB_MEMORY_MB", 4096, minimum=16)
 BATCH_JOB_OUTPUT_MB = _int("BATCH_JOB_OUTPUT_MB", 1024, minimum=1)
+BATCH_JOB_SCRATCH_MB = _int("BATCH_JOB_SCRATCH_MB", 10240, minimum=1)  # what a job's scratch folder may hold
 BATCH_JOB_RETRIES = _int("BATCH_JOB_RETRIES", 1)  # automatic re-runs of a job whose worker died
 # The local job sandbox (orchestration/batch/sandbox.py): "required" runs every job as BATCH_JOB_UID in
 # bubblewrap namespaces, or not at all; "trusted" (single-user installs) runs jobs as the workers' user.

@@ -43,10 +43,14 @@ from orchestration.batch.sandbox import (
     SandboxConfig,
     bwrap_argv,
     sandbox_problem,
+    seccomp_fd,
 )
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _PRLIMIT = shutil.which("prlimit", path="/usr/bin:/bin")
+_DU = shutil.which("du", path="/usr/bin:/bin") or "du"
+_RM = shutil.which("rm", path="/usr/bin:/bin") or "rm"
+_OUTBOX_DEPTH, _OUTBOX_PATH = 32, 1024  # folders deeper, or paths longer, in a job's outbox are not taken
 _FIRST_POLL = 0.002  # most jobs in a big batch are short: look early, then back off
 _MAX_POLL = 0.25
 
@@ -64,6 +68,9 @@ class Limits:
     address_space_factor: float = 4.0
     kill_grace_seconds: float = 1.0  # Hold and Remove stop a job within this (and the poll)
     max_processes: int = 256  # processes and threads of the whole job at once
+    scratch_mb: int = 10240  # what its scratch folder may hold (on the worker's disk)
+    scratch_files: int = 100_000  # files and folders in it
+    scratch_check_seconds: float = 1.0  # how often a running job's scratch folder is measured
 
 
 @dataclass(frozen=True)
@@ -173,7 +180,7 @@ def sandboxed(job: LocalJob) -> bool:
     return job.sandbox.mode == REQUIRED
 
 
-def _command(job: LocalJob, scratch: Path, netns: str | None = None) -> list[str]:
+def _command(job: LocalJob, scratch: Path, netns: str | None = None, seccomp: int | None = None) -> list[str]:
     """The argv to execute: the job's script, inside the sandbox unless the mode is trusted."""
     argv = [f"./{job.script.name}", *job.argv]
     if not sandboxed(job):
@@ -185,7 +192,7 @@ def _command(job: LocalJob, scratch: Path, netns: str | None = None) -> list[str
     tmp_bytes = max(16, job.limits.memory_mb // 4) * 1024 * 1024
     mounts = Mounts(scratch, tmp_bytes, tuple(readonly), tuple(job.hidden_paths))
     support = job.scratch_root / ".sandbox"
-    return [*bwrap_argv(job.sandbox, mounts, support, netns), *argv]
+    return [*bwrap_argv(job.sandbox, mounts, support, netns, seccomp), *argv]
 
 
 # Joins the job's control groups (the files before "--"), then execs the rest: a fixed script, the
@@ -264,6 +271,51 @@ def _group_rss_bytes(pid: int) -> int:
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue  # the process ended while we looked
     return total
+
+
+def _scratch_usage(scratch: Path, max_entries: int) -> tuple[int, int]:
+    """(bytes, entries) of a scratch folder, links not followed; stops counting past max_entries. A file
+    counts by its size or its blocks on disk, whichever is larger (a sparse file is copied back whole).
+
+    Where the job made what a path cannot name (folders nested past PATH_MAX), du measures it."""
+    used, entries, todo = 0, 0, [str(scratch)]
+    try:
+        while todo and entries <= max_entries:
+            with os.scandir(todo.pop()) as it:
+                for entry in it:
+                    entries += 1
+                    info = entry.stat(follow_symlinks=False)
+                    used += max(info.st_blocks * 512, info.st_size)  # sparse files are copied whole
+                    if stat.S_ISDIR(info.st_mode):
+                        todo.append(entry.path)
+    except FileNotFoundError:
+        pass  # removed while we looked: the next look counts the rest
+    except OSError:
+        return _du(scratch, "--apparent-size", "--block-size=1"), _du(scratch, "--inodes")
+    return used, entries
+
+
+def _du(path: Path, *unit: str) -> int:
+    done = subprocess.run(  # noqa: S603 - a fixed command line
+        [_DU, "--summarize", "--one-file-system", *unit, "--", str(path)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
+    )
+    try:
+        return int(done.stdout.split()[0])
+    except (IndexError, ValueError):
+        return 2**62  # not measurable: over any limit
+
+
+def _scratch_reason(limits: Limits, scratch: Path) -> str:
+    """Why the job's scratch folder is over its limits ("" when it is not)."""
+    used, entries = _scratch_usage(scratch, limits.scratch_files)
+    if used > limits.scratch_mb * 1024 * 1024:
+        return f"The job wrote more than its scratch-space limit of {_mb(limits.scratch_mb)} and was stopped."
+    if entries > limits.scratch_files:
+        return f"The job made more than {limits.scratch_files} files and folders in its scratch space and was stopped."
+    return ""
 
 
 def _gone(pid: int) -> bool:
@@ -350,7 +402,21 @@ def run_job(job: LocalJob, on_start: OnStart | None = None) -> JobResult:
     finally:
         group.remove()  # whatever the job left running ends here
         if not job.keep_scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree(scratch)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder a job wrote, however deep it nested folders (shutil.rmtree recurses; rm does not)."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return
+    except (OSError, RecursionError):
+        subprocess.run(  # noqa: S603 - a fixed command line
+            [_RM, "-rf", "--one-file-system", "--", str(path)],
+            capture_output=True,
+            env={"PATH": "/usr/bin:/bin"},
+        )
 
 
 def _memory_reason(limits: Limits, used_bytes: float | None) -> str:
@@ -392,13 +458,14 @@ def _run_with(
 ) -> JobResult:
     limits = job.limits
     out_path, err_path = job.job_dir / job.output, job.job_dir / job.error
-    with open(out_path, "ab") as out, open(err_path, "ab") as err:
+    with open(out_path, "ab") as out, open(err_path, "ab") as err, seccomp_fd() as seccomp:
         try:
             prefix, preexec = _launcher(group, _limit_args(limits, not group.limits_processes))
             netns = None
             if egress is not None:
                 netns = egress.start()
-            argv = [*prefix, *_command(job, scratch, netns)]
+            sandbox_fd = seccomp if sandboxed(job) else None
+            argv = [*prefix, *_command(job, scratch, netns, sandbox_fd)]
             proc = subprocess.Popen(
                 argv,
                 cwd=scratch,
@@ -408,6 +475,7 @@ def _run_with(
                 stderr=err,
                 start_new_session=True,  # own session and process group, so kill_job reaches all of it
                 close_fds=True,
+                pass_fds=() if sandbox_fd is None else (sandbox_fd,),
                 preexec_fn=preexec,  # noqa: PLW1509 - None unless util-linux prlimit is missing
             )
         except (OSError, subprocess.SubprocessError) as exc:
@@ -423,6 +491,7 @@ def _run_with(
     memory_limit = limits.memory_mb * 1024 * 1024
     poll = _FIRST_POLL
     stopped = False
+    next_scratch_check = time.monotonic() + limits.scratch_check_seconds
     while True:
         try:
             proc.wait(timeout=poll)
@@ -444,6 +513,10 @@ def _run_with(
                 hold_reason, hold_code = _memory_reason(limits, None), HOLD_OUT_OF_RESOURCES
         elif (rss := _group_rss_bytes(proc.pid)) > memory_limit:
             hold_reason, hold_code = _memory_reason(limits, rss), HOLD_OUT_OF_RESOURCES
+        if hold_code is None and time.monotonic() >= next_scratch_check:
+            next_scratch_check = time.monotonic() + limits.scratch_check_seconds
+            if hold_reason := _scratch_reason(limits, scratch):
+                hold_code = HOLD_OUT_OF_RESOURCES
         if hold_code is not None:
             _stop(proc, group, limits.kill_grace_seconds)
             break
@@ -466,6 +539,8 @@ def _run_with(
             return replace(base, state=state, hold_reason=outside.reason, hold_code=outside.hold_code)
     if hold_code is None:
         hold_reason, hold_code = _limit_hit(sig, code, out_path, err_path, limits)
+    if hold_code is None and (hold_reason := _scratch_reason(limits, scratch)):  # nothing over it is copied
+        hold_code = HOLD_OUT_OF_RESOURCES
     if hold_code is not None:
         log.held(hold_reason, hold_code)
         return replace(base, state=JobState.HELD, hold_reason=hold_reason, hold_code=hold_code)
@@ -524,13 +599,19 @@ def _collect_outbox(job: LocalJob, scratch: Path) -> None:
     if job.services is None or root.is_symlink() or not root.is_dir():
         return
     target_root = outbox_dir(job.job_dir, job.proc)
-    shutil.rmtree(target_root, ignore_errors=True)
+    remove_tree(target_root)
     for dirpath, dirnames, filenames in os.walk(root):  # does not descend into linked folders
         rel = Path(dirpath).relative_to(root)
-        (target_root / rel).mkdir(parents=True, exist_ok=True)
         dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
-        for name in filenames:
-            _copy_regular_file(Path(dirpath) / name, target_root / rel / name)
+        if len(rel.parts) >= _OUTBOX_DEPTH:
+            dirnames[:] = []  # and os.walk, which recurses, never goes deeper than this
+        try:
+            (target_root / rel).mkdir(parents=True, exist_ok=True)
+            for name in filenames:
+                if len(str(rel / name)) <= _OUTBOX_PATH:
+                    _copy_regular_file(Path(dirpath) / name, target_root / rel / name)
+        except OSError:
+            dirnames[:] = []  # a name too long for the worker's folders: not taken
 
 
 def _copy_regular_file(source: Path, target: Path) -> bool:

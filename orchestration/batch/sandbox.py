@@ -24,12 +24,16 @@ single-user installs and runs jobs as the worker's own user, without the sandbox
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import platform
 import shutil
+import struct
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,7 +179,11 @@ _SETPRIV_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_READ_SEARCH
 
 
 def bwrap_argv(
-    config: SandboxConfig, mounts: Mounts, support_dir: Path, netns: str | None = None
+    config: SandboxConfig,
+    mounts: Mounts,
+    support_dir: Path,
+    netns: str | None = None,
+    seccomp: int | None = None,
 ) -> list[str]:
     """The sandbox's command line up to (not including) the job's own argv.
 
@@ -199,6 +207,7 @@ def bwrap_argv(
         *[arg for cap in _SETPRIV_CAPS for arg in ("--cap-add", cap)],
         "--new-session",
         "--die-with-parent",
+        *(["--seccomp", str(seccomp)] if seccomp is not None else []),
         *_system_mounts(),
         "--ro-bind",
         str(passwd),
@@ -229,6 +238,75 @@ def bwrap_argv(
     args += [*_bind("--bind", mounts.scratch, made), "--chdir", str(mounts.scratch)]
     nsenter = [tool("nsenter") or "nsenter", f"--net={netns}", "--"] if netns else []
     return [*nsenter, *args, "--", *drop_privileges(config)]
+
+
+# A seccomp filter bubblewrap installs before the job's first program, for what namespaces do not
+# confine: the kernel keyrings (a uid's keyring outlives its processes and every job has the same uid,
+# so one user's job could leave keys, or find those another user's job left) and new user namespaces
+# (root inside one of its own opens much of the kernel to the job). Those calls fail with EPERM;
+# clone3, whose flags a filter cannot see, fails with ENOSYS so that libc falls back to clone.
+_CLONE_NEWUSER = 0x10000000
+# arch (AUDIT_ARCH_*) -> (add_key, request_key, keyctl, unshare, clone); clone3 is 435 on all.
+_SYSCALLS = {
+    "x86_64": {0xC000003E: (248, 249, 250, 272, 56), 0x40000003: (286, 287, 288, 310, 120)},
+    "aarch64": {0xC00000B7: (217, 218, 219, 97, 220)},
+}
+_CLONE3 = 435
+_X32_BIT = 0x40000000  # x86_64's x32 syscalls: not used by the job's programs
+_RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
+_EPERM, _ENOSYS = 1, 38
+
+
+def _insn(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+    return struct.pack("=HBBI", code, jt, jf, k)
+
+
+@functools.lru_cache(maxsize=1)
+def seccomp_program() -> bytes | None:
+    """The filter as classic BPF for bwrap --seccomp, or None on a machine it is not written for."""
+    arches = _SYSCALLS.get(platform.machine())
+    if arches is None:
+        return None
+    ld_w, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    deny, nosys = _RET_ERRNO | _EPERM, _RET_ERRNO | _ENOSYS
+    blocks = []
+    for arch, (add_key, request_key, keyctl, unshare, clone) in arches.items():
+        body = [_insn(ld_w, 0)]  # the syscall number
+        if arch == 0xC000003E:
+            body.append(_insn(jge, _X32_BIT, jt=0, jf=1))
+            body.append(_insn(ret, nosys))
+        for nr in (add_key, request_key, keyctl):
+            body += [_insn(jeq, nr, jt=0, jf=1), _insn(ret, deny)]
+        body += [_insn(jeq, _CLONE3, jt=0, jf=1), _insn(ret, nosys)]
+        for nr in (unshare, clone):  # the flags are the first argument of both
+            body += [_insn(jeq, nr, jt=0, jf=3), _insn(ld_w, 16), _insn(jset, _CLONE_NEWUSER, jt=0, jf=1)]
+            body += [_insn(ret, deny), _insn(ld_w, 0)]
+        body.append(_insn(ret, _RET_ALLOW))
+        blocks.append((arch, body))
+    program = [_insn(ld_w, 4)]  # the architecture
+    for arch, body in blocks:
+        program += [_insn(jeq, arch, jt=0, jf=len(body)), *body]
+    program.append(_insn(ret, nosys))  # any other architecture's calls
+    return b"".join(program)
+
+
+@contextlib.contextmanager
+def seccomp_fd() -> Iterator[int | None]:
+    """A readable descriptor of the filter for one job's bwrap (pass it with pass_fds)."""
+    program = seccomp_program()
+    if program is None:
+        yield None
+        return
+    read, write = os.pipe()
+    try:
+        os.write(write, program)  # a few hundred bytes: fits a pipe's buffer
+        os.close(write)
+        write = -1
+        yield read
+    finally:
+        os.close(read)
+        if write != -1:
+            os.close(write)
 
 
 class Egress:
@@ -322,15 +400,21 @@ def sandbox_problem(config: SandboxConfig) -> str | None:
         egress = Egress(config, []) if config.network == NETWORK_EGRESS else None
         try:
             netns = egress.start() if egress is not None else None
-            argv = [
-                *bwrap_argv(config, Mounts(scratch), Path(tmp) / "etc", netns),
-                "/bin/sh",
-                "-c",
-                _SELF_TEST,
-            ]
-            done = subprocess.run(
-                argv, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"}
-            )
+            with seccomp_fd() as fd:
+                argv = [
+                    *bwrap_argv(config, Mounts(scratch), Path(tmp) / "etc", netns, fd),
+                    "/bin/sh",
+                    "-c",
+                    _SELF_TEST,
+                ]
+                done = subprocess.run(
+                    argv,
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    env={"PATH": "/usr/bin:/bin"},
+                    pass_fds=() if fd is None else (fd,),
+                )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"a test job could not run in it ({exc})"
         finally:

@@ -66,6 +66,7 @@ def local_executor() -> LocalExecutor:
             memory_mb=settings.BATCH_JOB_MEMORY_MB,
             output_mb=settings.BATCH_JOB_OUTPUT_MB,
             max_processes=settings.BATCH_JOB_MAX_PROCESSES,
+            scratch_mb=settings.BATCH_JOB_SCRATCH_MB,
         ),
         sandbox=sandbox_config(),
         hidden_paths=portal_data_paths(),

@@ -59,6 +59,13 @@ def _pullable() -> Any:
     )
 
 
+_UNPRINTABLE = "a file name cannot contain control or formatting characters (a newline, say)"
+
+
+def _shown(name: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in name)
+
+
 def store_vos_outbox(job: Job) -> int:
     """Store what a finished job copied to vos: with the stand-in vcp into its owner's space, through
     the storage adapter (which refuses paths out of the space); how many files. Problems are noted
@@ -72,12 +79,18 @@ def store_vos_outbox(job: Job) -> int:
     stored, problems = 0, []
     try:
         storage = storage_for(job.submission.owner)
-        for dirpath, _dirnames, filenames in os.walk(outbox):
+        for dirpath, dirnames, filenames in os.walk(outbox):
             rel = Path(dirpath).relative_to(outbox).as_posix()
             prefix = "" if rel == "." else f"{rel}/"
+            for name in [n for n in dirnames if not n.isprintable()]:  # not a name pages can link to
+                dirnames.remove(name)
+                problems.append(f"{_shown(prefix + name)}/: {_UNPRINTABLE}")
             if prefix:
                 makedirs(storage, prefix.rstrip("/"))
             for name in sorted(filenames):
+                if not name.isprintable():
+                    problems.append(f"{_shown(prefix + name)}: {_UNPRINTABLE}")
+                    continue
                 try:
                     with open(Path(dirpath) / name, "rb") as fh:
                         storage.upload(prefix + name, fh, None, overwrite=True)

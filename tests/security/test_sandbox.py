@@ -21,7 +21,7 @@ from orchestration.batch.sandbox import SandboxConfig, sandbox_problem
 from orchestration.batch.submit import parse_submit
 from orchestration.tasks.batch import local_executor, local_services
 
-SUBMIT = "executable = probe.sh\noutput = probe.out\nerror = probe.err\nlog = probe.log\narguments = {args}\nqueue\n"
+SUBMIT = "executable = probe.sh\noutput = probe.out\nerror = probe.err\nlog = probe.log\narguments = {args}\n{extra}queue\n"
 
 
 @pytest.fixture(autouse=True)
@@ -36,10 +36,11 @@ def batch_here(settings: Any, tmp_path: Path) -> None:
 class Probe:
     """One submitted probe job and what it printed."""
 
-    def __init__(self, script: str, args: str = "", owner: str = "alice") -> None:
+    def __init__(self, script: str, args: str = "", owner: str = "alice", transfer: str = "") -> None:
         self.executor: LocalExecutor = local_executor()
         services = local_services(SimpleNamespace(username=owner))
-        parsed = parse_submit(SUBMIT.format(args=args))
+        extra = f"transfer_output_files = {transfer}\n" if transfer else ""
+        parsed = parse_submit(SUBMIT.format(args=args, extra=extra))
         self.cluster = self.executor.submit(
             parsed, {"probe.sh": script.encode()}, f"probe-{uuid.uuid4().hex}", services=services
         ).cluster
