@@ -144,6 +144,8 @@ def check_body(body: dict[str, str], item_vars: list[dict[str, str]]) -> None:
             for n in _BODY_REF.findall(value)
         ):
             problems.append(f"{key} holds a macro the portal does not send.")
+        if any(c in value for c in "\n\r\x00") or value.rstrip(" \t\f\v").endswith("\\"):
+            problems.append(f"{key} holds a line end or ends with a backslash.")
     for item in item_vars:
         if any(k != "arguments" and not k.startswith(QUEUE_VAR_PREFIX) for k in item) or any(
             not ITEM_OK.fullmatch(v) for v in item.values()
@@ -284,9 +286,17 @@ def _check_commands(
                     "use $(Process).",
                 )
             )
-        if any("$$" in p for p in template if isinstance(p, str)):
-            # htcondor2 would keep "$(DOLLAR)$(DOLLAR)" as "$$(DOLLAR)": a value from the machine a job lands on
-            problems.append((line, f"line {line}: {name} may not hold '$$' (after expanding its macros)."))
+        # htcondor2 would keep "$(DOLLAR)$(DOLLAR)" as "$$(DOLLAR)": a value from the machine a job lands
+        # on; and it reads "$(DOLLAR)(" again: "$(DOLLAR)(DOLLAR)" is "$", never the "$(DOLLAR)" shown.
+        held = next((d for d in ("$$", "$(") if any(d in p for p in template if isinstance(p, str))), None)
+        if held:
+            problems.append(
+                (line, f"line {line}: {name} may not hold '{held}' (after expanding its macros).")
+            )
+            continue
+        if render_value(template).rstrip(" \t").endswith("\\"):
+            # htcondor2 writes `name = value` lines and reads them: the portal's next line would join this one
+            problems.append((line, f"line {line}: {name} may not end with a backslash."))
             continue
         text = "".join(p for p in template if isinstance(p, str))
         if name in FILE_COMMANDS and ("/" in text or text.strip().startswith("~") or "\\" in text):
