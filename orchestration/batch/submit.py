@@ -51,6 +51,7 @@ PROXY_FILE_NAME = "cadcproxy.pem"
 MAX_SHARED_LISTED = 5
 MAX_PROBLEMS = 50
 MAX_ITEM_LENGTH = 1000
+MAX_JOBS_TEXT_CHARS = 32 * 1024 * 1024
 _ALLOWED_SHOWN = ", ".join(ALLOWED_COMMANDS)
 
 
@@ -96,6 +97,14 @@ def parse_submit(text: str, script_name: str | None = None, max_jobs: int = MAX_
         problems.append((queue.line, f"line {queue.line}: the queue statement makes no jobs."))
     elif n_jobs > max_jobs:
         problems.append((queue.line, f"The submit file makes {n_jobs} jobs; the limit is {max_jobs}."))
+    elif (size := _jobs_text_size(templates, queue, n_jobs)) > MAX_JOBS_TEXT_CHARS:
+        problems.append(
+            (
+                queue.line,
+                f"line {queue.line}: the jobs' arguments and file names come to about {size >> 20} MiB; "
+                f"the limit is {MAX_JOBS_TEXT_CHARS >> 20} MiB (make fewer jobs or shorter values).",
+            )
+        )
     _raise_if(problems)
     cpus = _parse_amount(values.get("request_cpus", ""), "request_cpus", 1, found, problems)
     memory = _parse_amount(values.get("request_memory", ""), "request_memory", 1, found, problems)
@@ -122,6 +131,17 @@ def parse_submit(text: str, script_name: str | None = None, max_jobs: int = MAX_
         body=body,
         queue_vars=queue_vars,
     )
+
+
+def _jobs_text_size(templates: dict[str, Template], queue: QueueStatement, n_jobs: int) -> int:
+    """About how many characters the jobs' values take once filled in, counted before filling them:
+    every job holds its own arguments and file names (a 64 KiB value times 20,000 jobs is 1.3 GB)."""
+    longest = max((len(v) for item in queue.items for v in item.values()), default=0)
+    per_job = 0
+    for key in PER_JOB_COMMANDS:
+        for part in templates.get(key, ()):
+            per_job += len(part) if isinstance(part, str) else max(longest, 20)
+    return n_jobs * per_job
 
 
 _BODY_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")

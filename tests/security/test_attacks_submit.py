@@ -122,3 +122,25 @@ def test_literal_dollars_stay_literal_when_htcondor_expands_dollar_again(tmp_pat
     for parsed, values, jobs in as_htcondor_reads(texts, tmp_path):
         assert_same_jobs(parsed, values, jobs)
         assert "$$" not in jobs[0]["arguments"]
+
+
+def test_a_small_file_cannot_make_jobs_that_fill_the_web_workers_memory() -> None:
+    """8 KB: a 64 KiB argument (macros within their limits) times `queue 20000` took 1.2 GB and 19 s
+    of the upload or the live preview, before anything was shown."""
+    import tracemalloc
+
+    x = "x" * 8000
+    text = f"{HEAD}a = {x}\nb = {'$(a)' * 8}\narguments = $(b) $(Process)\noutput = o$(Process).out\nqueue 20000\n"
+    assert len(text) < 9000
+    tracemalloc.start()
+    try:
+        problems = problems_of(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert any("the jobs' arguments and file names come to about" in p for p in problems), problems
+    assert peak < 32 * 1024**2
+    ordinary = parse_submit(
+        f"{HEAD}arguments = {x[:200]} $(Process)\noutput = o$(Process).out\nqueue 20000\n"
+    )
+    assert len(ordinary.jobs) == 20000
