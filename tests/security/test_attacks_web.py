@@ -54,3 +54,42 @@ def test_an_ordinary_compressed_image_still_gets_its_thumbnail(alice_client: Any
         answer = alice_client.get(f"/storage/thumbnail/{name}")
         assert answer.status_code == 200
         assert answer["Content-Type"] == "image/png"
+
+
+HOSTILE = [
+    "\x00",
+    "a\rb",
+    "x.out\ninclude command : /usr/bin/touch /tmp/attack-proof",
+    "a \\\u00a0",
+    "$ENV(HOME)",
+    "$(DOLLAR)(DOLLAR)",
+    "\ufeff\u202e",
+    "\uff04(Process)",
+    "'\"><img src=x>",
+    "../../etc/passwd",
+    "x" * 20000,
+    "9" * 40,
+]
+FORM_FIELDS = ["name", "script_name", "items", "output", "error", "log", "output_files", "request_memory_mb"]
+
+
+def test_hostile_values_in_every_batch_form_field_get_a_page_never_a_500(alice_client: Any) -> None:
+    from portal.forms.batch import SEED_SCRIPT
+
+    base = {
+        "name": "do_catalogue",
+        "script_name": "do_catalogue.bash",
+        "script": SEED_SCRIPT,
+        "items": "a\nb\n",
+        "request_cpus": 1,
+        "request_memory_mb": 2048,
+        "request_disk_mb": 4096,
+        "executor": "local",
+    }
+    for field in FORM_FIELDS:
+        for value in HOSTILE:
+            for url in ("/batch/preview/", "/batch/new/"):
+                answer = alice_client.post(url, {**base, field: value})
+                assert answer.status_code in (200, 302, 400), (url, field, value[:20])
+                assert b"<img src=x>" not in answer.content
+    assert not Path("/tmp/attack-proof").exists()
