@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -11,6 +12,7 @@ log = logging.getLogger(__name__)
 TEXT_PREVIEW_BYTES = 64 * 1024
 TABLE_PREVIEW_ROWS = 20
 MAX_HEADER_CARDS = 500
+MAX_THUMBNAIL_READ_BYTES = 48 * 1024**2  # decompressed, for one thumbnail
 _FITS = (".fits", ".fit", ".fts", ".fits.fz", ".fz", ".fits.gz", ".fit.gz")
 _CATALOGUES = (".cat", ".ecsv", ".csv", ".tsv")
 _TEXT = (
@@ -107,6 +109,21 @@ def read_fits(fh: BinaryIO) -> FitsPreview:
     return FitsPreview(hdus, cards, shown, image)
 
 
+def _bytes_to_read(hdu: Any, shape: tuple[int, ...], step: int, tile: tuple[int, ...] | None) -> int:
+    """What reading every step-th whole row of the first plane costs once decompressed.
+
+    A tile-compressed image is decompressed a whole tile at a time: one tile of zeros the size of
+    the image is a few hundred KB on disk and gigabytes in memory.
+    """
+    height, width = shape[-2], shape[-1]
+    pixel = abs(int(hdu.header.get("BITPIX", 8))) // 8 or 1
+    rows = -(-height // step)
+    if tile:
+        tile_rows = max(1, int(tile[-2]))
+        rows = min(rows, -(-height // tile_rows)) * tile_rows * math.prod(int(t) for t in tile[:-2])
+    return rows * width * pixel
+
+
 def thumbnail_png(fh: BinaryIO, size: int = 320) -> bytes | None:
     """A zscaled greyscale PNG of the first image HDU, reading only every n-th pixel."""
     import io
@@ -124,6 +141,9 @@ def thumbnail_png(fh: BinaryIO, size: int = 320) -> bytes | None:
             hdu = hdul[index]
             shape = hdu.shape
             step = max(1, -(-max(shape[-2:]) // size))
+            tile = tuple(hdu.tile_shape) if isinstance(hdu, fits.CompImageHDU) else None
+            if _bytes_to_read(hdu, shape, step, tile) > MAX_THUMBNAIL_READ_BYTES:
+                return None  # a tile-compressed "bomb", or rows too wide to show
             lead = (0,) * (len(shape) - 2)  # first plane of a cube
             # Every step-th row, whole rows: astropy reads a column stride pixel by pixel (100x slower).
             rows = hdu.section[lead + (slice(None, None, step), slice(None))]

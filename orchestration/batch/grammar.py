@@ -4,7 +4,8 @@
 one queue statement with its items, joining continuation lines as HTCondor
 25 does (checked against htcondor2.Submit):
 
-- trailing white space is dropped; a line then ending in a backslash loses
+- trailing white space (HTCondor's: space, tab, form feed, vertical tab; never Python's
+  Unicode spaces, which HTCondor keeps) is dropped; a line then ending in a backslash loses
   that one backslash and continues with the next line, whose leading white
   space is dropped (`a = x \\` + `  y` is `x y`; `a = x\\` + `  y` is `xy`);
 - a comment line is never continued by HTCondor, while other readers continue
@@ -144,7 +145,7 @@ def read_submit(text: str) -> SubmitFile:
     while i < len(lines):
         number, line = lines[i]
         i += 1
-        s = line.strip()
+        s = line.strip(_WHITE)
         if not s or s.startswith("#"):
             continue
         if queue is not None:
@@ -160,11 +161,11 @@ def read_submit(text: str) -> SubmitFile:
             problems.append((number, f"line {number}: include is not allowed; put everything in one file."))
             continue
         if _QUEUE.match(s) and not _ASSIGNMENT.fullmatch(s):
-            queue, i = _read_queue(number, s[5:].strip(), lines, i, problems)
+            queue, i = _read_queue(number, s[5:].strip(_WHITE), lines, i, problems)
             continue
         m = _ASSIGNMENT.fullmatch(s)
         if m:
-            assignments.append(Assignment(number, m.group(1), m.group(2).strip()))
+            assignments.append(Assignment(number, m.group(1), m.group(2).strip(_WHITE)))
         elif _DIRECTIVE.match(s):
             problems.append(
                 (
@@ -199,7 +200,7 @@ def _read_queue(
         return queue, i
     keyword = k.group(1).lower()
     names = [n for n in _SEPARATORS.split(rest[: k.start()]) if n]
-    source = rest[k.end() :].strip()
+    source = rest[k.end() :].strip(_WHITE)
     if keyword == "matching":
         problems.append(
             (number, f"line {number}: 'queue ... matching' is not supported; list the items inline.")
@@ -222,7 +223,7 @@ def _read_queue(
     if source == "(":
         return queue, _read_block(queue, k.group(1), keyword, lines, i, problems)
     if source.startswith("(") and source.endswith(")"):
-        inner = source[1:-1].strip()
+        inner = source[1:-1].strip(_WHITE)
         if inner:
             _add_item(queue, keyword, inner, number)
         return queue, i
@@ -248,7 +249,7 @@ def _read_block(
 ) -> int:
     for j in range(i, len(lines)):
         number, line = lines[j]
-        s = line.strip()
+        s = line.strip(_WHITE)
         if s == ")":
             return j + 1
         if s.startswith("#"):
@@ -286,11 +287,11 @@ def _add_item(queue: QueueStatement, keyword: str, text: str, number: int) -> No
 def split_item(text: str, names: list[str]) -> dict[str, str]:
     """One line of `queue a, b from`: as HTCondor splits it, the last variable takes the rest."""
     values: dict[str, str] = {}
-    rest = text.strip()
+    rest = text.strip(_WHITE)
     for name in names[:-1]:
         token = _TOKEN.match(rest)
         assert token is not None  # the pattern matches the empty string
         values[name] = token.group()
         rest = rest[token.end() + 1 :].lstrip(_WHITE)
-    values[names[-1]] = rest.strip()
+    values[names[-1]] = rest.strip(_WHITE)
     return values

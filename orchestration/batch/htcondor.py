@@ -32,6 +32,7 @@ from orchestration.batch.submit import PROXY_FILE_NAME, profile_lines
 from orchestration.batch.validate import check_file_name
 
 KEY_ATTR = "PortalSubmitKey"
+_BREAKS_LINES = re.compile(r"[\n\r\x00]")
 HOLD_SPOOLING_INPUT = 16  # jobs submitted with spool=True wait on hold until their files arrive
 HOLD_TRANSFER_OUTPUT = 12  # "Transfer output files failure": the job exited without a declared output
 REASON_CODE = 0  # sent with every reason (the bindings need a (text, code) tuple)
@@ -93,7 +94,13 @@ class HTCondorExecutor:
     def description(
         self, parsed: ParsedSubmit, key: str, proxy: bool, target: WorkerTarget | None
     ) -> htcondor2.Submit:
-        """The submit description sent to the schedd (without its queue statement).
+        """The submit description sent to the schedd (without its queue statement)."""
+        return htcondor2.Submit(self.submit_values(parsed, key, proxy, target))
+
+    def submit_values(
+        self, parsed: ParsedSubmit, key: str, proxy: bool, target: WorkerTarget | None
+    ) -> dict[str, str]:
+        """The values of the submit description, checked to stay one line each in submit language.
 
         The executable and every input are absolute paths inside the staged submission: the
         bindings resolve a relative executable against the submitting process's working directory
@@ -128,7 +135,14 @@ class HTCondorExecutor:
             desc["transfer_input_files"] = ", ".join(str(stage / name) for name in inputs)
         desc["initialdir"] = str(stage)
         desc[f"MY.{KEY_ATTR}"] = f'"{key}"'
-        return htcondor2.Submit(desc)
+        for name, value in desc.items():
+            # htcondor2.Submit(dict) and Schedd.submit write `key = value` lines and parse them: a line
+            # end would start a statement, a trailing backslash would join the next line into this one.
+            if _BREAKS_LINES.search(value) or value.rstrip(" \t\f\v").endswith("\\"):
+                raise BatchError(
+                    f"{name} holds a line end or a trailing backslash; it is not sent to HTCondor."
+                )
+        return desc
 
     def submit(
         self,

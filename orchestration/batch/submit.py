@@ -51,6 +51,7 @@ PROXY_FILE_NAME = "cadcproxy.pem"
 MAX_SHARED_LISTED = 5
 MAX_PROBLEMS = 50
 MAX_ITEM_LENGTH = 1000
+MAX_JOBS_TEXT_CHARS = 32 * 1024 * 1024
 _ALLOWED_SHOWN = ", ".join(ALLOWED_COMMANDS)
 
 
@@ -96,6 +97,14 @@ def parse_submit(text: str, script_name: str | None = None, max_jobs: int = MAX_
         problems.append((queue.line, f"line {queue.line}: the queue statement makes no jobs."))
     elif n_jobs > max_jobs:
         problems.append((queue.line, f"The submit file makes {n_jobs} jobs; the limit is {max_jobs}."))
+    elif (size := _jobs_text_size(templates, queue, n_jobs)) > MAX_JOBS_TEXT_CHARS:
+        problems.append(
+            (
+                queue.line,
+                f"line {queue.line}: the jobs' arguments and file names come to about {size >> 20} MiB; "
+                f"the limit is {MAX_JOBS_TEXT_CHARS >> 20} MiB (make fewer jobs or shorter values).",
+            )
+        )
     _raise_if(problems)
     cpus = _parse_amount(values.get("request_cpus", ""), "request_cpus", 1, found, problems)
     memory = _parse_amount(values.get("request_memory", ""), "request_memory", 1, found, problems)
@@ -124,6 +133,17 @@ def parse_submit(text: str, script_name: str | None = None, max_jobs: int = MAX_
     )
 
 
+def _jobs_text_size(templates: dict[str, Template], queue: QueueStatement, n_jobs: int) -> int:
+    """About how many characters the jobs' values take once filled in, counted before filling them:
+    every job holds its own arguments and file names (a 64 KiB value times 20,000 jobs is 1.3 GB)."""
+    longest = max((len(v) for item in queue.items for v in item.values()), default=0)
+    per_job = 0
+    for key in PER_JOB_COMMANDS:
+        for part in templates.get(key, ()):
+            per_job += len(part) if isinstance(part, str) else max(longest, 20)
+    return n_jobs * per_job
+
+
 _BODY_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 _BODY_NAMES = {"arguments", "dollar", *BUILTINS}
 
@@ -144,6 +164,8 @@ def check_body(body: dict[str, str], item_vars: list[dict[str, str]]) -> None:
             for n in _BODY_REF.findall(value)
         ):
             problems.append(f"{key} holds a macro the portal does not send.")
+        if any(c in value for c in "\n\r\x00") or value.rstrip(" \t\f\v").endswith("\\"):
+            problems.append(f"{key} holds a line end or ends with a backslash.")
     for item in item_vars:
         if any(k != "arguments" and not k.startswith(QUEUE_VAR_PREFIX) for k in item) or any(
             not ITEM_OK.fullmatch(v) for v in item.values()
@@ -284,9 +306,17 @@ def _check_commands(
                     "use $(Process).",
                 )
             )
-        if any("$$" in p for p in template if isinstance(p, str)):
-            # htcondor2 would keep "$(DOLLAR)$(DOLLAR)" as "$$(DOLLAR)": a value from the machine a job lands on
-            problems.append((line, f"line {line}: {name} may not hold '$$' (after expanding its macros)."))
+        # htcondor2 would keep "$(DOLLAR)$(DOLLAR)" as "$$(DOLLAR)": a value from the machine a job lands
+        # on; and it reads "$(DOLLAR)(" again: "$(DOLLAR)(DOLLAR)" is "$", never the "$(DOLLAR)" shown.
+        held = next((d for d in ("$$", "$(") if any(d in p for p in template if isinstance(p, str))), None)
+        if held:
+            problems.append(
+                (line, f"line {line}: {name} may not hold '{held}' (after expanding its macros).")
+            )
+            continue
+        if render_value(template).rstrip(" \t").endswith("\\"):
+            # htcondor2 writes `name = value` lines and reads them: the portal's next line would join this one
+            problems.append((line, f"line {line}: {name} may not end with a backslash."))
             continue
         text = "".join(p for p in template if isinstance(p, str))
         if name in FILE_COMMANDS and ("/" in text or text.strip().startswith("~") or "\\" in text):
