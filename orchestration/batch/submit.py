@@ -1,17 +1,34 @@
-"""Build submit descriptions from the batch form, and parse uploaded ones with htcondor2.Submit.
+"""Submit descriptions: read with the portal's own grammar, checked against an allow-list, and built.
 
-Uploaded files are pre-scanned line by line before htcondor2 sees them: the
-bindings run `include command :` lines and expand `$ENV()` in the portal's
-process, and their errors often lack line numbers.
+An uploaded submit file (or the one the batch form writes) is read by
+`orchestration.batch.grammar`, never by htcondor2: HTCondor's submit language
+runs commands, reads files and the environment while it is parsed. Only the
+commands and job attributes listed here are accepted; macros are expanded by
+the portal; what comes out is a dictionary of vetted values (`ParsedSubmit.body`)
+and the jobs with every value filled in. Every problem is reported at once,
+each with its line number.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-import htcondor2
-
+from orchestration.batch.allowlist import (
+    ALLOWED_ATTRIBUTES,
+    ALLOWED_COMMANDS,
+    ATTRIBUTE_VALUE,
+    BUILTINS,
+    CHOICES,
+    FILE_COMMANDS,
+    ITEM_OK,
+    MACRO_NAME,
+    OTHER_COMMANDS,
+    PER_JOB_COMMANDS,
+    PORTAL_KEYS,
+    QUEUE_VAR_PREFIX,
+    REFUSED_KEYS,
+)
 from orchestration.batch.base import (
     BatchSpec,
     BatchValidationError,
@@ -20,6 +37,9 @@ from orchestration.batch.base import (
     PoolProfile,
     WorkerTarget,
 )
+from orchestration.batch.grammar import Assignment, QueueStatement, clip, read_submit
+from orchestration.batch.macros import Expander, Part, Ref, Template, fill, literal, scan
+from orchestration.batch.macros import render as render_value
 from orchestration.batch.validate import check_file_name, split_arguments
 
 DEFAULT_CPUS = 1
@@ -29,229 +49,68 @@ MAX_JOBS = 20_000
 MAX_SUBMIT_BYTES = 2 * 1024 * 1024
 PROXY_FILE_NAME = "cadcproxy.pem"
 MAX_SHARED_LISTED = 5
-
-# Keys the portal sets itself, as canfar_submit does (lower case; "+X" is stored as "my.x").
-PORTAL_KEYS = {
-    "requirements": "the portal sets Requirements from the snapshot and flavor you choose",
-    "universe": "the portal runs every job in the vanilla universe",
-    "my.vmtype": "the portal sets +VMType from the snapshot you choose",
-    "my.vmami": "the portal sets +VMAMI from the snapshot you choose",
-    "my.vminstancetype": "the portal sets +VMInstanceType from the flavor you choose",
-    "my.vmamiconfig": "the portal configures the worker VMs",
-    "my.vmkeepalive": "the portal configures the worker VMs",
-    "my.precmd": "the portal installs your proxy certificate with its own +PreCmd",
-    "my.prearguments": "the portal installs your proxy certificate with its own +PreCmd",
-    "my.postcmd": "the portal does not run commands around your job",
-    "my.postarguments": "the portal does not run commands around your job",
-    "my.portalsubmitkey": "the portal uses it to track your submission",
-    "x509userproxy": "the portal sends your proxy certificate with the jobs",
-    "use_x509userproxy": "the portal sends your proxy certificate with the jobs",
-}
-# Keys that would act on the portal's own machine when it submits with spooling.
-UNSAFE_KEYS = {
-    "getenv": "it would copy the portal's environment, with its secrets, into your jobs",
-    "initialdir": "the portal chooses the directory your jobs are submitted from",
-    "iwd": "the portal chooses the directory your jobs are submitted from",
-    "transfer_output_remaps": "outputs are always returned next to the job's logs",
-    "output_destination": "outputs are always returned next to the job's logs",
-    "accounting_group": "the pool sets accounting groups",
-    "accounting_group_user": "the pool sets accounting groups",
-    "my.owner": "the pool sets the job's owner",
-    "copy_to_spool": "the portal always spools",
-    "log_xml": "the portal reads classic event logs",
-    "dagman_log": "DAGMan is not supported",
-    "concurrency_limits": "the pool sets concurrency limits",
-}
-# Keys naming files on the submitting machine: only plain names of uploaded files.
-FILE_KEYS = [
-    "executable",
-    "cmd",
-    "input",
-    "in",
-    "stdin",
-    "output",
-    "out",
-    "stdout",
-    "error",
-    "err",
-    "stderr",
-    "log",
-    "userlog",
-    "transfer_input_files",
-    "transfer_input",
-    "transfer_output_files",
-    "jar_files",
-]
-_FILE_WORDS = ("file", "dir", "log", "path")
-_KEY = re.compile(r"([+]?[A-Za-z_][A-Za-z0-9_.]*)\s*=(.*)", re.DOTALL)
-_DIRECTIVE = re.compile(r"((if|elif)\s|(else|endif)\s*$|(error|warning)\s*:)", re.IGNORECASE)
+MAX_PROBLEMS = 50
+MAX_ITEM_LENGTH = 1000
+_ALLOWED_SHOWN = ", ".join(ALLOWED_COMMANDS)
 
 
-@dataclass
-class _Scan:
-    problems: list[str]
-    key_lines: dict[str, int]
-    queue_count: int
-
-
-def _norm_key(key: str) -> str:
-    key = key.strip().lower()
-    return "my." + key[1:] if key.startswith("+") else key
-
-
-def _logical_lines(text: str) -> list[tuple[int, str]]:
-    """Lines with backslash continuations joined, each with the number of its first line."""
-    out: list[tuple[int, str]] = []
-    raw = text.split("\n")
-    i = 0
-    while i < len(raw):
-        start, line = i + 1, raw[i]
-        while line.rstrip().endswith("\\") and i + 1 < len(raw):
-            i += 1
-            line = line.rstrip()[:-1] + " " + raw[i]
-        out.append((start, line))
-        i += 1
-    return out
-
-
-def _prescan(text: str) -> _Scan:
-    problems: list[str] = []
-    key_lines: dict[str, int] = {}
-    queue_line = 0
-    queue_count = 1
-    lines = _logical_lines(text)
-    i = 0
-    while i < len(lines):
-        number, line = lines[i]
-        i += 1
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        if queue_line:
-            problems.append(
-                f"line {number}: only one queue statement is allowed and it must come last "
-                f"(the queue statement is on line {queue_line})."
-            )
-            continue
-        if re.search(r"\$ENV\s*\(", s, re.IGNORECASE):
-            problems.append(f"line {number}: $ENV() is not allowed; it would read the portal's environment.")
-            continue
-        lowered = s.lower()
-        if re.match(r"include\b", lowered):
-            problems.append(f"line {number}: include is not allowed; put everything in one file.")
-            continue
-        if _DIRECTIVE.match(s) and not _KEY.fullmatch(s):
-            problems.append(f"line {number}: if/else blocks and error/warning directives are not supported.")
-            continue
-        if re.match(r"queue\b", lowered):
-            queue_line = number
-            count, block_end = _scan_queue(s[5:].strip(), number, lines, i, problems)
-            queue_count = count
-            i = block_end
-            continue
-        m = _KEY.fullmatch(s)
-        if not m:
-            problems.append(f"line {number}: expected 'key = value', found '{_clip(s)}'.")
-            continue
-        key_lines.setdefault(_norm_key(m.group(1)), number)
-    if not queue_line and not problems:
-        problems.append("There is no queue statement: end the file with 'queue arguments from ( ... )'.")
-    return _Scan(problems, key_lines, queue_count)
-
-
-def _scan_queue(
-    rest: str, number: int, lines: list[tuple[int, str]], i: int, problems: list[str]
-) -> tuple[int, int]:
-    """Check a queue statement; return (count, index of the line after its block)."""
-    m = re.match(r"(\d+)?\s*(.*)", rest, re.DOTALL)
-    assert m is not None  # the pattern matches any string
-    count = int(m.group(1)) if m.group(1) else 1
-    tail = m.group(2).strip()
-    if not tail:
-        return count, i
-    if re.search(r"\bmatching\b", tail, re.IGNORECASE):
-        problems.append(f"line {number}: 'queue ... matching' is not supported; list the items inline.")
-        return count, i
-    m = re.match(
-        r"([A-Za-z_][A-Za-z0-9_.]*(?:\s*,\s*[A-Za-z_][A-Za-z0-9_.]*)*)\s+(from|in)\b\s*(.*)",
-        tail,
-        re.IGNORECASE,
-    )
-    if not m:
-        problems.append(f"line {number}: cannot read the queue statement '{_clip(tail)}'.")
-        return count, i
-    source = m.group(3).strip()
-    if source == "(":
-        for j in range(i, len(lines)):
-            if lines[j][1].strip() == ")":
-                return count, j + 1
-        problems.append(
-            f"line {number}: the 'queue ... {m.group(2)} (' block is never closed by a line holding only ')'."
-        )
-        return count, len(lines)
-    if source.startswith("(") and source.endswith(")"):
-        if m.group(2).lower() == "from":
-            problems.append(
-                f"line {number}: put each item on its own line between 'from (' and ')'; "
-                "on one line HTCondor reads them all as a single item."
-            )
-        return count, i
-    problems.append(
-        f"line {number}: items must be listed inline between 'from (' and ')', not read from a file."
-    )
-    return count, i
-
-
-def _clip(s: str, n: int = 60) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
+def _raise_if(problems: list[tuple[int, str]]) -> None:
+    """Raise with every problem, in line order, each once; a very long list is cut."""
+    if not problems:
+        return
+    out: list[str] = []
+    seen: set[str] = set()
+    for _, message in sorted(problems, key=lambda p: p[0]):
+        if message not in seen:
+            seen.add(message)
+            out.append(message)
+    if len(out) > MAX_PROBLEMS:
+        out = out[:MAX_PROBLEMS] + [f"… and {len(out) - MAX_PROBLEMS} more problems."]
+    raise BatchValidationError(out)
 
 
 def parse_submit(text: str, script_name: str | None = None, max_jobs: int = MAX_JOBS) -> ParsedSubmit:
-    """Parse and check a user's submit description; raise BatchValidationError with every problem."""
+    """Read and check a user's submit description; raise BatchValidationError with every problem."""
     if len(text.encode("utf-8", "surrogateescape")) > MAX_SUBMIT_BYTES:
         raise BatchValidationError([f"The submit file is larger than {MAX_SUBMIT_BYTES // 1024} KiB."])
     text = text.replace("\r\n", "\n")
-    scan = _prescan(text)
-    if scan.problems:
-        raise BatchValidationError(scan.problems)
-    try:
-        sub = htcondor2.Submit(text)
-        body = {k: v for k, v in sub.items()}
-        qargs = sub.getQArgs() or ""
-        items = list(sub.itemdata() or []) if qargs.strip() else []
-    except (ValueError, TypeError, RuntimeError, htcondor2.HTCondorException) as exc:
-        raise BatchValidationError([f"HTCondor cannot read the submit file: {exc}"]) from exc
-    problems = _check_keys(body, scan.key_lines)
-    executable = body.get("executable", body.get("cmd", "")).strip()
+    read = read_submit(text)
+    problems = list(read.problems)
+    queue = read.queue or QueueStatement(0, 1, [])
+    per_job = _per_job_names(queue, problems)
+    found = _classify(read.assignments, per_job, problems)
+    expander = Expander(found.definitions, per_job, problems)
+    templates = {name: expander.expand(name) for name in found.commands}
+    values = _check_commands(templates, found, queue, problems)
+    _check_items(queue, problems)
+    _raise_if(problems)
+    executable = values.get("executable", "")
     if not executable:
-        problems.append("There is no 'executable = ...' line naming your script.")
-    elif (problem := check_file_name(executable, "executable")) is not None:
-        if not problems:  # a path was already reported by _check_keys
-            problems.append(problem)
+        problems.append((0, "There is no 'executable = ...' line naming your script."))
     elif script_name is not None and executable != script_name:
-        problems.append(f"executable is '{executable}' but the script you gave is '{script_name}'.")
-    if problems:
-        raise BatchValidationError(problems)
-    if not items:
-        items = [{}]
-    n_jobs = scan.queue_count * len(items)
-    if n_jobs == 0:
-        raise BatchValidationError(["The queue statement makes no jobs."])
-    if n_jobs > max_jobs:
-        raise BatchValidationError([f"The submit file makes {n_jobs} jobs; the limit is {max_jobs}."])
-    queue_vars = list(items[0].keys())
-    jobs = _expand_jobs(body, items, scan.queue_count)
-    first = htcondor2.Submit({**body, **items[0], "Process": "0", "Cluster": "1"})
-    cpus = _parse_amount(_expand(first, "request_cpus"), "request_cpus", 1, problems)
-    memory = _parse_amount(_expand(first, "request_memory"), "request_memory", 1, problems)
-    disk = _parse_amount(_expand(first, "request_disk"), "request_disk", 1 / 1024, problems)
-    inputs = [f.strip() for f in _expand(first, "transfer_input_files").split(",") if f.strip()]
-    for name in inputs:
-        problem = check_file_name(name, "transfer_input_files entry")
-        if problem:
-            problems.append(problem)
-    if problems:
-        raise BatchValidationError(problems)
+        problems.append((0, f"executable is '{executable}' but the script you gave is '{script_name}'."))
+    n_jobs = queue.count * max(len(queue.items), 1)
+    if queue.items == [] and queue.variables:
+        problems.append((queue.line, f"line {queue.line}: the queue statement lists no items."))
+    elif n_jobs == 0:
+        problems.append((queue.line, f"line {queue.line}: the queue statement makes no jobs."))
+    elif n_jobs > max_jobs:
+        problems.append((queue.line, f"The submit file makes {n_jobs} jobs; the limit is {max_jobs}."))
+    _raise_if(problems)
+    cpus = _parse_amount(values.get("request_cpus", ""), "request_cpus", 1, found, problems)
+    memory = _parse_amount(values.get("request_memory", ""), "request_memory", 1, found, problems)
+    disk = _parse_amount(values.get("request_disk", ""), "request_disk", 1 / 1024, found, problems)
+    inputs = [f.strip() for f in values.get("transfer_input_files", "").split(",") if f.strip()]
+    _raise_if(problems)
+    jobs = _expand_jobs(templates, queue, per_job)
+    arguments_per_item = any(v.lower() == "arguments" for v in queue.variables)
+    body = {
+        name: render_value(templates[name])
+        for name in ALLOWED_COMMANDS
+        if name in templates and name != "universe" and not (name == "arguments" and arguments_per_item)
+    }
+    body.update({f"MY.{name}": value for name, value in found.attributes.items()})
+    queue_vars = [per_job[v.lower()] for v in queue.variables] if queue.items else []
     return ParsedSubmit(
         text=text,
         executable=executable,
@@ -265,43 +124,263 @@ def parse_submit(text: str, script_name: str | None = None, max_jobs: int = MAX_
     )
 
 
-def _check_keys(body: dict[str, str], key_lines: dict[str, int]) -> list[str]:
-    problems = []
+_BODY_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+_BODY_NAMES = {"arguments", "dollar", *BUILTINS}
+
+
+def check_body(body: dict[str, str], item_vars: list[dict[str, str]]) -> None:
+    """Check a stored description before it goes to htcondor2 (bodies recorded before this grammar).
+
+    What `parse_submit` makes always passes: allowed keys only, every `$` a reference to a
+    per-job name or `$(DOLLAR)`, items without `$` and named `arguments` or PortalItem_*.
+    """
+    problems: list[str] = []
+    allowed = set(ALLOWED_COMMANDS) | {f"MY.{a}" for a in ALLOWED_ATTRIBUTES.values()}
     for key, value in body.items():
-        norm = _norm_key(key)
-        where = f"line {key_lines[norm]}: " if norm in key_lines else ""
-        shown = "+" + key[3:] if norm.startswith("my.") else key
-        if norm in PORTAL_KEYS:
-            problems.append(f"{where}{shown} is not allowed: {PORTAL_KEYS[norm]}.")
-        elif norm in UNSAFE_KEYS:
-            problems.append(f"{where}{shown} is not allowed: {UNSAFE_KEYS[norm]}.")
-        elif (norm in FILE_KEYS or any(w in norm for w in _FILE_WORDS)) and (
-            "/" in value or value.strip().startswith("~")
+        if key not in allowed:
+            problems.append(f"{key} is not a submit command the portal sends.")
+        if "$" in _BODY_REF.sub("", value) or any(
+            n.lower() not in _BODY_NAMES and not n.startswith(QUEUE_VAR_PREFIX)
+            for n in _BODY_REF.findall(value)
         ):
-            problems.append(f"{where}{shown} must name files without directories (found '{_clip(value)}').")
-    return problems
+            problems.append(f"{key} holds a macro the portal does not send.")
+    for item in item_vars:
+        if any(k != "arguments" and not k.startswith(QUEUE_VAR_PREFIX) for k in item) or any(
+            not ITEM_OK.fullmatch(v) for v in item.values()
+        ):
+            problems.append("an item holds a name or a character the portal does not send.")
+            break
+    if problems:
+        raise BatchValidationError(
+            ["This submission was recorded before the current checks: " + p for p in problems]
+        )
 
 
-def _expand(sub: htcondor2.Submit, key: str) -> str:
-    try:
-        return sub.expand(key) if key in sub else ""
-    except KeyError:
-        return ""
+def _per_job_names(queue: QueueStatement, problems: list[tuple[int, str]]) -> dict[str, str]:
+    """Names set for each job (lower case) -> the name htcondor2 gets."""
+    names = dict(BUILTINS)
+    line = queue.line
+    for var in queue.variables:
+        low = var.lower()
+        if low == "arguments":
+            names[low] = "arguments"
+            continue
+        if low in BUILTINS:
+            problems.append(
+                (line, f"line {line}: {var} is set by HTCondor for each job; call the variable otherwise.")
+            )
+        elif low in ALLOWED_COMMANDS or low in REFUSED_KEYS or low in PORTAL_KEYS or low in OTHER_COMMANDS:
+            problems.append(
+                (
+                    line,
+                    f"line {line}: the queue variable {var} would set the submit command {var} for each job; "
+                    "only arguments may be set per item.",
+                )
+            )
+        elif low in names:
+            problems.append((line, f"line {line}: the queue variable {var} is named twice."))
+        names[low] = QUEUE_VAR_PREFIX + low
+    return names
 
 
-def _expand_jobs(body: dict[str, str], items: list[dict[str, str]], count: int) -> list[ParsedJob]:
+class _Found:
+    """The assignments of a file, sorted into commands, macros and job attributes."""
+
+    def __init__(self) -> None:
+        self.definitions: dict[str, tuple[int, list[Part]]] = {}  # every command and macro, lower case
+        self.commands: dict[str, int] = {}  # allowed command -> line of its (last) assignment
+        self.raw: dict[str, str] = {}  # command -> value as written
+        self.attributes: dict[str, str] = {}  # job attribute as htcondor2 gets it -> value
+
+
+def _classify(
+    assignments: list[Assignment], per_job: dict[str, str], problems: list[tuple[int, str]]
+) -> _Found:
+    found = _Found()
+    macros: dict[str, tuple[int, str]] = {}
+    referenced: set[str] = set()
+    for a in assignments:
+        written, line = a.key, a.line
+        norm = "my." + written[1:].lower() if written.startswith("+") else written.lower()
+        reason = PORTAL_KEYS.get(norm) or REFUSED_KEYS.get(norm)
+        if reason:
+            problems.append((line, f"line {line}: {written} is not allowed: {reason}."))
+            continue
+        if norm.startswith("my."):
+            attribute = ALLOWED_ATTRIBUTES.get(norm[3:])
+            if attribute is None:
+                problems.append(
+                    (
+                        line,
+                        f"line {line}: the job attribute {written} is not allowed: the portal accepts only "
+                        "+ProjectName and +JobBatchName.",
+                    )
+                )
+            elif not ATTRIBUTE_VALUE.fullmatch(a.value):
+                problems.append(
+                    (
+                        line,
+                        f"line {line}: {written} must be a quoted label (letters, digits, spaces and . _ : @ , + -) "
+                        "or a whole number.",
+                    )
+                )
+            else:
+                found.attributes[attribute] = a.value
+            continue
+        if norm in BUILTINS:
+            problems.append(
+                (line, f"line {line}: {written} is set by HTCondor for each job; use another name.")
+            )
+            continue
+        if norm in OTHER_COMMANDS or not MACRO_NAME.fullmatch(written):
+            problems.append(
+                (
+                    line,
+                    f"line {line}: {clip(written, 40)} is not a submit command the portal accepts ({_ALLOWED_SHOWN}).",
+                )
+            )
+            continue
+        parts = scan(a.value, line, problems)
+        referenced.update(p.name for p in parts if isinstance(p, Ref))
+        found.definitions[norm] = (line, parts)
+        if norm in ALLOWED_COMMANDS:
+            found.commands[norm] = line
+            found.raw[norm] = a.value
+        else:
+            macros[norm] = (line, written)
+    for norm, (line, written) in macros.items():
+        if norm not in referenced and norm not in per_job:
+            problems.append(
+                (
+                    line,
+                    f"line {line}: {written} is not a submit command the portal accepts ({_ALLOWED_SHOWN}); "
+                    f"a macro of your own must be used somewhere as $({written}).",
+                )
+            )
+    return found
+
+
+def _check_commands(
+    templates: dict[str, Template], found: _Found, queue: QueueStatement, problems: list[tuple[int, str]]
+) -> dict[str, str]:
+    """Check each command's value; return the values that are the same for every job."""
+    values: dict[str, str] = {}
+    varying = {"step", "itemindex", "row"} if queue.count > 1 and queue.items else set()
+    for name, template in templates.items():
+        line = found.commands[name]
+        shown = clip(found.raw[name])
+        refs = [p for p in template if isinstance(p, Ref)]
+        if name not in PER_JOB_COMMANDS and refs:
+            problems.append(
+                (line, f"line {line}: {name} cannot change from job to job (it uses $({refs[0].written})).")
+            )
+            continue
+        odd = [r for r in refs if r.name in varying]
+        if odd:
+            problems.append(
+                (
+                    line,
+                    f"line {line}: $({BUILTINS[odd[0].name]}) is not supported with 'queue N ... from'; "
+                    "use $(Process).",
+                )
+            )
+        text = "".join(p for p in template if isinstance(p, str))
+        if name in FILE_COMMANDS and ("/" in text or text.strip().startswith("~") or "\\" in text):
+            problems.append(
+                (line, f"line {line}: {name} must name files without directories (found '{shown}').")
+            )
+            continue
+        value = literal(template)
+        if value is None:
+            continue
+        if name in CHOICES:
+            choices = CHOICES[name]
+            if value.lower() not in [c.lower() for c in choices]:
+                if name == "universe":
+                    problems.append(
+                        (
+                            line,
+                            f"line {line}: universe = {shown} is not allowed: the portal runs every job "
+                            "in the vanilla universe.",
+                        )
+                    )
+                else:
+                    problems.append(
+                        (line, f"line {line}: {name} must be one of {', '.join(choices)}, not '{shown}'.")
+                    )
+        if name == "executable" and value and (problem := check_file_name(value, "executable")):
+            problems.append((line, f"line {line}: {problem}"))
+        if name == "transfer_input_files":
+            for entry in (f.strip() for f in value.split(",")):
+                if entry and (problem := check_file_name(entry, "transfer_input_files entry")):
+                    problems.append((line, f"line {line}: {problem}"))
+        values[name] = value.strip()
+    return values
+
+
+def _check_items(queue: QueueStatement, problems: list[tuple[int, str]]) -> None:
+    """Items reach job argv and file names: an allow-list of characters, and a length limit."""
+    bad: dict[str, list[int]] = {}
+    long_lines: list[int] = []
+    for item, line in zip(queue.items, queue.item_lines, strict=True):
+        for value in item.values():
+            if len(value) > MAX_ITEM_LENGTH:
+                long_lines.append(line)
+            if not ITEM_OK.fullmatch(value):
+                for c in {c for c in value if not ITEM_OK.fullmatch(c)}:
+                    bad.setdefault(_describe_char(c), []).append(line)
+    for what, lines in bad.items():
+        problems.append(
+            (lines[0], f"line {lines[0]}: items may not contain {what} (line(s) {_lines_list(lines)}).")
+        )
+    if long_lines:
+        problems.append(
+            (
+                long_lines[0],
+                f"line {long_lines[0]}: items longer than {MAX_ITEM_LENGTH} characters "
+                f"(line(s) {_lines_list(long_lines)}).",
+            )
+        )
+
+
+def _describe_char(c: str) -> str:
+    if c == "$":
+        return "'$' (no macros in items)"
+    if not c.isprintable():
+        return f"the character U+{ord(c):04X}"
+    return f"'{c}'"
+
+
+def _lines_list(numbers: list[int], most: int = 10) -> str:
+    shown = ", ".join(str(n) for n in numbers[:most])
+    return shown + (f" and {len(numbers) - most} more" if len(numbers) > most else "")
+
+
+def _expand_jobs(
+    templates: dict[str, Template], queue: QueueStatement, per_job: dict[str, str]
+) -> list[ParsedJob]:
     jobs: list[ParsedJob] = []
     problems: list[str] = []
     writers: dict[tuple[str, str], list[int]] = {}  # (key, file name) -> procs
+    empty: Template = ()
+    names_of = {k: templates.get(k, empty) for k in ("output", "error", "log")}
+    arguments = templates.get("arguments", empty)
+    outputs_of = templates.get("transfer_output_files", empty)
     proc = 0
-    for item in items:
-        for _ in range(count):
-            sub = htcondor2.Submit({**body, **item, "Process": str(proc), "Cluster": "1"})
-            names = {k: _expand(sub, k) for k in ("output", "error", "log")}
+    for index, item in enumerate(queue.items or [{}]):
+        base = {name.lower(): value for name, value in item.items()}
+        item_vars = {per_job[name]: value for name, value in base.items()}
+        raw_item = " ".join(item.values())
+        for step in range(queue.count):
+            number = str(proc)
+            values = {**base, "process": number, "procid": number, "cluster": "1", "clusterid": "1"}
+            values.update(step=str(step), itemindex=str(index), row=str(index))
+            names = {k: fill(t, values) for k, t in names_of.items()}
+            raw_arguments = base["arguments"] if "arguments" in base else fill(arguments, values)
             try:
-                argv = split_arguments(_expand(sub, "arguments"))
+                argv = split_arguments(raw_arguments)
             except BatchValidationError as exc:
-                problems.extend(f"job {proc}: {p}" for p in exc.problems)
+                problems.extend(f"job {proc}: {problem}" for problem in exc.problems)
                 argv = []
             for key, name in names.items():
                 problem = check_file_name(name, key) if name else None
@@ -309,13 +388,19 @@ def _expand_jobs(body: dict[str, str], items: list[dict[str, str]], count: int) 
                     problems.append(f"job {proc}: {problem}")
                 if key != "log" and name:  # jobs may share one event log, as in HTCondor
                     writers.setdefault((key, name), []).append(proc)
-            outputs = _output_files(sub, names, proc, problems)
+            outputs = _output_files(fill(outputs_of, values), names, proc, problems)
             for name in outputs:
                 writers.setdefault(("transfer_output_files", name), []).append(proc)
-            raw_item = " ".join(item.values())
             jobs.append(
                 ParsedJob(
-                    proc, raw_item, argv, names["output"], names["error"], names["log"], dict(item), outputs
+                    proc,
+                    raw_item,
+                    argv,
+                    names["output"],
+                    names["error"],
+                    names["log"],
+                    dict(item_vars),
+                    outputs,
                 )
             )
             proc += 1
@@ -332,10 +417,10 @@ def _expand_jobs(body: dict[str, str], items: list[dict[str, str]], count: int) 
     return jobs
 
 
-def _output_files(sub: htcondor2.Submit, names: dict[str, str], proc: int, problems: list[str]) -> list[str]:
+def _output_files(value: str, names: dict[str, str], proc: int, problems: list[str]) -> list[str]:
     """The job's declared outputs: plain file names, none of them its .out, .err or .log."""
     out: list[str] = []
-    for name in (n.strip() for n in _expand(sub, "transfer_output_files").split(",")):
+    for name in (n.strip() for n in value.split(",")):
         if not name or name in out:
             continue
         problem = check_file_name(name, "transfer_output_files entry")
@@ -357,22 +442,29 @@ _UNITS = {
     "mb": 1.0,
     "g": 1024.0,
     "gb": 1024.0,
+    "t": 1024.0**2,
+    "tb": 1024.0**2,
 }
-_UNITS.update({"t": 1024.0**2, "tb": 1024.0**2})
 
 
-def _parse_amount(value: str, key: str, default_unit_mb: float, problems: list[str]) -> float | None:
+def _parse_amount(
+    value: str, key: str, default_unit_mb: float, found: _Found, problems: list[tuple[int, str]]
+) -> float | None:
     """Parse '2 GB', '2048', '2G' into MB (cpus: a plain count). None when not set."""
     value = value.strip()
     if not value:
         return None
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)", value)
+    line = found.commands.get(key, 0)
+    m = re.fullmatch(r"(\d{1,12}(?:\.\d{1,6})?)\s*([A-Za-z]{0,2})", value)
     if not m or m.group(2).lower() not in _UNITS or (key == "request_cpus" and m.group(2)):
-        problems.append(f"{key} must be a number with an optional unit (KB, MB, GB, TB), not '{value}'.")
+        units = (
+            "a whole number" if key == "request_cpus" else "a number with an optional unit (KB, MB, GB, TB)"
+        )
+        problems.append((line, f"line {line}: {key} must be {units}, not '{clip(value)}'."))
         return None
     number, unit = float(m.group(1)), m.group(2).lower()
     if number <= 0:
-        problems.append(f"{key} must be greater than zero.")
+        problems.append((line, f"line {line}: {key} must be greater than zero."))
         return None
     return number if key == "request_cpus" else number * (_UNITS[unit] if unit else default_unit_mb)
 
@@ -430,6 +522,10 @@ def profile_lines(
 
 
 def render(lines: list[tuple[str, str]], queue_var: str, items: list[str], comment: str = "") -> str:
+    """A submit description in text; a value or item holding a line end is a programming error."""
+    for text in [comment, queue_var, *(k for k, _ in lines), *(v for _, v in lines), *items]:
+        if "\n" in text or "\r" in text or text.rstrip().endswith("\\"):
+            raise ValueError(f"a line end or a trailing backslash in a submit value: {text[:40]!r}")
     width = max((len(k) for k, _ in lines), default=0)
     out = [f"# {comment}"] if comment else []
     out += [f"{k.ljust(width)} = {v}" for k, v in lines]

@@ -35,6 +35,7 @@ from orchestration.batch.eventlog import read_events
 from orchestration.batch.local import Limits, LocalServices
 from orchestration.batch.localexec import LocalExecutor, state_from_events
 from orchestration.batch.sandbox import SandboxConfig
+from orchestration.batch.submit import check_body
 from orchestration.errors import TransientError, UserFacingError
 from orchestration.operations import Progress, handler
 from orchestration.tasks.batch_outputs import (
@@ -219,8 +220,11 @@ def batch_submit(op: Operation, progress: Progress) -> None:
     if sub.executor == "local" and (services := local_services(op.owner)) is not None:
         extra["services"] = services
     try:
+        parsed = _parsed(sub, jobs)
+        if sub.executor == "htcondor":  # rows recorded before the submit grammar are checked again
+            check_body(parsed.body, [job.item_vars for job in parsed.jobs])
         handle = executor_for(sub.executor).submit(
-            _parsed(sub, jobs),
+            parsed,
             {sub.script_name: sub.script.encode()},
             key=sub.part_key(part),
             proxy=proxy_for_jobs(op.owner),

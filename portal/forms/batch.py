@@ -36,6 +36,12 @@ vcp ${id}.cat vos:[VOSpace]/
 """
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# A file name pattern of the form: plain characters and $(arguments) or $(Process), nothing else.
+_PATTERN = re.compile(r"(?:[A-Za-z0-9._+=:@-]|\$\((?i:arguments|process)\))+")
+PATTERN_HELP = (
+    "Use a plain file name: letters, digits, . _ - + = : @ and $(arguments) or $(Process); "
+    "no folders, spaces or line ends."
+)
 EXECUTOR_LABELS = {"local": "Local workers (the portal's own Celery workers)", "htcondor": "HTCondor pool"}
 
 
@@ -221,6 +227,28 @@ class BatchForm(_TargetMixin):
         self.fields["output_files"].widget.attrs["placeholder"] = "$(arguments).cat"
         for key in ("output", "error", "log"):
             self.fields[key].widget.attrs["placeholder"] = f"{name}-$(arguments).{key[:3]}"
+
+    def _clean_pattern(self, key: str) -> str:
+        value = self.cleaned_data.get(key, "").strip()
+        if value and (not _PATTERN.fullmatch(value) or value.startswith(".")):
+            raise forms.ValidationError(PATTERN_HELP)
+        return value
+
+    def clean_output(self) -> str:
+        return self._clean_pattern("output")
+
+    def clean_error(self) -> str:
+        return self._clean_pattern("error")
+
+    def clean_log(self) -> str:
+        return self._clean_pattern("log")
+
+    def clean_output_files(self) -> str:
+        value = self.cleaned_data.get("output_files", "").strip()
+        names = [n.strip() for n in value.split(",")] if value else []
+        if any(not _PATTERN.fullmatch(n) or n.startswith(".") for n in names):
+            raise forms.ValidationError(PATTERN_HELP + " Separate several with commas.")
+        return ", ".join(names)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
