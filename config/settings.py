@@ -226,10 +226,10 @@ CELERY_BEAT_SCHEDULE["sync-clouds"] = {
 # Batch processing (issue 5). The local executor runs jobs as sandboxed processes on the Celery
 # workers (single-user or trusted installs); HTCondor submits to a schedd (shared installs).
 BATCH_EXECUTOR = _choice("BATCH_EXECUTOR", "local", ("local", "htcondor"))
-BATCH_EXECUTORS = [
-    _choice("BATCH_EXECUTORS", name, ("local", "htcondor"))
-    for name in env.list("BATCH_EXECUTORS", default=[BATCH_EXECUTOR])
-]
+BATCH_EXECUTORS = [name.strip() for name in env.list("BATCH_EXECUTORS", default=[BATCH_EXECUTOR])]
+for _name in BATCH_EXECUTORS:  # each item on its own (env.str would read the whole list again)
+    if _name not in ("local", "htcondor"):
+        raise ImproperlyConfigured(f"BATCH_EXECUTORS item {_name!r} is not one of: local, htcondor")
 if BATCH_EXECUTOR not in BATCH_EXECUTORS:
     raise ImproperlyConfigured("BATCH_EXECUTOR must be one of BATCH_EXECUTORS")
 BATCH_ROOT = Path(env.str("BATCH_ROOT", default=str(VAR_DIR / "batch")))

@@ -34,12 +34,18 @@ def run_manage(env_overrides: dict[str, str], *args: str) -> subprocess.Complete
         ({"AXES_FAILURE_LIMIT": "many"}, "AXES_FAILURE_LIMIT must be an integer"),
         ({"PORTAL_EMBEDDED": "false"}, "SECRET_KEY must be set"),
         ({"CLOUD_BACKEND": "openstack"}, "OPENSTACK_AUTH_URL must be set"),
+        ({"BATCH_EXECUTORS": "htcondor,lsf"}, "BATCH_EXECUTORS item 'lsf' is not one of: local, htcondor"),
     ],
 )
 def test_it_fails_at_start_up_on_a_bad_value(overrides: dict[str, str], message: str) -> None:
     result = run_manage(overrides, "check")
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_it_starts_with_both_batch_executors() -> None:
+    result = run_manage({"BATCH_EXECUTORS": "htcondor,local"}, "check")
+    assert result.returncode == 0, result.stderr
 
 
 def test_it_passes_check_deploy_with_production_settings() -> None:

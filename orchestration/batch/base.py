@@ -30,6 +30,18 @@ class ExecutorUnavailable(BatchError):
     """The batch system cannot be reached now; worth retrying later."""
 
 
+class SubmissionLost(BatchError):
+    """The schedd took the cluster but its files never arrived, and it removed the cluster (or will).
+
+    Nothing of it can run: the caller sends the jobs again under a new key, or gives up with this
+    message. Never retried under the same key, which would find the removed cluster.
+    """
+
+    def __init__(self, message: str, cluster: int) -> None:
+        self.cluster = cluster
+        super().__init__(message)
+
+
 class PoolProfile(enum.StrEnum):
     """What the pool expects the portal to add to a submit description (see INTEGRATION.md)."""
 
@@ -117,9 +129,19 @@ class JobStatus:
     exit_code: int | None = None
     signal: int | None = None
     host: str = ""
-    hold_reason: str = ""
-    started_at: float | None = None  # unix time
+    hold_reason: str = ""  # held: why; nooutput: what the pool said about the missing files
+    started_at: float | None = None  # unix time the job started executing (after its input transfer)
     finished_at: float | None = None
+    remove_reason: str = ""  # removed: why, in words
+
+
+@dataclass(frozen=True)
+class IdleExplanation:
+    """Why idle jobs are not matched: the pool's own analysis (condor_q -better-analyze) in words."""
+
+    text: str
+    slots: int  # slots in the pool
+    matching: int  # slots the job's Requirements accept
 
 
 @dataclass(frozen=True)

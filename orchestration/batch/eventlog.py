@@ -10,6 +10,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import htcondor2
 
@@ -31,7 +32,7 @@ _USAGE = (
 class JobEvent:
     """One event of a job's life, as the log viewer and the status code need it."""
 
-    kind: str  # submit, execute, terminated, held, released, aborted, evicted, other
+    kind: str  # submit, execute, terminated, held, released, aborted, evicted, image_size, transfer, other
     code: int  # the HTCondor event number (0, 1, 5, 12, 13, 9, ...)
     cluster: int
     proc: int
@@ -42,6 +43,7 @@ class JobEvent:
     reason: str = ""
     hold_code: int | None = None
     hold_subcode: int | None = None
+    detail: str = ""  # image size and file transfer events: what happened, in words
 
 
 def _one_line(text: str) -> str:
@@ -114,11 +116,45 @@ _KINDS = {
     htcondor2.JobEventType.JOB_RELEASED: "released",
     htcondor2.JobEventType.JOB_ABORTED: "aborted",
     htcondor2.JobEventType.JOB_EVICTED: "evicted",
+    htcondor2.JobEventType.IMAGE_SIZE: "image_size",
+    htcondor2.JobEventType.FILE_TRANSFER: "transfer",
+}
+# FileTransferEvent "Type" values (HTCondor's FileTransferEventType)
+_TRANSFERS = {
+    1: "Input files queued for transfer",
+    2: "Transferring input files",
+    3: "Input files transferred",
+    4: "Output files queued for transfer",
+    5: "Transferring output files",
+    6: "Output files transferred",
 }
 
 
 def _host(value: object) -> str:
-    return str(value or "").strip("<>")
+    """A daemon's address without the sinful string's parameters: "worker-7 (10.0.0.7:9618)".
+
+    HTCondor writes `<10.0.0.7:9618?addrs=10.0.0.7-9618&alias=worker-7&noUDP&sock=...>`.
+    """
+    text = str(value or "").strip().strip("<>")
+    address, _, params = text.partition("?")
+    alias = ""
+    for pair in params.split("&"):
+        name, _, val = pair.partition("=")
+        if name == "alias":
+            alias = val
+    return f"{alias} ({address})" if alias and alias != address else address
+
+
+def _detail(kind: str, get: Any) -> str:
+    if kind == "image_size":
+        memory = get("MemoryUsage")
+        size = get("Size")
+        if memory is not None:
+            return f"Memory in use: {int(memory)} MB"
+        return f"Image size: {int(size)} KB" if size is not None else ""
+    if kind == "transfer":
+        return _TRANSFERS.get(int(get("Type", 0) or 0), "File transfer")
+    return ""
 
 
 def _convert(event: htcondor2.JobEvent) -> JobEvent:
@@ -133,7 +169,7 @@ def _convert(event: htcondor2.JobEvent) -> JobEvent:
     reason = str(get("HoldReason") or get("Reason") or "") if kind in ("held", "released", "aborted") else ""
     hold_code = get("HoldReasonCode") if kind == "held" else None
     hold_subcode = get("HoldReasonSubCode") if kind == "held" else None
-    host = get("ExecuteHost") if kind == "execute" else get("SubmitHost") if kind == "submit" else ""
+    host = {"execute": get("ExecuteHost"), "submit": get("SubmitHost"), "transfer": get("Host")}.get(kind, "")
     return JobEvent(
         kind=kind,
         code=int(event.type),
@@ -146,6 +182,7 @@ def _convert(event: htcondor2.JobEvent) -> JobEvent:
         reason=reason,
         hold_code=int(hold_code) if hold_code is not None else None,
         hold_subcode=int(hold_subcode) if hold_subcode is not None else None,
+        detail=_detail(kind, get),
     )
 
 

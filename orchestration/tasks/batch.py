@@ -19,16 +19,19 @@ from typing import Any
 
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from orchestration.batch.base import (
     BatchError,
     ExecutorUnavailable,
+    JobState,
     JobStatus,
     ParsedJob,
     ParsedSubmit,
     PoolProfile,
+    SubmissionLost,
     WorkerTarget,
 )
 from orchestration.batch.eventlog import read_events
@@ -39,7 +42,6 @@ from orchestration.batch.submit import check_body
 from orchestration.errors import TransientError, UserFacingError
 from orchestration.operations import Progress, handler
 from orchestration.tasks.batch_outputs import (
-    check_retrieved,
     job_dir,
     mark_missing_outputs,
     store_pending,
@@ -134,7 +136,14 @@ def _schedd() -> Any:
     return htcondor2.Schedd()
 
 
+def _collector() -> Any:
+    import htcondor2
+
+    return htcondor2.Collector(settings.HTCONDOR_COLLECTOR or None)
+
+
 SCHEDD_FACTORY = _schedd  # tests replace it with a stand-in that has the Schedd methods
+COLLECTOR_FACTORY = _collector  # and this one with the stand-in's slot ads
 
 
 def executor_for(name: str) -> Any:
@@ -147,6 +156,7 @@ def executor_for(name: str) -> Any:
         lambda: SCHEDD_FACTORY(),
         PoolProfile(settings.HTCONDOR_POOL_PROFILE),
         settings.BATCH_ROOT / "htcondor",
+        collector_factory=lambda: COLLECTOR_FACTORY(),
     )
 
 
@@ -219,6 +229,7 @@ def batch_submit(op: Operation, progress: Progress) -> None:
     extra: dict[str, Any] = {}
     if sub.executor == "local" and (services := local_services(op.owner)) is not None:
         extra["services"] = services
+    key = sub.submit_key(part)
     try:
         parsed = _parsed(sub, jobs)
         if sub.executor == "htcondor":  # rows recorded before the submit grammar are checked again
@@ -226,11 +237,13 @@ def batch_submit(op: Operation, progress: Progress) -> None:
         handle = executor_for(sub.executor).submit(
             parsed,
             {sub.script_name: sub.script.encode()},
-            key=sub.part_key(part),
+            key=key,
             proxy=proxy_for_jobs(op.owner),
             target=target,
             **extra,
         )
+    except SubmissionLost as exc:
+        _send_again(sub, part, key, exc)  # raises: try again later under a new key, or give up
     except ExecutorUnavailable as exc:
         raise TransientError(str(exc)) from exc
     except (BatchError, UserFacingError) as exc:
@@ -244,9 +257,41 @@ def batch_submit(op: Operation, progress: Progress) -> None:
         batch_local.wake_local_workers(handle.num_jobs)
     op.result = {"cluster": handle.cluster, "jobs": handle.num_jobs}
     op.save(update_fields=["result"])
-    progress(
-        100, f"Sent {handle.num_jobs} job{'s' if handle.num_jobs != 1 else ''} as cluster {handle.cluster}"
-    )
+    sent = f"Sent {handle.num_jobs} job{'s' if handle.num_jobs != 1 else ''} as cluster {handle.cluster}"
+    lost = Submission.objects.get(pk=sub.pk).lost_clusters(part)
+    if lost:
+        names = ", ".join(map(str, lost))
+        sent += f" (the pool removed cluster{'s' if len(lost) != 1 else ''} {names} before the files arrived)"
+    progress(100, sent)
+
+
+MAX_LOST_CLUSTERS = 3  # clusters the pool may lose before their files arrived, before the batch fails
+
+
+def _send_again(sub: Submission, part: str, key: str, exc: SubmissionLost) -> None:
+    """HTCondor removed the cluster before its files arrived: record it, then send under a new key.
+
+    The new key is recorded before anything is sent with it, so a worker killed at any moment
+    finds either the lost cluster (removed, never run) or the new one; never both running. Only
+    the worker that still sees the key it used moves it on (two workers agree on one new key).
+    """
+    with transaction.atomic():
+        locked = Submission.objects.select_for_update().get(pk=sub.pk)
+        entry = dict(locked.submit_keys.get(part, {}))
+        lost = [int(c) for c in entry.get("lost", [])]
+        if locked.submit_key(part) == key:
+            lost = sorted({*lost, exc.cluster})
+            entry = {"key": f"{locked.part_key(part)}-r{len(lost)}", "lost": lost}
+            locked.submit_keys = {**locked.submit_keys, part: entry}
+            locked.save(update_fields=["submit_keys"])
+    if len(lost) >= MAX_LOST_CLUSTERS:
+        message = (
+            f"The HTCondor pool removed this batch's jobs {len(lost)} times before their files arrived "
+            f"(clusters {', '.join(map(str, lost))}); none of them ran. Last: {exc}"
+        )
+        Submission.objects.filter(pk=sub.pk).update(state=Submission.FAILED, error=message)
+        raise UserFacingError(message) from exc
+    raise TransientError(f"{exc} The jobs are sent again as a new cluster.") from exc
 
 
 # ---------------------------------------------------------------------------- control
@@ -292,15 +337,20 @@ def _when(value: float | None) -> datetime | None:
 
 def _apply(job: Job, status: JobStatus) -> bool:
     """Copy an executor status onto the row; True when something changed."""
-    values = {
+    values: dict[str, Any] = {
         "state": str(status.state),
         "exit_code": status.exit_code,
         "signal": status.signal,
         "host": status.host[:255],
-        "hold_reason": status.hold_reason[:1000],
+        "hold_reason": status.hold_reason[:1000] if status.state == JobState.HELD else "",
+        "remove_reason": status.remove_reason[:1000],
         "started_at": _when(status.started_at),
         "finished_at": _when(status.finished_at),
     }
+    if status.state == JobState.NO_OUTPUT and status.hold_reason:
+        values["output_note"] = status.hold_reason[:1000]  # what the pool said about the missing files
+    if status.state != JobState.IDLE:
+        values["why_idle"] = ""
     changed = False
     for field, value in values.items():
         if getattr(job, field) != value:
@@ -315,6 +365,9 @@ SYNC_FIELDS = [
     "signal",
     "host",
     "hold_reason",
+    "remove_reason",
+    "why_idle",
+    "retrieved",
     "started_at",
     "finished_at",
     "output_note",
@@ -343,20 +396,12 @@ def sync_submission(sub: Submission, jobs: list[Job] | None = None) -> int:
         jobs = list(sub.jobs.filter(state__in=FOLLOWED).exclude(cluster=None).select_related("submission"))
     jobs = [j for j in jobs if j.state not in Job.FINAL_STATES]  # final is final: never read again
     executor = executor_for(sub.executor)
+    touched: set[int] = set()
     if sub.executor == "local":
         statuses = _local_statuses(jobs)
     else:
-        statuses = {}
-        for cluster in sorted({j.cluster for j in jobs if j.cluster is not None}):
-            try:
-                by_proc = {s.proc: s for s in executor.status(cluster)}
-            except ExecutorUnavailable as exc:
-                log.warning("batch refresh: %s", exc)
-                continue
-            statuses.update(
-                {j.pk: by_proc[j.proc] for j in jobs if j.cluster == cluster and j.proc in by_proc}
-            )
-    changed = [j for j in jobs if j.pk in statuses and _apply(j, statuses[j.pk])]
+        statuses, touched = _htcondor_statuses(jobs, executor)
+    changed = [j for j in jobs if (j.pk in statuses and _apply(j, statuses[j.pk])) or j.pk in touched]
     for job in changed:
         mark_missing_outputs(job)  # decided before the row says "done", so nobody sees it done
     Job.objects.bulk_update(changed, SYNC_FIELDS, batch_size=500)
@@ -367,12 +412,12 @@ def sync_submission(sub: Submission, jobs: list[Job] | None = None) -> int:
 
 
 def _after_sync(sub: Submission, executor: Any) -> None:
+    if sub.executor == "htcondor":
+        _retrieve_stragglers(sub, executor)
     counts = counts_for([sub.pk]).get(sub.pk, {})
     live = sum(counts.get(s, 0) for s in (Job.IDLE, Job.RUNNING, Job.HELD))
     if live or sub.state not in (Submission.ACTIVE, Submission.SUBMITTING):
         return
-    if sub.executor == "htcondor" and _retrieve(sub, executor):
-        counts = counts_for([sub.pk]).get(sub.pk, {})
     if counts.get(Job.UNSENT):
         if Submission.objects.filter(pk=sub.pk, state=Submission.ACTIVE).update(state=Submission.PAUSED):
             _discard_proxies(sub, executor)
@@ -394,28 +439,89 @@ def _discard_proxies(sub: Submission, executor: Any) -> None:
             executor.discard_proxy(int(cluster))
 
 
-def _retrieve(sub: Submission, executor: Any) -> bool:
-    """Bring finished clusters' output back and check it; True when a cluster was retrieved."""
-    done = set(sub.retrieved_clusters)
-    new: list[int] = []
-    clusters = {
-        int(c) for c in sub.jobs.exclude(cluster=None).values_list("cluster", flat=True) if c is not None
-    }
-    for cluster in clusters - done:
+# ---------------------------------------------------------------------------- HTCondor jobs
+#
+# Each job's output is retrieved as soon as that job completes (spooled jobs wait in the
+# schedd's queue, completed, until then); a job the pool held because a declared output was
+# missing (code 12) completed without output and leaves the queue; idle jobs carry the pool's
+# own reason for not matching.
+
+
+def _htcondor_statuses(jobs: list[Job], executor: Any) -> tuple[dict[int, JobStatus], set[int]]:
+    """The schedd's view of these jobs, with completed jobs' output fetched first.
+
+    A job whose output could not be fetched yet keeps its previous state this round: a final
+    state is written only once the files that come with it are here. Returns the statuses by
+    job id and the ids of jobs changed otherwise (their idle explanation).
+    """
+    statuses: dict[int, JobStatus] = {}
+    touched: set[int] = set()
+    for cluster in sorted({j.cluster for j in jobs if j.cluster is not None}):
+        mine = [j for j in jobs if j.cluster == cluster]
         try:
-            executor.retrieve(cluster)
+            by_proc = {s.proc: s for s in executor.status(cluster)}
+        except ExecutorUnavailable as exc:
+            log.warning("batch refresh: %s", exc)
+            continue
+        seen = {j.pk: by_proc[j.proc] for j in mine if j.proc in by_proc}
+        completed = [j for j in mine if j.pk in seen and seen[j.pk].state in (JobState.DONE, JobState.FAILED)]
+        no_output = [j for j in mine if j.pk in seen and seen[j.pk].state == JobState.NO_OUTPUT]
+        try:
+            if completed:
+                executor.retrieve(cluster, [j.proc for j in completed])
+            if no_output:  # held by the pool for good: it leaves the queue, its state stays here
+                executor.remove(
+                    cluster, [j.proc for j in no_output], reason="Completed without output (see the portal)"
+                )
+        except ExecutorUnavailable as exc:
+            log.warning("batch retrieve: %s", exc)
+            for j in [*completed, *no_output]:
+                del seen[j.pk]
+        except BatchError as exc:
+            log.warning("batch retrieve of cluster %s: %s", cluster, exc)
+        for j in [*completed, *no_output]:
+            if j.pk in seen:
+                j.retrieved = True
+        statuses.update(seen)
+        idle = [j for j in mine if j.pk in seen and seen[j.pk].state == JobState.IDLE]
+        if idle:
+            touched |= _explain_idle(cluster, idle, executor)
+    return statuses, touched
+
+
+def _retrieve_stragglers(sub: Submission, executor: Any) -> None:
+    """Jobs whose row is final but whose output never came back (recorded before per-job retrieval)."""
+    jobs = list(
+        sub.jobs.filter(state__in=[Job.DONE, Job.FAILED], retrieved=False)
+        .exclude(cluster=None)
+        .select_related("submission")[:500]
+    )
+    for cluster in sorted({j.cluster for j in jobs if j.cluster is not None}):
+        mine = [j for j in jobs if j.cluster == cluster]
+        try:
+            executor.retrieve(cluster, [j.proc for j in mine])
         except ExecutorUnavailable as exc:
             log.warning("batch retrieve: %s", exc)
             continue
-        except BatchError:
-            pass  # already retrieved by an earlier run
-        done.add(cluster)
-        new.append(cluster)
-    sub.retrieved_clusters = sorted(done)
-    Submission.objects.filter(pk=sub.pk).update(retrieved_clusters=sub.retrieved_clusters)
-    for cluster in new:
-        check_retrieved(sub, cluster)
-    return bool(new)
+        except BatchError as exc:
+            log.warning("batch retrieve of cluster %s: %s", cluster, exc)
+        for job in mine:
+            job.retrieved = True
+            mark_missing_outputs(job)
+        Job.objects.bulk_update(mine, ["retrieved", "state", "output_note"], batch_size=500)
+
+
+def _explain_idle(cluster: int, idle: list[Job], executor: Any) -> set[int]:
+    try:
+        why = executor.explain_idle(cluster)
+    except ExecutorUnavailable as exc:
+        log.warning("batch idle analysis: %s", exc)
+        return set()
+    text = why.text[:1000] if why is not None else ""
+    changed = {j.pk for j in idle if j.why_idle != text}
+    for j in idle:
+        j.why_idle = text
+    return changed
 
 
 SUMMARY_WORDS = {
@@ -472,6 +578,55 @@ def _problems(failed: int, no_output: int, message: str) -> str:
 
 # ---------------------------------------------------------------------------- beat
 
+STUCK_GRACE = timedelta(minutes=10)  # a "Submitting" batch with no sending operation at all, this old
+
+
+def repair_stuck_submissions(limit: int = 50) -> int:
+    """Batches left "Submitting" because their sending operation gave up (or vanished).
+
+    For each part still unsent, the executor is asked whether it got through after all: if so,
+    the cluster is recorded as the operation would have; if not, the batch is marked not
+    submitted (or, when some part did go, active) with the operation's last error. A pool that
+    cannot be reached leaves the batch for the next round: it may hold the cluster.
+    """
+    repaired = 0
+    cutoff = timezone.now() - STUCK_GRACE
+    for sub in Submission.objects.filter(state=Submission.SUBMITTING)[:limit]:
+        ops = Operation.objects.filter(kind="batch_submit", params__submission=sub.pk)
+        if ops.filter(state__in=Operation.ACTIVE_STATES).exists():
+            continue  # still being sent (or waiting to retry)
+        last = ops.order_by("-created", "-id").first()
+        if last is None and sub.created > cutoff:
+            continue  # its operation may not be committed yet
+        parts = sorted(set(sub.jobs.filter(state=Job.UNSENT, cluster=None).values_list("part", flat=True)))
+        executor = executor_for(sub.executor)
+        lost: list[str] = []
+        try:
+            for part in parts:
+                cluster = executor.find(sub.submit_key(part))
+                if cluster is None:
+                    lost.append(part)
+                    continue
+                Job.objects.filter(submission=sub, part=part).update(cluster=cluster)
+                Job.objects.filter(submission=sub, part=part, state=Job.UNSENT).update(state=Job.IDLE)
+        except ExecutorUnavailable as exc:
+            log.warning("batch repair of submission %s: %s", sub.pk, exc)
+            continue
+        if not lost:
+            Submission.objects.filter(pk=sub.pk).update(state=Submission.ACTIVE, error="")
+        else:
+            why = (last.error or last.message) if last is not None else ""
+            message = (
+                f"Sending the jobs gave up{f': {why}' if why else ''}. "
+                "They never reached the pool; submit the batch again."
+            )
+            sent = sub.jobs.exclude(cluster=None).exists()
+            Submission.objects.filter(pk=sub.pk).update(
+                state=Submission.ACTIVE if sent else Submission.FAILED, error=message[:2000]
+            )
+        repaired += 1
+    return repaired
+
 
 @shared_task(ignore_result=True)
 def refresh_batch() -> int:
@@ -482,6 +637,10 @@ def refresh_batch() -> int:
         batch_local.wake_if_stalled()
     except Exception:
         log.exception("batch repair of local jobs failed")
+    try:
+        repair_stuck_submissions()
+    except Exception:
+        log.exception("batch repair of submissions stuck in Submitting failed")
     live = Q(jobs__state__in=FOLLOWED)
     active = Submission.objects.filter(
         Q(state__in=[Submission.ACTIVE, Submission.SUBMITTING]) & live

@@ -1,7 +1,7 @@
 """Finished jobs' outputs: "completed without output" and the copy into the user's storage folder.
 
 Used by the batch tasks (orchestration/tasks/batch.py) on the worker that follows the jobs:
-the local worker that ran the job, or beat for HTCondor after the output was retrieved.
+the local worker that ran the job, or beat for HTCondor after each job's output was retrieved.
 """
 
 from __future__ import annotations
@@ -26,13 +26,12 @@ def job_dir(job: Job) -> Path | None:
         return None
     if job.submission.executor == "local":
         return Path(settings.BATCH_ROOT) / "local" / str(job.cluster) / "out"
-    return Path(settings.BATCH_ROOT) / "htcondor" / job.submission.part_key(job.part)
+    return Path(settings.BATCH_ROOT) / "htcondor" / job.submission.submit_key(job.part)
 
 
 def outputs_arrived(job: Job) -> bool:
     """True unless the job has finished its run but its declared output files can still come back."""
-    sub = job.submission
-    return sub.executor == "local" or job.cluster in set(sub.retrieved_clusters)
+    return job.submission.executor == "local" or job.retrieved
 
 
 def mark_missing_outputs(job: Job) -> bool:
@@ -44,17 +43,6 @@ def mark_missing_outputs(job: Job) -> bool:
         return False
     job.state, job.output_note = Job.NO_OUTPUT, no_output_note(missing)[:1000]
     return True
-
-
-def check_retrieved(sub: Submission, cluster: int) -> None:
-    """After an HTCondor cluster's output came back: check its done jobs' declared files."""
-    jobs = list(
-        sub.jobs.filter(cluster=cluster, state=Job.DONE).exclude(output_files=[]).select_related("submission")
-    )
-    for job in jobs:
-        job.submission = sub  # the retrieved cluster list is up to date on this object
-    changed = [j for j in jobs if mark_missing_outputs(j)]
-    Job.objects.bulk_update(changed, ["state", "output_note"], batch_size=500)
 
 
 def _not_stored(job: Job, folder: str, reason: str) -> None:
@@ -77,7 +65,7 @@ def store_pending(sub: Submission, limit: int = STORE_BATCH) -> int:
         return 0
     jobs = sub.jobs.filter(outputs_state=Job.OUTPUTS_PENDING, state__in=STORED_FROM)
     if sub.executor != "local":
-        jobs = jobs.filter(cluster__in=list(sub.retrieved_clusters))
+        jobs = jobs.filter(retrieved=True)  # each HTCondor job once its own output came back
     pending = list(jobs.order_by("index")[:limit])
     if not pending:
         return 0

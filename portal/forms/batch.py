@@ -150,6 +150,19 @@ class _TargetMixin(forms.Form):
     def clean_output_folder(self) -> str:
         return clean_output_folder(self.cleaned_data.get("output_folder", ""))
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        image, flavor = self._target()
+        if self.profile() == PoolProfile.V1 and (image is None or flavor is None):
+            # Cloud-scheduler v1 boots workers from the snapshot with the flavor; without them the
+            # jobs ask for VMType "<project>:" and no worker will ever match.
+            self.add_error(
+                "snapshot" if image is None else "flavor",
+                "This HTCondor pool boots its workers from a snapshot (cloud-scheduler v1): "
+                "choose the worker snapshot and flavor.",
+            )
+        return data
+
     def _check_proxy(self) -> None:
         problem = proxy_problem(self.user)
         if problem:

@@ -76,6 +76,10 @@ class Submission(models.Model):
     woken_at = models.DateTimeField(null=True, blank=True, help_text="local: when workers were last asked")
     num_jobs = models.PositiveIntegerField(default=0)
     retrieved_clusters = models.JSONField(default=list, help_text="htcondor: clusters whose output is back")
+    submit_keys = models.JSONField(
+        default=dict,
+        help_text="htcondor: per part, the key now used and the clusters lost before their files arrived",
+    )
     error = models.TextField(blank=True)
     created = models.DateTimeField(default=timezone.now)
     finished = models.DateTimeField(null=True, blank=True)
@@ -103,6 +107,13 @@ class Submission(models.Model):
 
     def part_key(self, part: str) -> str:
         return f"{self.key}-{part}"
+
+    def submit_key(self, part: str) -> str:
+        """The idempotency key a part is sent under now: a new one after the pool lost a cluster."""
+        return str(self.submit_keys.get(part, {}).get("key") or self.part_key(part))
+
+    def lost_clusters(self, part: str) -> list[int]:
+        return [int(c) for c in self.submit_keys.get(part, {}).get("lost", [])]
 
     def state_counts(self) -> dict[str, int]:
         return counts_for([self.pk]).get(self.pk, empty_counts())
@@ -155,6 +166,9 @@ class Job(models.Model):
     signal = models.IntegerField(null=True, blank=True)
     host = models.CharField(max_length=255, blank=True)
     hold_reason = models.CharField(max_length=1000, blank=True)
+    remove_reason = models.CharField(max_length=1000, blank=True)
+    why_idle = models.CharField(max_length=1000, blank=True, help_text="htcondor: the pool's analysis")
+    retrieved = models.BooleanField(default=False, help_text="htcondor: its output came back")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     pid = models.IntegerField(null=True, blank=True, help_text="local executor: the job's process group")
@@ -206,7 +220,7 @@ class Job(models.Model):
         if self.state == self.HELD:
             return self.hold_reason or "The job is on hold."
         if self.state == self.REMOVED:
-            return "The job was removed before it finished."
+            return self.remove_reason or "The job was removed before it finished."
         if self.state == self.NO_OUTPUT:
             return self.output_note or "The job exited with code 0, but its declared output did not arrive."
         if self.state != self.FAILED:

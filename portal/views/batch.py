@@ -291,9 +291,24 @@ def batch_job(request: HttpRequest, pk: int) -> HttpResponse:
             for e in read_events(log_path)
             if (e.cluster, e.proc) == (job.cluster, job.proc)
         ]
+    from_queue = False
+    if not events and job.submission.executor == "htcondor" and job.started_at and not job.retrieved:
+        # The pool keeps the event log until the job ends; until then, what the queue says.
+        from_queue = True
+        events = [
+            {
+                "kind": "execute",
+                "code": 1,
+                "when": job.started_at,
+                "host": job.host,
+                "reason": "",
+                "detail": "",
+            }
+        ]
     ctx = {
         "job": job,
         "sub": job.submission,
+        "events_from_queue": from_queue,
         "out": out,
         "out_size": out_size,
         "out_cut": out_cut,

@@ -233,11 +233,12 @@ def test_it_sends_the_proxy_and_stores_htcondor_outputs_after_retrieval(
     assert (schedd.spool_dir / "100.0" / "cadcproxy.pem").read_bytes() == pem
     assert not list(local_batch.parent.rglob("cadcproxy.pem"))  # only the schedd's spooled copy remains
     schedd.run(100, 0, out="found 12 sources\n", files={"1056215p.cat": "catalogue\n"})
-    schedd.run(100, 1, out="no image\n")  # exits 0 without its catalogue
+    schedd.run(100, 1, out="no image\n")  # exits 0 without its catalogue: the pool holds it (code 12)
     tasks.refresh_batch()
     jobs = {j.item: j for j in Job.objects.all()}
     assert jobs["1056215p"].state == Job.DONE and jobs["1056216p"].state == Job.NO_OUTPUT
+    assert "1056216p.cat" in jobs["1056216p"].failure_reason  # the pool's own words
     stored = local_batch / "alice" / "cats"
     assert (stored / "1056215p.cat").read_text() == "catalogue\n"
-    assert (stored / "do_catalogue-1056216p.out").read_text() == "no image\n"
-    assert Submission.objects.get().state == Submission.FINISHED
+    assert (stored / "do_catalogue-1056215p.out").read_text() == "found 12 sources\n"
+    assert not schedd.jobs  # retrieved, or removed from the queue once understood    assert Submission.objects.get().state == Submission.FINISHED
