@@ -98,7 +98,8 @@ def test_a_job_sees_only_its_own_processes() -> None:
         probe = Probe(
             "#!/bin/sh\n"
             "ls /proc | grep -c '^[0-9]'\n"
-            f"cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -q {marker} && echo saw-host-process\n"
+            # the pattern does not match itself, so grep's own command line (also in /proc) is not found
+            f"cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -q '{marker.replace('.', '[.]')}' && echo saw-host-process\n"
             f"kill -0 {host.pid} 2>/dev/null && echo reached-host-pid\n"
             "echo probed\n"
         )
