@@ -4,6 +4,7 @@ from .catalogues import Catalogue, CatalogueCcd
 from .cloud import Flavor, FloatingIP, Image, KeyPair, Quota, Server
 from .operations import Operation
 from .storage import StorageUsage
+from .workflows import Workflow, WorkflowNode
 
 __all__ = [
     "Catalogue",
@@ -21,4 +22,6 @@ __all__ = [
     "Server",
     "StorageUsage",
     "Submission",
+    "Workflow",
+    "WorkflowNode",
 ]

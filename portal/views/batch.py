@@ -191,7 +191,7 @@ def _with_counts(subs: list[Submission]) -> list[Submission]:
 def batch_queue(request: HttpRequest) -> HttpResponse:
     show = request.GET.get("show", "all")
     q = request.GET.get("q", "").strip()
-    subs = Submission.objects.for_user(request.user).select_related("parent")
+    subs = Submission.objects.for_user(request.user).batches().select_related("parent")
     if show == "active":
         subs = subs.filter(Q(state__in=Submission.ACTIVE_STATES) | Q(state=Submission.PAUSED))
     elif show == "finished":
