@@ -194,7 +194,9 @@ class Job(models.Model):
     outputs_state = models.CharField(max_length=8, blank=True, default="")
     stored_outputs = models.JSONField(default=list, help_text="storage paths the outputs were copied to")
     output_note = models.CharField(max_length=1000, blank=True, help_text="why outputs are missing")
-    priority = models.IntegerField(default=0, help_text="local: higher runs first (a workflow node's PRIORITY)")
+    priority = models.IntegerField(
+        default=0, help_text="local: higher runs first (a workflow node's PRIORITY)"
+    )
 
     objects = JobQuerySet.as_manager()
 
