@@ -406,6 +406,7 @@ def _read_vars(line: int, rest: str, reader: _Reader) -> list[tuple[str, str]]:
             or low in BUILTINS
             or low.startswith("queue")
             or low in ("dollar", "job", "retry", "dagnodename", "dag_status", "failed_count")
+            or low in ("include", "if", "elif", "else", "endif", "error", "warning", "use")
         ):
             reader.add(
                 line,
@@ -528,7 +529,7 @@ def _order(r: _Reader) -> list[DagNode]:
         r.problems.append(
             (
                 line,
-                f"The DAG has a cycle ({shown}); a workflow must be acyclic. {len(left)} node(s) are on "
+                f"line {line}: the DAG has a cycle ({shown}); a workflow must be acyclic. {len(left)} node(s) are on "
                 "or after a cycle.",
             )
         )
@@ -548,8 +549,9 @@ def _one_cycle(nodes: dict[str, DagNode], left: set[str]) -> list[str]:
         path.append(name)
         name = next(p for p in nodes[name].parents if p in left)
     cycle = path[index[name] :]
-    cycle.reverse()  # parent -> child order
-    return cycle
+    cycle.reverse()  # parent -> child order, from the node defined first
+    first = min(range(len(cycle)), key=lambda i: nodes[cycle[i]].line)
+    return cycle[first:] + cycle[:first]
 
 
 def _raise(problems: list[tuple[int, str]]) -> None:
