@@ -78,7 +78,7 @@ def test_node_names_cannot_hold_shell_or_path_characters() -> None:
 def test_the_wrapper_quotes_everything_it_writes() -> None:
     wf = check_workflow('JOB a a.sub\nVARS a item="xy"\nSCRIPT PRE a pre.sh $JOB @a,b=c:d%e~f\n', FILES)
     wrapper = wf.nodes[0].wrapper
-    assert "./pre.sh a @a,b=c:d%e~f" in wrapper  # safe words stay as they are: shlex quotes the others
+    assert "./pre.sh a '@a,b=c:d%e~f'" in wrapper  # quoted by shlex (~ is special to sh)
     assert wf.nodes[0].parsed.jobs[0].argv == ["xy"]  # arguments go as argv, through "$@"
 
 
