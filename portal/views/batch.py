@@ -34,6 +34,7 @@ from portal.forms.batch import BatchForm, BatchPlan, UploadForm, proxy_problem
 from portal.http import posted_ids
 from portal.models import Job, Operation, Submission
 from portal.models.batch import STATE_NAMES, counts_for, empty_counts, record_submission
+from portal.views.workflows import workflows_with_counts
 
 SUBMISSIONS_PER_PAGE = 15
 JOBS_PER_PAGE = 50
@@ -206,6 +207,7 @@ def batch_queue(request: HttpRequest) -> HttpResponse:
         "show": show,
         "q": q,
         "pool": _pool_summary(),
+        "workflows": workflows_with_counts(request.user),
         "polling": any(s.live for s in rows),  # type: ignore[attr-defined]
         "query": request.GET.urlencode(),
     }
