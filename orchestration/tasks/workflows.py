@@ -21,13 +21,15 @@ from collections import deque
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from orchestration.batch.base import BatchError, ExecutorUnavailable
+from orchestration.batch.base import BatchError, ExecutorUnavailable, ParsedJob, ParsedSubmit
 from orchestration.errors import TransientError, UserFacingError
 from orchestration.operations import Progress, handler
-from orchestration.tasks.batch import _parsed, executor_for, local_services, proxy_for_jobs
+from orchestration.tasks.batch import executor_for, local_services, proxy_for_jobs
 from portal.models import Job, Operation, Submission, Workflow, WorkflowNode
+from portal.models.workflows import make_node_submission
 
 log = logging.getLogger(__name__)
 
@@ -35,42 +37,62 @@ MAX_QUEUED = 64  # nodes of one workflow in the queue at once; more become queue
 N = WorkflowNode
 
 
+def _parsed_of(node: WorkflowNode) -> ParsedSubmit:
+    """The node's vetted job, as recorded."""
+    job = node.spec["job"]
+    return ParsedSubmit(
+        text="",
+        executable=job["executable"],
+        jobs=[ParsedJob(*row) for row in job["jobs"]],
+        request_cpus=job["request_cpus"],
+        request_memory_mb=job["request_memory_mb"],
+        request_disk_mb=job["request_disk_mb"],
+        transfer_input_files=list(job["transfer_input_files"]),
+        body=dict(job["body"]),
+        queue_vars=list(job["queue_vars"]),
+    )
+
+
 def _send(wf: Workflow, node: WorkflowNode) -> int:
-    """Send a queued node's jobs to the local executor (again, for a retry); how many jobs."""
-    sub = Submission.objects.get(pk=int(node.submission_id or 0))
-    jobs = list(sub.jobs.order_by("index"))
+    """Send a queued node's jobs to the local executor (again, for a retry); how many jobs.
+
+    The executor's key names the node and the attempt, so a repeated send returns the same
+    cluster; the node's submission and jobs are then written in one transaction.
+    """
     attempt = node.attempts + 1
-    key = sub.part_key("all") if attempt == 1 else f"{sub.part_key('all')}-try{attempt}"
+    key = f"{wf.key}-{node.index}-{attempt}"
+    job = node.spec["job"]
     files = {name: wf.files[name].encode() for name in node.inputs if name in wf.files}
-    files[sub.script_name] = sub.script.encode()
+    files[job["executable"]] = job["script"].encode()
     extra: dict[str, Any] = {}
     if (services := local_services(wf.owner)) is not None:
         extra["services"] = services
     handle = executor_for("local").submit(
-        _parsed(sub, jobs), files, key=key, proxy=proxy_for_jobs(wf.owner), **extra
+        _parsed_of(node), files, key=key, proxy=proxy_for_jobs(wf.owner), **extra
     )
     now = timezone.now()
-    Job.objects.filter(submission=sub).update(
-        cluster=handle.cluster,
-        state=Job.IDLE,
-        exit_code=None,
-        signal=None,
-        host="",
-        hold_reason="",
-        remove_reason="",
-        started_at=None,
-        finished_at=None,
-        claimed_by="",
-        pid=None,
-    )
-    Submission.objects.filter(pk=sub.pk).update(
-        state=Submission.ACTIVE,
-        finished=None,
-        error="",
-        woken_at=now,
-        submit_keys={"all": {"key": key, "lost": []}},
-    )
-    WorkflowNode.objects.filter(pk=node.pk).update(attempts=attempt)
+    sent = {"cluster": handle.cluster, "state": Job.IDLE}
+    with transaction.atomic():
+        node.workflow = wf
+        sub = make_node_submission(node, jobs=sent)
+        if sub.state != Submission.ACTIVE or attempt > 1:  # a retry: the same rows, sent again
+            Job.objects.filter(submission=sub).update(
+                **sent,
+                exit_code=None,
+                signal=None,
+                host="",
+                hold_reason="",
+                remove_reason="",
+                started_at=None,
+                finished_at=None,
+                claimed_by="",
+                pid=None,
+            )
+            Submission.objects.filter(pk=sub.pk).update(state=Submission.ACTIVE, finished=None, error="")
+        Submission.objects.filter(pk=sub.pk).update(
+            woken_at=now, submit_keys={"all": {"key": key, "lost": []}}
+        )
+        WorkflowNode.objects.filter(pk=node.pk).update(attempts=attempt)
     return handle.num_jobs
 
 
@@ -94,49 +116,59 @@ def advance(workflow_id: int, from_worker: bool = True) -> int:
     """Send ready nodes while there is room; start the FINAL node or close the workflow when nothing is
     left. Returns how many nodes were sent. Safe to call at any time, from any worker, repeatedly."""
     with transaction.atomic():
-        wf = Workflow.objects.select_for_update().get(pk=workflow_id)
-        if wf.state != Workflow.RUNNING and not (
-            wf.state in (Workflow.ABORTED, Workflow.REMOVED) and not wf.finished
-        ):
-            return 0
-        nodes = WorkflowNode.objects.filter(workflow=wf)
-        chosen: list[WorkflowNode] = []
-        if wf.state == Workflow.RUNNING and not wf.held:
-            queued = list(nodes.filter(state=N.QUEUED).values_list("category", flat=True))
-            room = MAX_QUEUED - len(queued)
-            in_use: dict[str, int] = {}
-            for category in queued:
-                in_use[category] = in_use.get(category, 0) + 1
-            if room > 0:
-                for node in nodes.filter(state=N.READY, final=False).order_by("-priority", "index")[
-                    : room * 4
-                ]:
-                    limit = wf.maxjobs.get(node.category) if node.category else None
-                    if limit is not None and in_use.get(node.category, 0) >= int(limit):
-                        continue
-                    in_use[node.category] = in_use.get(node.category, 0) + 1
-                    chosen.append(node)
-                    if len(chosen) >= room:
-                        break
-            ids = [n.pk for n in chosen]
-            if ids:
-                nodes.filter(pk__in=ids, state=N.READY).update(state=N.QUEUED)
-        unfinished = nodes.filter(final=False, state__in=[N.WAITING, N.READY, N.QUEUED]).exists()
-        final = None
-        if not unfinished and not chosen:
-            final = nodes.filter(final=True, state=N.WAITING).first()
-            if final is not None:
-                nodes.filter(pk=final.pk, state=N.WAITING).update(state=N.QUEUED)
-                chosen.append(final)
-            elif not nodes.filter(final=True, state=N.QUEUED).exists():
-                _close(wf)
+        wf, chosen = _choose(workflow_id)
+    return _send_all(wf, chosen, from_worker)
+
+
+def _choose(workflow_id: int) -> tuple[Workflow, list[WorkflowNode]]:
+    """The nodes to send now, marked queued (inside the caller's transaction)."""
+    wf = Workflow.objects.select_for_update().get(pk=workflow_id)
+    if wf.state != Workflow.RUNNING and not (
+        wf.state in (Workflow.ABORTED, Workflow.REMOVED) and not wf.finished
+    ):
+        return wf, []
+    nodes = WorkflowNode.objects.filter(workflow=wf)
+    chosen: list[WorkflowNode] = []
+    if wf.state == Workflow.RUNNING and not wf.held:
+        queued = list(nodes.filter(state=N.QUEUED).values_list("category", flat=True))
+        room = MAX_QUEUED - len(queued)
+        in_use: dict[str, int] = {}
+        for category in queued:
+            in_use[category] = in_use.get(category, 0) + 1
+        if room > 0:
+            for node in nodes.filter(state=N.READY, final=False).order_by("-priority", "index")[: room * 4]:
+                limit = wf.maxjobs.get(node.category) if node.category else None
+                if limit is not None and in_use.get(node.category, 0) >= int(limit):
+                    continue
+                in_use[node.category] = in_use.get(node.category, 0) + 1
+                chosen.append(node)
+                if len(chosen) >= room:
+                    break
+        if chosen:
+            nodes.filter(pk__in=[n.pk for n in chosen], state=N.READY).update(state=N.QUEUED)
+            return wf, chosen
+        if queued:
+            return wf, []
+    if nodes.filter(final=False, state__in=[N.WAITING, N.READY, N.QUEUED]).exists():
+        return wf, []
+    final = nodes.filter(final=True, state=N.WAITING).first()
+    if final is not None:
+        nodes.filter(pk=final.pk, state=N.WAITING).update(state=N.QUEUED)
+        return wf, [final]
+    if not nodes.filter(final=True, state=N.QUEUED).exists():
+        _close(wf)
+    return wf, []
+
+
+def _send_all(wf: Workflow, chosen: list[WorkflowNode], from_worker: bool) -> int:
     sent = 0
     for node in chosen:
         sent += _send_or_fail(wf, node)
-    if sent - (1 if from_worker else 0) > 0:
+    extra = sent - (1 if from_worker else 0)  # a worker that just ended a job pulls the next itself
+    if extra > 0:
         from orchestration.tasks.batch_local import wake_local_workers
 
-        wake_local_workers(sent - (1 if from_worker else 0))
+        wake_local_workers(extra)
     return len(chosen)
 
 
@@ -199,46 +231,58 @@ def _not_run_below(wf: Workflow, failed: list[int], state: str = N.NOT_RUN) -> i
 
 
 def node_finished(submission_id: int) -> None:
-    """The node's jobs have all ended: decide the node, then let the workflow go on."""
-    node = WorkflowNode.objects.select_related("workflow").filter(submission_id=submission_id).first()
-    if node is None or node.state != N.QUEUED:
-        return
-    wf = node.workflow
-    jobs = list(Job.objects.filter(submission_id=submission_id).values_list("state", "exit_code", "signal"))
-    ok = all(state == Job.DONE for state, _, _ in jobs)
-    removed = any(state == Job.REMOVED for state, _, _ in jobs)
-    codes = [code for state, code, _ in jobs if state == Job.FAILED and code is not None]
-    code = codes[0] if codes else (0 if ok else None)
-    now = timezone.now()
-    if ok:
-        if WorkflowNode.objects.filter(pk=node.pk, state=N.QUEUED).update(
-            state=N.DONE, exit_code=0, finished_at=now, note=""
-        ):
-            _ready_children(wf, node)
-    elif removed:
-        WorkflowNode.objects.filter(pk=node.pk, state=N.QUEUED).update(
-            state=N.REMOVED, finished_at=now, note="removed"
-        )
-        _not_run_below(wf, [node.index], N.REMOVED)
-    else:
-        abort = node.abort_exit is not None and code == node.abort_exit
-        retry = (
-            not abort
-            and node.attempts <= node.retries
-            and not (node.unless_exit is not None and code == node.unless_exit)
-            and wf.state == Workflow.RUNNING
-        )
-        if retry:
-            _send_or_fail(wf, node)
+    """The node's jobs have all ended: decide the node, mark its children ready, choose what to send
+    next (one transaction), then send it."""
+    retry: WorkflowNode | None = None
+    abort = False
+    with transaction.atomic():
+        node = WorkflowNode.objects.select_related("workflow").filter(submission_id=submission_id).first()
+        if node is None or node.state != N.QUEUED:
             return
-        note = f"exit code {code}" if code is not None else "its job did not complete"
-        if WorkflowNode.objects.filter(pk=node.pk, state=N.QUEUED).update(
-            state=N.FAILED, exit_code=code, finished_at=now, note=note[:500]
-        ):
-            _not_run_below(wf, [node.index])
-            if abort:
-                _abort(wf, f"node {node.name} exited with {code} (ABORT-DAG-ON)")
-    advance(wf.pk)
+        wf = node.workflow
+        jobs = list(Job.objects.filter(submission_id=submission_id).values_list("state", "exit_code"))
+        ok = all(state == Job.DONE for state, _ in jobs)
+        removed = any(state == Job.REMOVED for state, _ in jobs)
+        codes = [code for state, code in jobs if state == Job.FAILED and code is not None]
+        code = codes[0] if codes else (0 if ok else None)
+        now = timezone.now()
+        if ok:
+            if WorkflowNode.objects.filter(pk=node.pk, state=N.QUEUED).update(
+                state=N.DONE, exit_code=0, finished_at=now, note=""
+            ):
+                _ready_children(wf, node)
+        elif removed:
+            WorkflowNode.objects.filter(pk=node.pk, state=N.QUEUED).update(
+                state=N.REMOVED, finished_at=now, note="removed"
+            )
+            _not_run_below(wf, [node.index], N.REMOVED)
+        else:
+            abort = node.abort_exit is not None and code == node.abort_exit
+            if (
+                not abort
+                and node.attempts <= node.retries
+                and not (node.unless_exit is not None and code == node.unless_exit)
+                and wf.state == Workflow.RUNNING
+            ):
+                retry = node
+            else:
+                note = f"exit code {code}" if code is not None else "its job did not complete"
+                if WorkflowNode.objects.filter(pk=node.pk, state=N.QUEUED).update(
+                    state=N.FAILED, exit_code=code, finished_at=now, note=note[:500]
+                ):
+                    _not_run_below(wf, [node.index])
+                    if abort:
+                        _abort(wf, f"node {node.name} exited with {code} (ABORT-DAG-ON)")
+        chosen: list[WorkflowNode] = []
+        if retry is None and not abort:
+            wf, chosen = _choose(wf.pk)
+    if retry is not None:
+        _send_or_fail(wf, retry)
+        return
+    if abort:
+        advance(wf.pk)  # the removal of running nodes is under way; the FINAL node follows
+        return
+    _send_all(wf, chosen, from_worker=True)
 
 
 def _ready_children(wf: Workflow, node: WorkflowNode) -> None:
@@ -359,8 +403,8 @@ def refresh_workflows(limit: int = 100) -> int:
     moved = 0
     for wf in Workflow.objects.filter(executor="local", state=Workflow.RUNNING)[:limit]:
         try:
-            stuck = WorkflowNode.objects.filter(
-                workflow=wf, state=N.QUEUED, submission__state=Submission.RECORDED
+            stuck = WorkflowNode.objects.filter(workflow=wf, state=N.QUEUED).filter(
+                Q(submission=None) | Q(submission__state=Submission.RECORDED)
             )
             for node in stuck:
                 _send_or_fail(wf, node)

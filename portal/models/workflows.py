@@ -120,19 +120,17 @@ class WorkflowNode(models.Model):
     parents = models.JSONField(default=list, help_text="indices of the parent nodes")
     children = models.JSONField(default=list, help_text="indices of the child nodes")
     final = models.BooleanField(default=False, help_text="DAGMan's FINAL node: runs last, whatever happened")
-    retries = models.PositiveSmallIntegerField(default=0)
-    unless_exit = models.IntegerField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="runs started")
     category = models.CharField(max_length=64, blank=True)
     priority = models.IntegerField(default=0)
-    abort_exit = models.IntegerField(null=True, blank=True)
-    abort_return = models.IntegerField(null=True, blank=True)
-    vars = models.JSONField(default=dict)
-    scripts = models.JSONField(default=dict, help_text="PRE and POST scripts (run inside the node's job)")
-    inputs = models.JSONField(default=list, help_text="names of the uploaded files the node's job needs")
     exit_code = models.IntegerField(null=True, blank=True)
     note = models.CharField(max_length=500, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    spec = models.JSONField(
+        default=dict,
+        help_text="RETRY, UNLESS-EXIT, ABORT-DAG-ON, VARS, scripts, input files and the vetted job "
+        "(its submission is made from it when the node is sent)",
+    )
 
     class Meta:
         ordering = ["workflow", "index"]
@@ -141,6 +139,22 @@ class WorkflowNode(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.state})"
+
+    @property
+    def retries(self) -> int:
+        return int(self.spec.get("retries", 0))
+
+    @property
+    def unless_exit(self) -> int | None:
+        return self.spec.get("unless_exit")
+
+    @property
+    def abort_exit(self) -> int | None:
+        return self.spec.get("abort_exit")
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(self.spec.get("inputs", []))
 
 
 NODE_STATES = [s for s, _ in WorkflowNode.STATES]
@@ -187,10 +201,11 @@ def record_workflow(
     rescue_of: Workflow | None = None,
     done_names: set[str] | None = None,
 ) -> Workflow:
-    """Write the workflow, one submission per node with its jobs (unsent), and the nodes; all or nothing.
+    """Write the workflow and its nodes, each with its vetted job; all or nothing.
 
-    Nodes named in `done_names` (a rescue run's finished nodes) and nodes marked DONE in the DAG
-    are recorded done and never run.
+    A node's batch submission and jobs are made when the node is sent (`make_node_submission`),
+    so recording is one row per node. Nodes named in `done_names` (a rescue run's finished
+    nodes) and nodes marked DONE in the DAG are recorded done and never run.
     """
     done_names = done_names or set()
     nodes = vetted.nodes
@@ -207,57 +222,37 @@ def record_workflow(
             maxjobs=dict(vetted.dag.maxjobs),
             num_nodes=len(nodes),
         )
-        subs = []
-        for v in nodes:
-            p = v.parsed
-            subs.append(
-                Submission(
-                    owner=owner,
-                    project=project,
-                    workflow=wf,
-                    name=f"{name}: {v.node.name}"[:64],
-                    executor=executor,
-                    state=Submission.RECORDED,
-                    script_name=p.executable,
-                    script=v.wrapper or files.get(p.executable, ""),
-                    submit_text=files.get(v.node.submit_file, ""),
-                    body=p.body,
-                    queue_vars=p.queue_vars,
-                    transfer_input_files=p.transfer_input_files,
-                    request_cpus=p.request_cpus,
-                    request_memory_mb=p.request_memory_mb,
-                    request_disk_mb=p.request_disk_mb,
-                    num_jobs=len(p.jobs),
-                )
-            )
-        Submission.objects.bulk_create(subs, batch_size=1000)
-        jobs = []
-        for v, sub in zip(nodes, subs, strict=True):
-            for i, job in enumerate(v.parsed.jobs):
-                jobs.append(
-                    Job(
-                        submission=sub,
-                        index=i,
-                        proc=job.proc,
-                        item=job.item[:255],
-                        argv=job.argv,
-                        item_vars=job.item_vars,
-                        output=job.output,
-                        error=job.error,
-                        log=job.log,
-                        output_files=list(job.output_files),
-                        priority=v.node.priority,
-                    )
-                )
-        Job.objects.bulk_create(jobs, batch_size=1000)
         rows = []
-        for i, (v, sub) in enumerate(zip(nodes, subs, strict=True)):
-            n = v.node
+        for i, v in enumerate(nodes):
+            n, p = v.node, v.parsed
             done = n.done or n.name in done_names
-            scripts = {
-                kind: {"name": s.name, "args": list(s.args)}
-                for kind, s in (("pre", n.pre), ("post", n.post))
-                if s is not None
+            spec = {
+                "retries": n.retries,
+                "unless_exit": n.unless_exit,
+                "abort_exit": n.abort_exit,
+                "abort_return": n.abort_return,
+                "vars": n.vars,
+                "scripts": {
+                    kind: {"name": s.name, "args": list(s.args)}
+                    for kind, s in (("pre", n.pre), ("post", n.post))
+                    if s is not None
+                },
+                "inputs": v.files,
+                "submit_file": n.submit_file,
+                "job": {
+                    "executable": p.executable,
+                    "script": v.wrapper or files.get(p.executable, ""),
+                    "body": p.body,
+                    "queue_vars": p.queue_vars,
+                    "transfer_input_files": p.transfer_input_files,
+                    "request_cpus": p.request_cpus,
+                    "request_memory_mb": p.request_memory_mb,
+                    "request_disk_mb": p.request_disk_mb,
+                    "jobs": [
+                        [j.proc, j.item, j.argv, j.output, j.error, j.log, j.item_vars, j.output_files]
+                        for j in p.jobs
+                    ],
+                },
             }
             rows.append(
                 WorkflowNode(
@@ -266,31 +261,74 @@ def record_workflow(
                     name=n.name,
                     stage=n.submit_file[:100],
                     state=WorkflowNode.DONE if done else WorkflowNode.WAITING,
-                    submission=sub,
-                    parents=[index_of[p] for p in n.parents],
-                    children=[index_of[c] for c in n.children],
+                    parents=[index_of[x] for x in n.parents],
+                    children=[index_of[x] for x in n.children],
                     final=n.final,
-                    retries=n.retries,
-                    unless_exit=n.unless_exit,
                     category=n.category,
                     priority=n.priority,
-                    abort_exit=n.abort_exit,
-                    abort_return=n.abort_return,
-                    vars=n.vars,
-                    scripts=scripts,
-                    inputs=v.files,
                     note="done in an earlier run"
                     if n.name in done_names
                     else ("marked DONE" if n.done else ""),
+                    spec=spec,
                 )
             )
-        WorkflowNode.objects.bulk_create(rows, batch_size=1000)
-        done_subs = [r.submission_id for r in rows if r.state == WorkflowNode.DONE and r.submission_id]
-        if done_subs:
-            Submission.objects.filter(pk__in=done_subs).update(
-                state=Submission.FINISHED, finished=timezone.now()
-            )
+        WorkflowNode.objects.bulk_create(rows, batch_size=2000)
     return wf
+
+
+def make_node_submission(node: WorkflowNode, jobs: dict[str, Any] | None = None) -> Submission:
+    """The node's batch submission and its jobs, made once, when the node is first sent: active, with
+    `jobs` (their cluster and state) once the executor has them."""
+    if node.submission_id is not None:
+        return Submission.objects.get(pk=node.submission_id)
+    sent = jobs or {}
+    wf = node.workflow
+    job = node.spec["job"]
+    with transaction.atomic():
+        sub = Submission.objects.create(
+            owner_id=wf.owner_id,
+            project_id=wf.project_id,
+            workflow=wf,
+            name=f"{wf.name}: {node.name}"[:64],
+            executor=wf.executor,
+            script_name=job["executable"],
+            script=job["script"],
+            submit_text=wf.files.get(node.spec.get("submit_file", ""), ""),
+            body=job["body"],
+            queue_vars=job["queue_vars"],
+            transfer_input_files=job["transfer_input_files"],
+            request_cpus=job["request_cpus"],
+            request_memory_mb=job["request_memory_mb"],
+            request_disk_mb=job["request_disk_mb"],
+            num_jobs=len(job["jobs"]),
+            state=Submission.ACTIVE if sent else Submission.RECORDED,
+        )
+        Job.objects.bulk_create(
+            [
+                Job(
+                    submission=sub,
+                    index=i,
+                    proc=proc,
+                    item=str(item)[:255],
+                    argv=argv,
+                    item_vars=item_vars,
+                    output=output,
+                    error=error,
+                    log=log,
+                    output_files=output_files,
+                    priority=node.priority,
+                    **sent,
+                )
+                for i, (proc, item, argv, output, error, log, item_vars, output_files) in enumerate(
+                    job["jobs"]
+                )
+            ]
+        )
+        if not WorkflowNode.objects.filter(pk=node.pk, submission=None).update(submission=sub):
+            transaction.set_rollback(True)  # another sender made it first
+            return Submission.objects.get(workflow_node__pk=node.pk)
+    node.submission = sub
+    return sub
 
 
 def active_workflow_q() -> Q:

@@ -25,6 +25,7 @@ from portal.models import Job, Operation, Workflow, WorkflowNode
 from portal.models.workflows import NODE_STATES, node_counts_for, record_workflow
 
 NODES_PER_PAGE = 100
+DAG_LINES_SHOWN = 200
 CONTROL_ACTIONS = {"hold": "Hold", "release": "Release", "remove": "Remove"}
 
 
@@ -175,6 +176,8 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "polling": live,
         "query": request.GET.urlencode(),
         "operations": Operation.objects.for_user(request.user).filter(target=f"workflow:{wf.pk}")[:5],
+        "dag_head": "\n".join(wf.dag_text.split("\n", DAG_LINES_SHOWN)[:DAG_LINES_SHOWN]),
+        "dag_cut": wf.dag_text.count("\n") > DAG_LINES_SHOWN,
         "finished_ok": not live and counts.get("done") == counts.get("total"),
     }
     template = "workflows/_live.html" if request.headers.get("HX-Request") else "workflows/detail.html"
