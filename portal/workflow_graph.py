@@ -64,10 +64,25 @@ def layers(rows: list[NodeRow]) -> dict[int, int]:
     return depth
 
 
+Group = tuple[int, str]  # (layer, stage)
+
+
 def build(rows: list[NodeRow], running: set[int]) -> Graph:
+    """Every node drawn (small workflows; the preview), or per stage beyond COLLAPSE_AT nodes."""
     depth = layers(rows)
     if len(rows) > COLLAPSE_AT:
-        return _collapsed(rows, depth, running)
+        groups: dict[Group, dict[str, int]] = {}
+        for index, _, stage, state, _, _ in rows:
+            counts = groups.setdefault((depth[index], stage), {})
+            shown = "running" if index in running else state
+            counts[shown] = counts.get(shown, 0) + 1
+        links = {
+            ((depth[p], rows[p][2]), (depth[index], stage))
+            for index, _, stage, _, parents, _ in rows
+            for p in parents
+            if (depth[p], rows[p][2]) != (depth[index], stage)
+        }
+        return collapsed(groups, sorted(links))
     by_layer: dict[int, list[NodeRow]] = {}
     for row in rows:
         by_layer.setdefault(depth[row[0]], []).append(row)
@@ -94,20 +109,8 @@ def build(rows: list[NodeRow], running: set[int]) -> Graph:
     return Graph(width, height, shapes, edges, False)
 
 
-def _collapsed(rows: list[NodeRow], depth: dict[int, int], running: set[int]) -> Graph:
-    groups: dict[tuple[int, str], dict[str, int]] = {}
-    group_of: dict[int, tuple[int, str]] = {}
-    for index, _, stage, state, _, _ in rows:
-        key = (depth[index], stage)
-        group_of[index] = key
-        counts = groups.setdefault(key, {})
-        shown = "running" if index in running else state
-        counts[shown] = counts.get(shown, 0) + 1
-    links: set[tuple[tuple[int, str], tuple[int, str]]] = set()
-    for index, _, _, _, parents, _ in rows:
-        for p in parents:
-            if group_of[p] != group_of[index]:
-                links.add((group_of[p], group_of[index]))
+def collapsed(groups: dict[Group, dict[str, int]], links: list[tuple[Group, Group]]) -> Graph:
+    """One box per stage and layer with its counts per state, from counts the database adds up."""
     by_layer: dict[int, list[tuple[int, str]]] = {}
     for key in groups:
         by_layer.setdefault(key[0], []).append(key)

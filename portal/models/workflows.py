@@ -65,6 +65,9 @@ class Workflow(models.Model):
     files = models.JSONField(default=dict, help_text="the submit files and scripts, by name")
     maxjobs = models.JSONField(default=dict, help_text="MAXJOBS per category")
     num_nodes = models.PositiveIntegerField(default=0)
+    stage_links = models.JSONField(
+        default=list, help_text="[[layer, stage], [layer, stage]] pairs: the graph drawn per stage"
+    )
     dagman_cluster = models.PositiveIntegerField(null=True, blank=True, help_text="htcondor: DAGMan's job")
     error = models.TextField(blank=True)
     created = models.DateTimeField(default=timezone.now)
@@ -113,6 +116,7 @@ class WorkflowNode(models.Model):
     index = models.PositiveIntegerField(help_text="position in the DAG's topological order")
     name = models.CharField(max_length=100)
     stage = models.CharField(max_length=100, help_text="the node's submit file: nodes are drawn by stage")
+    layer = models.PositiveIntegerField(default=0, help_text="0 for roots, one below the deepest parent")
     state = models.CharField(max_length=8, choices=STATES, default=WAITING)
     submission = models.OneToOneField(
         Submission, null=True, blank=True, on_delete=models.SET_NULL, related_name="workflow_node"
@@ -190,6 +194,16 @@ def node_counts_for(workflow_ids: list[int]) -> dict[int, dict[str, int]]:
     return out
 
 
+def node_layers(nodes: list[tuple[list[int], bool]]) -> list[int]:
+    """Each node's layer from (parent indices, final) in topological order: roots 0, a child one below
+    its deepest parent, the FINAL node below all."""
+    out: list[int] = []
+    for parents, final in nodes:
+        out.append(0 if final else 1 + max((out[p] for p in parents), default=-1))
+    bottom = max(out, default=-1) + 1
+    return [bottom if final else d for d, (_, final) in zip(out, nodes, strict=True)]
+
+
 def record_workflow(
     *,
     owner: Any,
@@ -210,6 +224,14 @@ def record_workflow(
     done_names = done_names or set()
     nodes = vetted.nodes
     index_of = {v.node.name: i for i, v in enumerate(nodes)}
+    layer = node_layers([([index_of[p] for p in v.node.parents], v.node.final) for v in nodes])
+    links = sorted(
+        {
+            ((layer[index_of[p]], nodes[index_of[p]].node.submit_file), (layer[i], v.node.submit_file))
+            for i, v in enumerate(nodes)
+            for p in v.node.parents
+        }
+    )
     with transaction.atomic():
         wf = Workflow.objects.create(
             owner=owner,
@@ -221,6 +243,7 @@ def record_workflow(
             files=files,
             maxjobs=dict(vetted.dag.maxjobs),
             num_nodes=len(nodes),
+            stage_links=[[list(a), list(b)] for a, b in links if a != b],
         )
         rows = []
         for i, v in enumerate(nodes):
@@ -260,6 +283,7 @@ def record_workflow(
                     index=i,
                     name=n.name,
                     stage=n.submit_file[:100],
+                    layer=layer[i],
                     state=WorkflowNode.DONE if done else WorkflowNode.WAITING,
                     parents=[index_of[x] for x in n.parents],
                     children=[index_of[x] for x in n.children],

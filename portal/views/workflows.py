@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -22,7 +23,7 @@ from orchestration.batch.dag import WRAPPER_PREFIX, check_workflow
 from portal import summary, workflow_graph
 from portal.forms.workflows import DagUploadForm, StagesForm, _WorkflowForm
 from portal.models import Job, Operation, Workflow, WorkflowNode
-from portal.models.workflows import NODE_STATES, node_counts_for, record_workflow
+from portal.models.workflows import NODE_STATES, empty_node_counts, node_counts_for, record_workflow
 
 NODES_PER_PAGE = 100
 DAG_LINES_SHOWN = 200
@@ -137,12 +138,36 @@ def legend(counts: dict[str, int] | None) -> list[tuple[str, str, int | None]]:
     return out
 
 
+def _graph(wf: Workflow, running: set[int]) -> workflow_graph.Graph:
+    if wf.num_nodes <= workflow_graph.COLLAPSE_AT:
+        return workflow_graph.build(_node_rows(wf), running)
+    groups: dict[workflow_graph.Group, dict[str, int]] = {}
+    rows = WorkflowNode.objects.filter(workflow=wf).values("layer", "stage", "state").annotate(n=Count("id"))
+    for row in rows.order_by():
+        groups.setdefault((row["layer"], row["stage"]), {})[row["state"]] = row["n"]
+    busy = (
+        WorkflowNode.objects.filter(workflow=wf, index__in=list(running))
+        .values("layer", "stage")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for layer, stage, n in busy.values_list("layer", "stage", "n"):
+        counts = groups[(layer, stage)]
+        counts["queued"] = counts.get("queued", 0) - n
+        counts["running"] = n
+        if not counts["queued"]:
+            del counts["queued"]
+    links = [((a[0], a[1]), (b[0], b[1])) for a, b in wf.stage_links]
+    return workflow_graph.collapsed(groups, links)
+
+
 @login_required
 @require_GET
 def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
     wf = get_workflow_for_user(request, pk)
-    counts = node_counts_for([wf.pk]).get(wf.pk) or wf.node_counts()
-    graph = workflow_graph.build(_node_rows(wf), _running(wf))
+    counts = node_counts_for([wf.pk]).get(wf.pk) or empty_node_counts()
+    running = _running(wf)
+    graph = _graph(wf, running)
     state = request.GET.get("state", "")
     nodes = WorkflowNode.objects.filter(workflow=wf).order_by("index")
     if state in NODE_STATES:
@@ -157,7 +182,6 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "submission_id", "pk"
         )
     )
-    running = _running(wf)
     for n in shown:
         n.job_pk = first_jobs.get(n.submission_id or 0)  # type: ignore[attr-defined]
         n.shown_state = "running" if n.index in running else n.state  # type: ignore[attr-defined]
