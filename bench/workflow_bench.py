@@ -44,13 +44,21 @@ def main(n: int) -> None:
     # 1. validate + record
     batch_text = (
         "executable = run.sh\noutput = run-$(arguments).out\nerror = run-$(arguments).err\n"
-        "log = run-$(arguments).log\nqueue arguments from (\n" + "\n".join(f"  j{i}" for i in range(10_000)) + "\n)\n"
+        "log = run-$(arguments).log\nqueue arguments from (\n"
+        + "\n".join(f"  j{i}" for i in range(10_000))
+        + "\n)\n"
     )
     start = time.perf_counter()
     parsed = parse_submit(batch_text)
     record_submission(
-        owner=user, project=None, name="ref", executor="local", script_name="run.sh", script="#!/bin/sh\n",
-        submit_text=batch_text, parsed=parsed,
+        owner=user,
+        project=None,
+        name="ref",
+        executor="local",
+        script_name="run.sh",
+        script="#!/bin/sh\n",
+        submit_text=batch_text,
+        parsed=parsed,
     )
     reference = time.perf_counter() - start
     start = time.perf_counter()
@@ -97,11 +105,19 @@ def main(n: int) -> None:
             "queue arguments from (\n" + "\n".join(f"  j{i}" for i in range(n)) + "\n)\n"
         )
         sub = record_submission(
-            owner=user, project=None, name="flat", executor="local", script_name="t.sh", script="#!/bin/sh\n",
-            submit_text=flat_text, parsed=parse_submit(flat_text),
+            owner=user,
+            project=None,
+            name="flat",
+            executor="local",
+            script_name="t.sh",
+            script="#!/bin/sh\n",
+            submit_text=flat_text,
+            parsed=parse_submit(flat_text),
         )
         start = time.perf_counter()
-        op = batch_tasks.Operation.objects.create(owner=user, kind="batch_submit", params={"submission": sub.pk})
+        op = batch_tasks.Operation.objects.create(
+            owner=user, kind="batch_submit", params={"submission": sub.pk}
+        )
         batch_tasks.batch_submit(op, lambda *a: None)  # type: ignore[arg-type]
         flat_ran = run_until_idle()
         flat = time.perf_counter() - start
@@ -115,8 +131,12 @@ def main(n: int) -> None:
                     lines.append(f"PARENT c{c}_{k - 1} CHILD c{c}_{k}")
         wf_files = {"t.sub": node_sub, "t.sh": "#!/bin/sh\n"}
         wf = record_workflow(
-            owner=user, project=None, name="chains", executor="local",
-            vetted=check_workflow("\n".join(lines) + "\n", wf_files), files=wf_files,
+            owner=user,
+            project=None,
+            name="chains",
+            executor="local",
+            vetted=check_workflow("\n".join(lines) + "\n", wf_files),
+            files=wf_files,
         )
         start = time.perf_counter()
         workflows.start_local(wf)

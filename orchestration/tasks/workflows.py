@@ -415,4 +415,6 @@ def refresh_workflows(limit: int = 100) -> int:
             moved += advance(wf.pk, from_worker=False)
         except Exception:
             log.exception("workflow %s: refresh failed", wf.pk)
-    return moved
+    from orchestration.tasks.workflow_condor import refresh_dags
+
+    return moved + refresh_dags()
