@@ -44,6 +44,9 @@ class _WorkflowForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["executor"] = _executor_field()
+        for field in self.fields.values():
+            css = "form-select" if isinstance(field, forms.ChoiceField) else "form-control"
+            field.widget.attrs["class"] = f"{css} {field.widget.attrs.get('class', '')}".strip()
         self.vetted: VettedWorkflow | None = None
         self.dag_text = ""
         self.workflow_files: dict[str, str] = {}
@@ -139,6 +142,7 @@ class StagesForm(_WorkflowForm):
                 label=f"Step {i}" + (" (optional)" if i > 1 else ""),
                 help_text="Runs as ./step.sh ITEM." if i == 1 else "",
             )
+            self.fields[f"step{i}"].widget.attrs["class"] = "form-control mono"
 
     def step_fields(self) -> list[Any]:
         return [self[f"step{i}"] for i in range(1, MAX_STEPS + 1)]
