@@ -10,10 +10,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from orchestration.batch import dagman
-from orchestration.batch.base import BatchError, ExecutorUnavailable
+from orchestration.batch.base import BatchError, ExecutorUnavailable, PoolProfile
+from orchestration.batch.submit import profile_lines
 from orchestration.errors import TransientError, UserFacingError
 from orchestration.tasks import batch as batch_tasks
 from portal.models import Workflow, WorkflowNode
+from portal.models.workflows import node_script
 
 log = logging.getLogger(__name__)
 N = WorkflowNode
@@ -42,6 +44,8 @@ def dagman_nodes(wf: Workflow) -> list[dagman.DagmanNode]:
                 "must queue one job."
             )
         body = dict(job["body"])
+        for key, value in profile_lines(PoolProfile(settings.HTCONDOR_POOL_PROFILE)):
+            body.setdefault(key, value)  # what canfar_submit adds, as for a batch (no snapshot chosen)
         body["executable"] = job["executable"]
         if job["transfer_input_files"]:
             body["transfer_input_files"] = ", ".join(job["transfer_input_files"])
@@ -72,7 +76,7 @@ def submit_dag(wf: Workflow, progress: Any) -> None:
         files = {}
         for n in WorkflowNode.objects.filter(workflow=wf).exclude(state=N.DONE):
             job = n.spec["job"]
-            files[job["executable"]] = job["script"].encode()
+            files[job["executable"]] = node_script(wf, n).encode()
             for name in n.inputs:
                 if name in wf.files:
                     files[name] = wf.files[name].encode()

@@ -29,7 +29,7 @@ from orchestration.errors import TransientError, UserFacingError
 from orchestration.operations import Progress, handler
 from orchestration.tasks.batch import executor_for, local_services, proxy_for_jobs
 from portal.models import Job, Operation, Submission, Workflow, WorkflowNode
-from portal.models.workflows import make_node_submission
+from portal.models.workflows import make_node_submission, node_script
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _send(wf: Workflow, node: WorkflowNode) -> int:
     key = f"{wf.key}-{node.index}-{attempt}"
     job = node.spec["job"]
     files = {name: wf.files[name].encode() for name in node.inputs if name in wf.files}
-    files[job["executable"]] = job["script"].encode()
+    files[job["executable"]] = node_script(wf, node).encode()
     extra: dict[str, Any] = {}
     if (services := local_services(wf.owner)) is not None:
         extra["services"] = services

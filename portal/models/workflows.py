@@ -264,7 +264,7 @@ def record_workflow(
                 "submit_file": n.submit_file,
                 "job": {
                     "executable": p.executable,
-                    "script": v.wrapper or files.get(p.executable, ""),
+                    "wrapper": v.wrapper,  # the executable is otherwise one of the files, by name
                     "body": p.body,
                     "queue_vars": p.queue_vars,
                     "transfer_input_files": p.transfer_input_files,
@@ -300,6 +300,12 @@ def record_workflow(
     return wf
 
 
+def node_script(wf: Workflow, node: WorkflowNode) -> str:
+    """What the node's job runs: its wrapper (PRE and POST scripts), or its executable as uploaded."""
+    job = node.spec["job"]
+    return str(job.get("wrapper") or wf.files.get(job["executable"], ""))
+
+
 def make_node_submission(node: WorkflowNode, jobs: dict[str, Any] | None = None) -> Submission:
     """The node's batch submission and its jobs, made once, when the node is first sent: active, with
     `jobs` (their cluster and state) once the executor has them."""
@@ -316,7 +322,7 @@ def make_node_submission(node: WorkflowNode, jobs: dict[str, Any] | None = None)
             name=f"{wf.name}: {node.name}"[:64],
             executor=wf.executor,
             script_name=job["executable"],
-            script=job["script"],
+            script=node_script(wf, node),
             submit_text=wf.files.get(node.spec.get("submit_file", ""), ""),
             body=job["body"],
             queue_vars=job["queue_vars"],
