@@ -136,3 +136,36 @@ def test_recording_is_all_or_nothing(alice: User, woken: list[int], monkeypatch:
     with pytest.raises(RuntimeError):
         record_workflow(owner=alice, project=None, name="x", executor="local", vetted=vetted, files=files)
     assert not Workflow.objects.exists() and not Job.objects.exists()
+
+
+def _control(wf: Workflow, action: str) -> None:
+    from orchestration.operations import Progress
+
+    op = Operation.objects.create(
+        owner=wf.owner, kind="workflow_control", params={"workflow": wf.pk, "action": action}
+    )
+    workflows.workflow_control(op, Progress(op))
+
+
+def test_hold_stops_new_nodes_release_goes_on_and_remove_ends_it(alice: User, woken: list[int]) -> None:
+    text, files = lsst_files(["a", "b"])
+    wf = record(alice, text, files)
+    workflows.start_local(wf)
+    _control(wf, "hold")
+    init = Job.objects.get(submission__workflow_node__name="init")
+    assert init.state == Job.HELD  # its job is held in the executor too
+    assert run_all() == 0
+    _control(wf, "release")
+    assert Workflow.objects.get(pk=wf.pk).held is False
+    token = batch_local.claim_token()
+    job = batch_local._claim_next(token)
+    assert job is not None and job.pk == init.pk
+    batch_local._run_claimed(batch_local.local_executor(), job, token)  # init only
+    assert states(wf)["init"] == N.DONE
+    assert list(wf.nodes.filter(state=N.QUEUED).values_list("name", flat=True)) == ["step1_a", "step1_b"]
+    _control(wf, "remove")
+    run_all()
+    wf.refresh_from_db()
+    assert wf.state == Workflow.REMOVED and wf.finished is not None
+    assert N.WAITING not in states(wf).values() and N.QUEUED not in states(wf).values()
+    assert Operation.objects.filter(kind="workflow_finished", title="Workflow lsst removed").exists()
