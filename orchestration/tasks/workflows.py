@@ -72,26 +72,25 @@ def _send(wf: Workflow, node: WorkflowNode) -> int:
     )
     now = timezone.now()
     sent = {"cluster": handle.cluster, "state": Job.IDLE}
+    keys = {"woken_at": now, "submit_keys": {"all": {"key": key, "lost": []}}}
     with transaction.atomic():
         node.workflow = wf
-        sub = make_node_submission(node, jobs=sent)
-        if sub.state != Submission.ACTIVE or attempt > 1:  # a retry: the same rows, sent again
-            Job.objects.filter(submission=sub).update(
-                **sent,
-                exit_code=None,
-                signal=None,
-                host="",
-                hold_reason="",
-                remove_reason="",
-                started_at=None,
-                finished_at=None,
-                claimed_by="",
-                pid=None,
-            )
-            Submission.objects.filter(pk=sub.pk).update(state=Submission.ACTIVE, finished=None, error="")
-        Submission.objects.filter(pk=sub.pk).update(
-            woken_at=now, submit_keys={"all": {"key": key, "lost": []}}
+        sub = make_node_submission(node, jobs=sent, submission=keys, attempts=attempt)
+        if getattr(node, "made_now", False):
+            return handle.num_jobs
+        Job.objects.filter(submission=sub).update(  # a retry: the same rows, sent again
+            **sent,
+            exit_code=None,
+            signal=None,
+            host="",
+            hold_reason="",
+            remove_reason="",
+            started_at=None,
+            finished_at=None,
+            claimed_by="",
+            pid=None,
         )
+        Submission.objects.filter(pk=sub.pk).update(state=Submission.ACTIVE, finished=None, error="", **keys)
         WorkflowNode.objects.filter(pk=node.pk).update(attempts=attempt)
     return handle.num_jobs
 
@@ -122,7 +121,7 @@ def advance(workflow_id: int, from_worker: bool = True) -> int:
 
 def _choose(workflow_id: int) -> tuple[Workflow, list[WorkflowNode]]:
     """The nodes to send now, marked queued (inside the caller's transaction)."""
-    wf = Workflow.objects.select_for_update().get(pk=workflow_id)
+    wf = Workflow.objects.select_for_update(of=("self",)).select_related("owner").get(pk=workflow_id)
     if wf.state != Workflow.RUNNING and not (
         wf.state in (Workflow.ABORTED, Workflow.REMOVED) and not wf.finished
     ):
@@ -236,7 +235,9 @@ def node_finished(submission_id: int) -> None:
     retry: WorkflowNode | None = None
     abort = False
     with transaction.atomic():
-        node = WorkflowNode.objects.select_related("workflow").filter(submission_id=submission_id).first()
+        node = (
+            WorkflowNode.objects.select_related("workflow__owner").filter(submission_id=submission_id).first()
+        )
         if node is None or node.state != N.QUEUED:
             return
         wf = node.workflow

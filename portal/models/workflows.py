@@ -306,9 +306,14 @@ def node_script(wf: Workflow, node: WorkflowNode) -> str:
     return str(job.get("wrapper") or wf.files.get(job["executable"], ""))
 
 
-def make_node_submission(node: WorkflowNode, jobs: dict[str, Any] | None = None) -> Submission:
+def make_node_submission(
+    node: WorkflowNode,
+    jobs: dict[str, Any] | None = None,
+    submission: dict[str, Any] | None = None,
+    attempts: int | None = None,
+) -> Submission:
     """The node's batch submission and its jobs, made once, when the node is first sent: active, with
-    `jobs` (their cluster and state) once the executor has them."""
+    `jobs` (their cluster and state) and `submission` fields once the executor has them."""
     if node.submission_id is not None:
         return Submission.objects.get(pk=node.submission_id)
     sent = jobs or {}
@@ -332,6 +337,7 @@ def make_node_submission(node: WorkflowNode, jobs: dict[str, Any] | None = None)
             request_disk_mb=job["request_disk_mb"],
             num_jobs=len(job["jobs"]),
             state=Submission.ACTIVE if sent else Submission.RECORDED,
+            **(submission or {}),
         )
         Job.objects.bulk_create(
             [
@@ -354,10 +360,12 @@ def make_node_submission(node: WorkflowNode, jobs: dict[str, Any] | None = None)
                 )
             ]
         )
-        if not WorkflowNode.objects.filter(pk=node.pk, submission=None).update(submission=sub):
+        linked = {"submission": sub, **({"attempts": attempts} if attempts is not None else {})}
+        if not WorkflowNode.objects.filter(pk=node.pk, submission=None).update(**linked):
             transaction.set_rollback(True)  # another sender made it first
             return Submission.objects.get(workflow_node__pk=node.pk)
     node.submission = sub
+    node.made_now = True  # type: ignore[attr-defined]
     return sub
 
 
