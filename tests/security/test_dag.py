@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from orchestration.batch.base import BatchValidationError
@@ -102,3 +104,19 @@ def test_a_huge_fan_out_is_refused_before_the_edges_are_made() -> None:
     with pytest.raises(BatchValidationError) as exc:
         read_dag(text)
     assert exc.value.problems == ["line 1001: the DAG has more than 200000 dependencies, the limit."]
+
+
+@pytest.mark.django_db
+def test_a_10_mb_dag_upload_gets_a_message_and_records_nothing(alice_client: Any) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from portal.models import Workflow
+
+    big = b"JOB a a.sub\n" + b"# padding\n" * (10 * 1024 * 1024 // 10)
+    response = alice_client.post(
+        "/workflows/upload/",
+        {"name": "big", "executor": "local", "dag_file": SimpleUploadedFile("big.dag", big)},
+    )
+    assert response.status_code in (400, 413)
+    assert b"larger than" in response.content
+    assert not Workflow.objects.exists()
