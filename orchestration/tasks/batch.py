@@ -428,7 +428,7 @@ def _after_sync(sub: Submission, executor: Any) -> None:
     ):
         _discard_proxies(sub, executor)
         if sub.workflow_id is not None:  # a workflow's node: its children may start now
-            workflows.node_finished(sub.pk)
+            workflows.node_finished(sub.pk, counts)
         else:
             _notify(sub, counts, test=False)
 

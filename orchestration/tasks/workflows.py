@@ -229,7 +229,7 @@ def _not_run_below(wf: Workflow, failed: list[int], state: str = N.NOT_RUN) -> i
     ).update(state=state, note="an ancestor failed", finished_at=timezone.now())
 
 
-def node_finished(submission_id: int) -> None:
+def node_finished(submission_id: int, counts: dict[str, int] | None = None) -> None:
     """The node's jobs have all ended: decide the node, mark its children ready, choose what to send
     next (one transaction), then send it."""
     retry: WorkflowNode | None = None
@@ -241,7 +241,10 @@ def node_finished(submission_id: int) -> None:
         if node is None or node.state != N.QUEUED:
             return
         wf = node.workflow
-        jobs = list(Job.objects.filter(submission_id=submission_id).values_list("state", "exit_code"))
+        if counts is not None and counts.get(Job.DONE, 0) == counts.get("total", -1):
+            jobs: list[tuple[str, int | None]] = [(Job.DONE, 0)]  # the batch sync has just counted them: all done
+        else:
+            jobs = list(Job.objects.filter(submission_id=submission_id).values_list("state", "exit_code"))
         ok = all(state == Job.DONE for state, _ in jobs)
         removed = any(state == Job.REMOVED for state, _ in jobs)
         codes = [code for state, code in jobs if state == Job.FAILED and code is not None]
@@ -294,6 +297,9 @@ def _ready_children(wf: Workflow, node: WorkflowNode) -> None:
             workflow=wf, index__in=node.children, state=N.WAITING, final=False
         ).values_list("pk", "parents")
     )
+    if all(ps == [node.index] for _, ps in kids):  # their only parent is this node, now done
+        WorkflowNode.objects.filter(pk__in=[pk for pk, _ in kids], state=N.WAITING).update(state=N.READY)
+        return
     parents = {p for _, ps in kids for p in ps}
     done = set(
         WorkflowNode.objects.filter(workflow=wf, index__in=list(parents), state=N.DONE).values_list(
