@@ -242,7 +242,9 @@ def node_finished(submission_id: int, counts: dict[str, int] | None = None) -> N
             return
         wf = node.workflow
         if counts is not None and counts.get(Job.DONE, 0) == counts.get("total", -1):
-            jobs: list[tuple[str, int | None]] = [(Job.DONE, 0)]  # the batch sync has just counted them: all done
+            jobs: list[tuple[str, int | None]] = [
+                (Job.DONE, 0)
+            ]  # the batch sync has just counted them: all done
         else:
             jobs = list(Job.objects.filter(submission_id=submission_id).values_list("state", "exit_code"))
         ok = all(state == Job.DONE for state, _ in jobs)
