@@ -5,6 +5,7 @@ from portal.views import batch as batch_views
 from portal.views import catalogues as catalogue_views
 from portal.views import certificates as certificate_views
 from portal.views import storage as storage_views
+from portal.views import workflows as workflow_views
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -44,6 +45,11 @@ urlpatterns = [
     path("batch/<int:pk>/resubmit/", batch_views.batch_resubmit, name="batch_resubmit"),
     path("batch/<int:pk>/resubmit/edit/", batch_views.batch_resubmit_edit, name="batch_resubmit_edit"),
     path("batch/<int:pk>/<str:action>/", batch_views.batch_control, name="batch_control"),
+    path("workflows/new/", workflow_views.workflow_new, name="workflow_new"),
+    path("workflows/upload/", workflow_views.workflow_upload, name="workflow_upload"),
+    path("workflows/<int:pk>/", workflow_views.workflow_detail, name="workflow"),
+    path("workflows/<int:pk>/rescue/", workflow_views.workflow_rescue, name="workflow_rescue"),
+    path("workflows/<int:pk>/<str:action>/", workflow_views.workflow_control, name="workflow_control"),
     path("batch/jobs/<int:pk>/", batch_views.batch_job, name="batch_job"),
     path("batch/jobs/<int:pk>/<str:kind>/", batch_views.batch_job_file, name="batch_job_file"),
 ]

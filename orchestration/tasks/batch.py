@@ -493,7 +493,10 @@ def _after_sync(sub: Submission, executor: Any) -> None:
         state=Submission.FINISHED, finished=timezone.now()
     ):
         _discard_proxies(sub, executor)
-        _notify(sub, counts, test=False)
+        if sub.workflow_id is not None:  # a workflow's node: its children may start now
+            workflows.node_finished(sub.pk, counts)
+        else:
+            _notify(sub, counts, test=False)
 
 
 def _discard_proxies(sub: Submission, executor: Any) -> None:
@@ -719,6 +722,10 @@ def refresh_batch() -> int:
     # Submissions whose last jobs changed state elsewhere (e.g. by the job task) but were not closed.
     for sub in Submission.objects.filter(state=Submission.ACTIVE).exclude(live)[:200]:
         _after_sync(sub, executor_for(sub.executor))
+    try:
+        workflows.refresh_workflows()
+    except Exception:
+        log.exception("workflow refresh failed")
     for sub in submissions_with_pending_outputs():
         try:
             store_pending(sub)
@@ -727,5 +734,6 @@ def refresh_batch() -> int:
     return changed
 
 
-# Last: batch_local uses this module's functions, and importing it registers pull_local_jobs.
-from orchestration.tasks import batch_local  # noqa: E402
+# Last: batch_local uses this module's functions, and importing it registers pull_local_jobs;
+# workflows sends a workflow's nodes with them.
+from orchestration.tasks import batch_local, workflows  # noqa: E402

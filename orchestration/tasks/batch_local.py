@@ -110,9 +110,10 @@ def store_vos_outbox(job: Job) -> int:
 
 
 def _claim_next(token: str) -> Job | None:
-    """Claim the oldest idle, unclaimed local job with a conditional update; None when there is none."""
+    """Claim the oldest idle, unclaimed local job (highest priority first: a workflow node's PRIORITY)
+    with a conditional update; None when there is none."""
     for _ in range(20):  # other workers may win the first candidates
-        candidates = list(_pullable().order_by("id").values_list("pk", flat=True)[:8])
+        candidates = list(_pullable().order_by("-priority", "id").values_list("pk", flat=True)[:8])
         if not candidates:
             return None
         for pk in candidates:

@@ -4,6 +4,7 @@ from .catalogues import Catalogue, CatalogueCcd
 from .cloud import Flavor, FloatingIP, Image, ImageShare, KeyPair, Quota, Server, shared_from
 from .operations import Operation
 from .storage import StorageUsage
+from .workflows import Workflow, WorkflowNode
 
 __all__ = [
     "Catalogue",
@@ -22,5 +23,7 @@ __all__ = [
     "Server",
     "StorageUsage",
     "Submission",
+    "Workflow",
+    "WorkflowNode",
     "shared_from",
 ]

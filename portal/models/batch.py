@@ -25,6 +25,10 @@ class SubmissionQuerySet(models.QuerySet["Submission"]):
     def for_user(self, user: Any) -> SubmissionQuerySet:
         return self.filter(owner=user)
 
+    def batches(self) -> SubmissionQuerySet:
+        """Submissions the user made as batches (not the nodes of a workflow)."""
+        return self.filter(workflow=None)
+
     def active(self) -> SubmissionQuerySet:
         return self.filter(state__in=Submission.ACTIVE_STATES)
 
@@ -53,6 +57,14 @@ class Submission(models.Model):
     project = models.ForeignKey("portal.Project", null=True, blank=True, on_delete=models.SET_NULL)
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resubmissions"
+    )
+    workflow = models.ForeignKey(
+        "portal.Workflow",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="submissions",
+        help_text="the workflow this submission is a node of (none for a batch)",
     )
     name = models.CharField(max_length=64)
     key = models.CharField(max_length=40, unique=True, default=_new_key, editable=False)
@@ -183,6 +195,9 @@ class Job(models.Model):
     outputs_state = models.CharField(max_length=8, blank=True, default="")
     stored_outputs = models.JSONField(default=list, help_text="storage paths the outputs were copied to")
     output_note = models.CharField(max_length=1000, blank=True, help_text="why outputs are missing")
+    priority = models.IntegerField(
+        default=0, help_text="local: higher runs first (a workflow node's PRIORITY)"
+    )
 
     objects = JobQuerySet.as_manager()
 

@@ -34,6 +34,7 @@ from portal.forms.batch import BatchForm, BatchPlan, ResubmitForm, UploadForm, p
 from portal.http import posted_ids
 from portal.models import Job, Operation, Submission
 from portal.models.batch import STATE_NAMES, counts_for, empty_counts, record_submission
+from portal.views.workflows import workflows_with_counts
 
 SUBMISSIONS_PER_PAGE = 15
 JOBS_PER_PAGE = 50
@@ -191,7 +192,7 @@ def _with_counts(subs: list[Submission]) -> list[Submission]:
 def batch_queue(request: HttpRequest) -> HttpResponse:
     show = request.GET.get("show", "all")
     q = request.GET.get("q", "").strip()
-    subs = Submission.objects.for_user(request.user).select_related("parent")
+    subs = Submission.objects.for_user(request.user).batches().select_related("parent")
     if show == "active":
         subs = subs.filter(Q(state__in=Submission.ACTIVE_STATES) | Q(state=Submission.PAUSED))
     elif show == "finished":
@@ -206,6 +207,7 @@ def batch_queue(request: HttpRequest) -> HttpResponse:
         "show": show,
         "q": q,
         "pool": _pool_summary(request.user),
+        "workflows": workflows_with_counts(request.user),
         "polling": any(s.live for s in rows),  # type: ignore[attr-defined]
         "query": request.GET.urlencode(),
     }

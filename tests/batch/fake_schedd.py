@@ -151,6 +151,9 @@ class FakeSchedd:
             ad["ClusterId"], ad["ProcId"] = cluster, proc
             ad["QDate"] = T0
             ad["JobStatus"] = 5 if spool else 1
+            # A DAGMan job (Submit.from_dag) is a scheduler-universe job: it runs on the schedd itself.
+            # The fake never runs it; a test submits the node jobs as DAGMan would, and ends it.
+            ad["JobUniverse"] = 7 if str(body.get("universe", "")).lower() == "scheduler" else 5
             if spool:
                 ad["HoldReasonCode"], ad["HoldReason"] = HOLD_SPOOLING, "Spooling input data files"
                 ad["LeaveJobInQueue"] = True
