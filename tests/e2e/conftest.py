@@ -58,7 +58,7 @@ def page(browser: Any, live_server: Any) -> Iterator[Any]:
     pg.on("console", note)
     yield pg
     context.close()
-    assert blocked == [], "the Content-Security-Policy blocked something on the page"
+    assert blocked == [], "the Content-Security-Policy blocked something on the page:\n" + "\n".join(blocked)
 
 
 def screenshot(page: Any, name: str) -> None:

@@ -13,13 +13,10 @@ from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import expect
 
 from orchestration.storage.base import InvalidPath
 from orchestration.storage.local import LocalStorage
-from portal.models import Job, KeyPair, Operation, Submission
-from tests.conftest import make_user
-from tests.e2e.conftest import browser, page, sign_in  # noqa: F401 - the browser fixtures
+from portal.models import Job, Submission
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FERNET_KEY = "q1tYqq3g5tEJYpA0VtzG5n5tQm1Fc4sK3r7sR0mI8kE="
@@ -236,28 +233,3 @@ def test_pages_carry_the_policy(alice_client: Any, client: Any) -> None:
         assert response.status_code in (200, 302, 404), url
         assert expected in response["Content-Security-Policy"], url
         assert "unsafe-eval" not in response["Content-Security-Policy"]
-
-
-@pytest.mark.e2e
-@pytest.mark.django_db(transaction=True)
-def test_confirmations_and_filters_work_without_inline_script(page: Any) -> None:  # noqa: F811
-    """data-confirm and data-autosubmit, which replaced the inline handlers, in a real browser."""
-    alice = make_user("alice", ["alice-lensing"])
-    key = KeyPair.objects.create(
-        owner=alice, project=alice.projects.get(), name="o'brien <b>laptop</b>", public_key="ssh-ed25519 AAAA"
-    )
-    sign_in(page, "alice")
-    page.goto("/vms/keypairs/")
-    asked: list[str] = []
-    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
-    page.get_by_role("button", name="Delete").click()
-    page.wait_for_timeout(300)
-    assert asked == ["Delete key pair o'brien <b>laptop</b>? VMs that have it keep it."]
-    assert not Operation.objects.exists()
-    page.once("dialog", lambda d: d.accept())
-    page.get_by_role("button", name="Delete").click()
-    expect(page.get_by_text("Deleting key pair o'brien <b>laptop</b>.")).to_be_visible()
-    assert Operation.objects.get().params == {"name": key.name}
-    page.goto("/vms/")
-    page.get_by_label("Status").select_option("shutoff")
-    page.wait_for_url("**/vms/?*status=shutoff*")
