@@ -15,7 +15,8 @@ from tests.workflows.helpers import lsst_files
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-SLOW_STEP = '#!/bin/sh\necho "start $1"\nsleep 1\necho "end $1"\n'
+# Long enough that the page, polling every 2 s, sees the nodes running whatever the load.
+SLOW_STEP = '#!/bin/sh\necho "start $1"\nsleep 8\necho "end $1"\n'
 
 
 def test_the_stages_form_shows_the_dag_and_the_graph_goes_live(page: Any, celery_worker_process: Any) -> None:
