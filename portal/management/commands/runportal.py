@@ -15,6 +15,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -63,11 +69,20 @@ class Command(BaseCommand):
         py = sys.executable
         bindir = os.path.dirname(py)
         procs: dict[str, list[str]] = {}
+        cloud_port = settings.CLOUD_EMULATOR_PORT
         if settings.CLOUD_IS_EMULATED:
-            if not _port_free("127.0.0.1", settings.CLOUD_EMULATOR_PORT):
-                raise CommandError(
-                    f"Port {settings.CLOUD_EMULATOR_PORT} (cloud emulator) is in use. "
-                    "Stop the other program or set CLOUD_EMULATOR_PORT."
+            if not _port_free("127.0.0.1", cloud_port):
+                if "CLOUD_EMULATOR_PORT" in os.environ or "OPENSTACK_AUTH_URL" in os.environ:
+                    raise CommandError(
+                        f"Port {cloud_port} (cloud emulator) is in use. "
+                        "Stop the other program or set CLOUD_EMULATOR_PORT."
+                    )
+                # The default port is taken (a real Nova listens there, for one): use a free one. The
+                # web server and workers read it from the environment, so their auth URL follows.
+                busy, cloud_port = cloud_port, _free_port()
+                os.environ["CLOUD_EMULATOR_PORT"] = str(cloud_port)
+                self.stdout.write(
+                    f"Port {busy} is in use: the cloud emulator listens on {cloud_port} instead."
                 )
             procs["cloud"] = [
                 py,
@@ -76,7 +91,7 @@ class Command(BaseCommand):
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(settings.CLOUD_EMULATOR_PORT),
+                str(cloud_port),
                 "--state",
                 str(settings.VAR_DIR / "cloud.sqlite3"),
                 "--quiet",
@@ -128,9 +143,7 @@ class Command(BaseCommand):
             )
         )
         if settings.CLOUD_IS_EMULATED:
-            self.stdout.write(
-                f"Emulated OpenStack cloud at http://127.0.0.1:{settings.CLOUD_EMULATOR_PORT}/\n"
-            )
+            self.stdout.write(f"Emulated OpenStack cloud at http://127.0.0.1:{cloud_port}/\n")
         exit_code = 0
         while not stopping:
             for name, proc in running.items():
