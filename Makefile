@@ -8,8 +8,8 @@ RICE := orchestration/catalogue/_rice.so
 .PHONY: run test lint bootstrap system-packages
 
 # Debian packages the tests use: Chromium (end-to-end tests), funpack and
-# source-extractor (catalogues compared with SExtractor), bubblewrap (the local
-# executor's sandbox), a C compiler (the catalogue reader's decoder). Installed when missing
+# source-extractor (catalogues compared with SExtractor), bubblewrap and passt (the local
+# executor's sandbox and its egress network), ssh-keygen (key fingerprints), a C compiler (the catalogue reader's decoder). Installed when missing
 # and when this runs as root with apt-get; otherwise the tests say what is missing.
 system-packages:
 	@missing=""; \
@@ -17,6 +17,8 @@ system-packages:
 	command -v funpack >/dev/null || missing="$$missing libcfitsio-bin"; \
 	command -v source-extractor >/dev/null || missing="$$missing source-extractor"; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	command -v pasta >/dev/null || missing="$$missing passt"; \
+	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
 	command -v $(CC) >/dev/null || missing="$$missing gcc"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
