@@ -192,7 +192,7 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "graph": graph,
         "colours": workflow_graph.STATE_COLOURS,
         "legend": legend(counts),
-        "actions": list(CONTROL_ACTIONS.items()),
+        "actions": list(CONTROL_ACTIONS.items()) if wf.is_active else [],  # only where they apply
         "page": page,
         "nodes": shown,
         "state": state,

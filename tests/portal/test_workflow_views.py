@@ -126,6 +126,18 @@ def test_hold_starts_an_operation(
     assert Operation.objects.get(kind="workflow_control").params == {"workflow": wf.pk, "action": "hold"}
 
 
+def test_hold_release_and_remove_are_offered_only_while_the_workflow_runs(
+    alice_client: Any, alice: User
+) -> None:
+    text, files = lsst_files(["a"])
+    wf = record(alice, text, files)
+    html = alice_client.get(f"/workflows/{wf.pk}/").content.decode()
+    assert 'data-testid="wf-hold"' in html and 'data-testid="wf-remove"' in html
+    Workflow.objects.filter(pk=wf.pk).update(state=Workflow.DONE)
+    html = alice_client.get(f"/workflows/{wf.pk}/").content.decode()
+    assert 'data-testid="wf-hold"' not in html and 'data-testid="wf-remove"' not in html
+
+
 def test_a_big_workflow_is_drawn_per_stage(alice_client: Any, alice: User) -> None:
     text, files = lsst_files([f"im{i}" for i in range(120)])  # 361 nodes
     wf = record(alice, text, files)
