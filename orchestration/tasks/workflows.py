@@ -235,6 +235,16 @@ def node_finished(submission_id: int, counts: dict[str, int] | None = None) -> N
     retry: WorkflowNode | None = None
     abort = False
     with transaction.atomic():
+        workflow_id = (
+            WorkflowNode.objects.filter(submission_id=submission_id)
+            .values_list("workflow_id", flat=True)
+            .first()
+        )
+        if workflow_id is None:
+            return
+        # The ends of one workflow's nodes take turns (a lock on its row): parents that finish at the same
+        # moment would otherwise each miss the other's DONE (read committed) and never ready their child.
+        list(Workflow.objects.select_for_update(of=("self",)).filter(pk=workflow_id).values_list("pk"))
         node = (
             WorkflowNode.objects.select_related("workflow__owner").filter(submission_id=submission_id).first()
         )
