@@ -37,7 +37,7 @@ from orchestration.batch.allowlist import (
 )
 from orchestration.batch.base import BatchValidationError, ParsedSubmit
 from orchestration.batch.grammar import clip, read_submit
-from orchestration.batch.submit import MAX_PROBLEMS, parse_submit
+from orchestration.batch.submit import MAX_PROBLEMS, _raise_if, parse_submit
 from orchestration.batch.validate import check_file_name
 
 MAX_DAG_BYTES = 4 * 1024 * 1024
@@ -477,7 +477,7 @@ def read_dag(text: str) -> Dag:
     if not r.nodes and not r.too_many:
         r.problems.append((0, "The DAG has no nodes: add 'JOB name file.sub' lines."))
     ordered = _order(r)
-    _raise(r.problems)
+    _raise_if(r.problems)
     for cat in r.maxjobs:
         if not any(n.category == cat for n in r.nodes.values()):
             pass  # DAGMan accepts a limit on an unused category; so does the portal
@@ -552,20 +552,6 @@ def _one_cycle(nodes: dict[str, DagNode], left: set[str]) -> list[str]:
     cycle.reverse()  # parent -> child order, from the node defined first
     first = min(range(len(cycle)), key=lambda i: nodes[cycle[i]].line)
     return cycle[first:] + cycle[:first]
-
-
-def _raise(problems: list[tuple[int, str]]) -> None:
-    if not problems:
-        return
-    out: list[str] = []
-    seen: set[str] = set()
-    for _, message in sorted(problems, key=lambda p: p[0]):
-        if message not in seen:
-            seen.add(message)
-            out.append(message)
-    if len(out) > MAX_PROBLEMS:
-        out = out[:MAX_PROBLEMS] + [f"… and {len(out) - MAX_PROBLEMS} more problems."]
-    raise BatchValidationError(out)
 
 
 # ---------------------------------------------------------------------------- nodes' submit files
@@ -714,9 +700,9 @@ def check_workflow(text: str, files: dict[str, str], max_problems: int = MAX_PRO
                     ]
         if reported > 3:
             problems.append((members[0].line, f"… and {reported - 3} more nodes whose {name} has problems."))
-    _raise(problems)
+    _raise_if(problems)
     vetted = [_vetted(node, parsed[node.name], files, problems) for node in dag.nodes]
-    _raise(problems)
+    _raise_if(problems)
     return VettedWorkflow(dag, vetted)
 
 
