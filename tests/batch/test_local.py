@@ -16,6 +16,7 @@ from orchestration.batch.base import JobState
 from orchestration.batch.eventlog import read_events
 from orchestration.batch.local import Limits, LocalJob, kill_job, run_job
 from orchestration.batch.sandbox import SandboxConfig
+from tests.conftest import host_pids
 
 
 def _job(tmp_path: Path, script: str, argv: list[str] | None = None, **kw: object) -> LocalJob:
@@ -118,19 +119,6 @@ def test_it_holds_a_job_over_its_output_size(tmp_path: Path) -> None:
     assert result.state == JobState.HELD
     assert result.hold_reason == "The job wrote a file larger than its output limit of 1 MB and was stopped."
     assert (job.job_dir / "job.out").stat().st_size <= 1024 * 1024
-
-
-def host_pids(marker: str) -> list[int]:
-    """The processes on this machine (seen from outside any sandbox) whose command line holds marker."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def test_it_kills_the_whole_job(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from orchestration.batch.localexec import LocalExecutor
 from orchestration.batch.sandbox import SandboxConfig, sandbox_problem
 from orchestration.batch.submit import parse_submit
 from orchestration.tasks.batch import local_executor, local_services
+from tests.conftest import host_pids
 
 SUBMIT = "executable = probe.sh\noutput = probe.out\nerror = probe.err\nlog = probe.log\narguments = {args}\n{extra}queue\n"
 
@@ -58,19 +59,6 @@ class Probe:
     @property
     def err(self) -> str:
         return (self.executor.retrieve(self.cluster) / "probe.err").read_text()
-
-
-def host_pids(marker: str) -> list[int]:
-    """Processes of this machine, seen from outside any sandbox, whose command line holds marker."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def wait_for(check: Any, what: str, timeout: float = 30) -> None:
