@@ -10,17 +10,27 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-import astropy.utils.data
-import astropy.utils.iers
 import environ
+import wrapt
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+
 # astropy opens URLs it is given (a table "file name", a FITS path, IERS tables): in every process
-# of the portal it may not reach the network at all. Readers get bytes; this is the second wall.
-astropy.utils.data.conf.allow_internet = False
-astropy.utils.iers.conf.auto_download = False
+# of the portal it may not reach the network at all. Readers get bytes; this is the second wall. It is
+# set the moment astropy's modules are first imported, by whoever imports them (importing astropy here
+# would cost every process of the portal 0.4 s of start-up, and most never read a table).
+@wrapt.when_imported("astropy.utils.data")
+def _astropy_offline(module: Any) -> None:
+    module.conf.allow_internet = False
+
+
+@wrapt.when_imported("astropy.utils.iers")
+def _astropy_no_iers_download(module: Any) -> None:
+    module.conf.auto_download = False
+
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

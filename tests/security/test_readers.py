@@ -6,6 +6,9 @@ server file's content never shows, and a loopback HTTP server started here gets 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -172,3 +175,20 @@ def test_a_real_catalogue_still_reads(alice_client: Any, home: Path) -> None:
     (home / "good.cat").write_text("\n".join(lines) + "\n")
     assert alice_client.get("/storage/file/good.cat").context["table"].rows[0] == ["1", "2.0", "3.0", "18.1"]
     assert alice_client.get("/catalogues/storage/good.cat").status_code == 200
+
+
+def test_astropy_is_offline_in_a_fresh_portal_process() -> None:
+    # The settings set it when astropy's modules are first imported, whoever imports them (settings no
+    # longer import astropy: it cost every process 0.4 s of start-up).
+    code = (
+        "import django; django.setup()\n"
+        "import sys; assert 'astropy' not in sys.modules, 'settings imported astropy'\n"
+        "from astropy.io import fits\n"
+        "from astropy.utils import iers\n"
+        "from astropy.utils.data import conf\n"
+        "print(conf.allow_internet, iers.conf.auto_download)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
