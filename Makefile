@@ -2,10 +2,17 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+# What the venv has installed, named by the content of the lock files: `run` needs the runtime set
+# (requirements.txt), `test` and `lint` the development set on top (requirements-dev.txt), so a
+# change of either file installs again what it locks.
+RUNTIME_STAMP := $(VENV)/.installed-runtime-$(shell cat requirements.txt | sha1sum | cut -c1-12)
+DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+# Every file is checked against the hashes in the lock files; a release or a dependency missing
+# from them is an error, not a download.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --require-hashes
 RICE := orchestration/catalogue/_rice.so
 
-.PHONY: run test lint bootstrap system-packages
+.PHONY: run test lint lock bootstrap system-packages
 
 # Debian packages the tests use: Chromium (end-to-end tests), funpack and
 # source-extractor (catalogues compared with SExtractor), bubblewrap and passt (the local
@@ -27,12 +34,25 @@ system-packages:
 	  else echo "Please install:$$missing (Debian/Ubuntu: sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
 
-$(STAMP): requirements.txt
+$(RUNTIME_STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(PIP_INSTALL) -r requirements.txt
 	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+	touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
+	$(PIP_INSTALL) -r requirements.txt -r requirements-dev.txt
+	rm -f $(VENV)/.installed-dev-*
+	touch $@
+
+# After a change to requirements.in or requirements-dev.in: locks both again, keeping every pin
+# that still fits (LOCK_ARGS="--upgrade-package Django" moves one; pip-compile's options are its
+# table in pyproject.toml). It asks PyPI alone, whatever this machine's pip configuration adds,
+# so that the hashes are those of PyPI's files.
+PYPI_ONLY := env -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_FIND_LINKS -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null
+lock: $(DEV_STAMP)
+	$(PYPI_ONLY) $(BIN)/pip-compile --quiet $(LOCK_ARGS) requirements.in
+	$(PYPI_ONLY) $(BIN)/pip-compile --quiet $(LOCK_ARGS) requirements-dev.in
 
 # The catalogue reader's Rice decoder. Optional for running: without a C compiler, catalogues read
 # compressed images with astropy's decoder, about twice as slowly.
@@ -41,16 +61,17 @@ $(RICE): orchestration/catalogue/_rice.c
 	  set -x; $(CC) -O2 -Wall -Wextra -shared -fPIC -ffp-contract=off -o $@ $<; \
 	else echo "No C compiler ($(CC)): catalogues will read Rice-compressed images more slowly"; fi
 
-bootstrap: $(STAMP) $(RICE)
+bootstrap: $(RUNTIME_STAMP) $(RICE)
 	$(BIN)/python manage.py bootstrap
 
 run: bootstrap
 	$(BIN)/python manage.py runportal
 
-test: system-packages $(STAMP) $(RICE)
+test: system-packages $(DEV_STAMP) $(RICE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
