@@ -340,6 +340,10 @@ BATCH_QUEUE_ALL_USERS = env.bool("BATCH_QUEUE_ALL_USERS", default=False)
 HTCONDOR_POOL_PROFILE = _choice("HTCONDOR_POOL_PROFILE", "v1", ("v1", "csv2", "none"))
 HTCONDOR_COLLECTOR = env.str("HTCONDOR_COLLECTOR", default="")  # empty: the local schedd
 HTCONDOR_SCHEDD = env.str("HTCONDOR_SCHEDD", default="")  # schedd name at the collector
+# Workflows: condor_dagman as installed on the schedd's machine (the DAGMan job runs there, spooled).
+HTCONDOR_DAGMAN = env.str("HTCONDOR_DAGMAN", default="/usr/bin/condor_dagman")
+if not HTCONDOR_DAGMAN.startswith("/") or any(c in HTCONDOR_DAGMAN for c in '\n\r"\\ '):
+    raise ImproperlyConfigured("HTCONDOR_DAGMAN must be an absolute path without spaces or quotes")
 CELERY_BEAT_SCHEDULE["refresh-batch"] = {
     "task": "orchestration.tasks.batch.refresh_batch",
     "schedule": float(BATCH_REFRESH_SECONDS),

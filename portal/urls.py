@@ -49,6 +49,7 @@ urlpatterns = [
     path("workflows/upload/", workflow_views.workflow_upload, name="workflow_upload"),
     path("workflows/<int:pk>/", workflow_views.workflow_detail, name="workflow"),
     path("workflows/<int:pk>/rescue/", workflow_views.workflow_rescue, name="workflow_rescue"),
+    path("workflows/<int:pk>/nodes/<int:index>/", workflow_views.workflow_node, name="workflow_node"),
     path("workflows/<int:pk>/<str:action>/", workflow_views.workflow_control, name="workflow_control"),
     path("batch/jobs/<int:pk>/", batch_views.batch_job, name="batch_job"),
     path("batch/jobs/<int:pk>/<str:kind>/", batch_views.batch_job_file, name="batch_job_file"),

@@ -37,7 +37,7 @@ from orchestration.batch.allowlist import (
 )
 from orchestration.batch.base import BatchValidationError, ParsedSubmit
 from orchestration.batch.grammar import clip, read_submit
-from orchestration.batch.submit import MAX_PROBLEMS, _raise_if, parse_submit
+from orchestration.batch.submit import MAX_PROBLEMS, parse_submit, raise_if_problems
 from orchestration.batch.validate import check_file_name
 
 MAX_DAG_BYTES = 4 * 1024 * 1024
@@ -52,6 +52,26 @@ _INT = re.compile(r"[+-]?\d{1,9}")
 _VAR = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 _SCRIPT_MACRO = re.compile(r"\$([A-Za-z_]+)")
 SCRIPT_MACROS = {"JOB", "RETRY", "MAX_RETRIES", "RETURN"}  # $RETURN only in POST scripts
+# DAGMan's other script macros: they describe DAGMan's own run on the schedd (its job ids, its counts),
+# which a script running inside the node's job cannot be told truthfully, so they are refused by name.
+DAGMAN_ONLY_MACROS = {
+    "JOBID",
+    "PRE_SCRIPT_RETURN",
+    "DAG_STATUS",
+    "FAILED_COUNT",
+    "FUTILE_COUNT",
+    "DONE_COUNT",
+    "QUEUED_COUNT",
+    "NODE_COUNT",
+    "JOB_COUNT",
+    "JOB_ABORT_COUNT",
+    "EXIT_CODES",
+    "DAGID",
+}
+RETRY_VARIABLE = "PORTAL_DAG_RETRY"  # the wrapper's own variable: the attempt's retry number, digits only
+RETRY_VAR = "PortalDagRetry"  # the DAGMan VARS name whose value DAGMan sets to $(RETRY) for each attempt
+_RETRY_LINE = f'{RETRY_VARIABLE}="${{{RETRY_VARIABLE}:-0}}"'
+_RETRY_CHECK = f'case "${RETRY_VARIABLE}" in "" | *[!0-9]*) {RETRY_VARIABLE}=0 ;; esac'
 RESERVED_NAMES = {"PARENT", "CHILD", "ALL_NODES"}
 WRAPPER_PREFIX = "dagnode-"
 _REFUSED = {
@@ -329,11 +349,23 @@ class _Reader:
         if len(args) > MAX_SCRIPT_ARGS:
             self.add(line, f"a SCRIPT takes at most {MAX_SCRIPT_ARGS} arguments.")
             ok = False
+        allowed = "$JOB, $RETRY, $MAX_RETRIES" + (", $RETURN" if kind == "POST" else "")
         for arg in args:
             for m in _SCRIPT_MACRO.finditer(arg):
                 macro = m.group(1)
-                if macro not in SCRIPT_MACROS or (macro == "RETURN" and kind == "PRE"):
-                    allowed = "$JOB, $RETRY, $MAX_RETRIES" + (", $RETURN" if kind == "POST" else "")
+                if macro == "RETURN" and kind == "PRE":
+                    self.add(
+                        line, f"$RETURN is the node job's exit code: only a POST script gets it ({allowed})."
+                    )
+                    ok = False
+                elif macro in DAGMAN_ONLY_MACROS:
+                    self.add(
+                        line,
+                        f"${macro} is not supported: scripts run inside the node's job, where the portal fills "
+                        f"in {allowed}.",
+                    )
+                    ok = False
+                elif macro not in SCRIPT_MACROS:
                     self.add(
                         line, f"${clip(macro, 20)} is not a script macro the portal fills in ({allowed})."
                     )
@@ -406,6 +438,7 @@ def _read_vars(line: int, rest: str, reader: _Reader) -> list[tuple[str, str]]:
             or low in BUILTINS
             or low.startswith("queue")
             or low in ("dollar", "job", "retry", "dagnodename", "dag_status", "failed_count")
+            or low.startswith("portal")  # the portal's own names (queue variables, the retry number)
             or low in ("include", "if", "elif", "else", "endif", "error", "warning", "use")
         ):
             reader.add(
@@ -477,7 +510,7 @@ def read_dag(text: str) -> Dag:
     if not r.nodes and not r.too_many:
         r.problems.append((0, "The DAG has no nodes: add 'JOB name file.sub' lines."))
     ordered = _order(r)
-    _raise_if(r.problems)
+    raise_if_problems(r.problems)
     for cat in r.maxjobs:
         if not any(n.category == cat for n in r.nodes.values()):
             pass  # DAGMan accepts a limit on an unused category; so does the portal
@@ -587,7 +620,13 @@ def _referenced(text: str) -> set[str]:
 
 
 def script_argv(script: Script, node: DagNode, post: bool) -> list[str]:
-    """The script's arguments as shell words, macros filled in (the $RETURN of a POST script is the job's)."""
+    """The script's arguments as shell words, each one word, macros filled in.
+
+    $JOB and $MAX_RETRIES become quoted literals. $RETRY is the wrapper's own variable, which holds
+    only digits: the portal writes the number into the wrapper for each attempt on its own workers
+    (`with_retry`), and DAGMan's $(RETRY) arrives through the job's environment on a pool. The
+    $RETURN of a POST script is the job's exit code. Nothing reaches a shell's parser as code.
+    """
     out = []
     for arg in script.args:
         parts = re.split(r"(\$[A-Za-z_]+)", arg)
@@ -598,7 +637,7 @@ def script_argv(script: Script, node: DagNode, post: bool) -> list[str]:
             elif part == "$MAX_RETRIES":
                 words.append(str(node.retries))
             elif part == "$RETRY":
-                words.append('"$PORTAL_DAG_RETRY"')
+                words.append(f'"${RETRY_VARIABLE}"')
             elif part == "$RETURN" and post:
                 words.append('"$rc"')
             elif part:
@@ -615,7 +654,8 @@ def wrapper_text(node: DagNode, executable: str) -> str:
         "#!/bin/sh",
         f"# Node {node.name}, written by the portal: PRE script, the node's job, POST script, as DAGMan",
         "# runs them; here they run in the job's own sandbox. $1... are the job's own arguments.",
-        'PORTAL_DAG_RETRY="${PORTAL_DAG_RETRY:-0}"',
+        _RETRY_LINE,
+        _RETRY_CHECK,
     ]
     names = [executable] + [s.name for s in (node.pre, node.post) if s is not None]
     lines.append("chmod u+x " + " ".join(shlex.quote("./" + n) for n in dict.fromkeys(names)))
@@ -633,6 +673,16 @@ def wrapper_text(node: DagNode, executable: str) -> str:
     else:
         lines.append('exit "$rc"')
     return "\n".join(lines) + "\n"
+
+
+def with_retry(wrapper: str, retry: int) -> str:
+    """The wrapper for one attempt on the portal's workers: the retry number written in as a literal."""
+    return wrapper.replace(_RETRY_LINE, f"{RETRY_VARIABLE}={int(retry)}", 1)
+
+
+def uses_retry(wrapper: str) -> bool:
+    """Whether a script of the wrapper is given $RETRY (the number must then reach the job)."""
+    return f'"${RETRY_VARIABLE}"' in wrapper.split(_RETRY_CHECK, 1)[-1]
 
 
 def wrapper_name(node: DagNode) -> str:
@@ -700,9 +750,9 @@ def check_workflow(text: str, files: dict[str, str], max_problems: int = MAX_PRO
                     ]
         if reported > 3:
             problems.append((members[0].line, f"… and {reported - 3} more nodes whose {name} has problems."))
-    _raise_if(problems)
+    raise_if_problems(problems)
     vetted = [_vetted(node, parsed[node.name], files, problems) for node in dag.nodes]
-    _raise_if(problems)
+    raise_if_problems(problems)
     return VettedWorkflow(dag, vetted)
 
 

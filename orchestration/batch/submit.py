@@ -55,8 +55,14 @@ MAX_JOBS_TEXT_CHARS = 32 * 1024 * 1024
 _ALLOWED_SHOWN = ", ".join(ALLOWED_COMMANDS)
 
 
-def _raise_if(problems: list[tuple[int, str]]) -> None:
-    """Raise with every problem, in line order, each once; a very long list is cut."""
+def raise_if_problems(problems: list[tuple[int, str]]) -> None:
+    """Raise BatchValidationError with every problem found, or return when there is none.
+
+    `problems` are (line, message) pairs, the message already saying its line ("line 4: ...");
+    line 0 is for problems of the whole file. The messages are raised in line order, each once,
+    and a list longer than MAX_PROBLEMS is cut with a count of the rest. The submit grammar and
+    the DAG grammar (orchestration/batch/dag.py) both report through it, so the two read alike.
+    """
     if not problems:
         return
     out: list[str] = []
@@ -84,7 +90,7 @@ def parse_submit(text: str, script_name: str | None = None, max_jobs: int = MAX_
     templates = {name: expander.expand(name) for name in found.commands}
     values = _check_commands(templates, found, queue, problems)
     _check_items(queue, problems)
-    _raise_if(problems)
+    raise_if_problems(problems)
     executable = values.get("executable", "")
     if not executable:
         problems.append((0, "There is no 'executable = ...' line naming your script."))
@@ -105,12 +111,12 @@ def parse_submit(text: str, script_name: str | None = None, max_jobs: int = MAX_
                 f"the limit is {MAX_JOBS_TEXT_CHARS >> 20} MiB (make fewer jobs or shorter values).",
             )
         )
-    _raise_if(problems)
+    raise_if_problems(problems)
     cpus = _parse_amount(values.get("request_cpus", ""), "request_cpus", 1, found, problems)
     memory = _parse_amount(values.get("request_memory", ""), "request_memory", 1, found, problems)
     disk = _parse_amount(values.get("request_disk", ""), "request_disk", 1 / 1024, found, problems)
     inputs = [f.strip() for f in values.get("transfer_input_files", "").split(",") if f.strip()]
-    _raise_if(problems)
+    raise_if_problems(problems)
     jobs = _expand_jobs(templates, queue, per_job)
     arguments_per_item = any(v.lower() == "arguments" for v in queue.variables)
     body = {

@@ -1,5 +1,7 @@
-"""Workflows on an HTCondor pool: written with htcondor2.dags, submitted with Submit.from_dag, node
-states followed from the queue and history by DAGManJobId (beat, `refresh_dags`)."""
+"""Workflows on an HTCondor pool: written with htcondor2.dags, submitted with Submit.from_dag and
+spooled (the schedd never reads the portal's disk), node states followed from the queue and history
+by DAGManJobId (beat, `refresh_dags`); when DAGMan ends, its spool directory (the nodes' .out, .err
+and event logs) is retrieved into the workflow's staging directory."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from django.utils import timezone
 
 from orchestration.batch import dagman
 from orchestration.batch.base import BatchError, ExecutorUnavailable, PoolProfile
+from orchestration.batch.dag import uses_retry
 from orchestration.batch.submit import profile_lines
 from orchestration.errors import TransientError, UserFacingError
 from orchestration.tasks import batch as batch_tasks
@@ -62,6 +65,7 @@ def dagman_nodes(wf: Workflow) -> list[dagman.DagmanNode]:
                 category=n.category,
                 abort_exit=n.abort_exit,
                 abort_return=n.spec.get("abort_return"),
+                retry_env=bool(job.get("wrapper")) and uses_retry(str(job["wrapper"])),
             )
         )
     return out
@@ -81,7 +85,8 @@ def submit_dag(wf: Workflow, progress: Any) -> None:
                 if name in wf.files:
                     files[name] = wf.files[name].encode()
         path = dagman.write_workflow(nodes, dict(wf.maxjobs), files, dag_dir(wf))
-        cluster = dagman.submit_workflow(_schedd, path, wf.key)
+        progress(50, "Sending the DAG and the nodes' files to the schedd")
+        cluster = dagman.submit_workflow(_schedd, path, wf.key, list(files), settings.HTCONDOR_DAGMAN)
     except ExecutorUnavailable as exc:
         raise TransientError(str(exc)) from exc
     except BatchError as exc:
@@ -116,7 +121,7 @@ def refresh_dag(wf: Workflow) -> int:
         else:
             state = N.QUEUED
         note = {"running": "running", "held": "held", "idle": "idle"}.get(job.state, "")
-        changed += (
+        moved = (
             WorkflowNode.objects.filter(workflow=wf, name=job.node)
             .exclude(state=state)
             .update(
@@ -126,7 +131,12 @@ def refresh_dag(wf: Workflow) -> int:
                 finished_at=timezone.now() if state in N.FINAL_STATES else None,
             )
         )
+        if moved:  # a new node job (a first run or a retry) moves its node: keep its cluster for its log
+            _note_cluster(wf, job)
+        changed += moved
     if own is None or own == "completed":  # DAGMan has exited: what never ran did not run
+        if own == "completed":  # its spool directory holds the nodes' files until retrieved
+            dagman.retrieve_workflow(_schedd, wf.dagman_cluster)
         WorkflowNode.objects.filter(workflow=wf, state__in=[N.WAITING, N.READY, N.QUEUED]).update(
             state=N.NOT_RUN, note="DAGMan did not run it"
         )
@@ -134,6 +144,12 @@ def refresh_dag(wf: Workflow) -> int:
         final = Workflow.DONE if counts[N.DONE] == counts["total"] else Workflow.FAILED
         Workflow.objects.filter(pk=wf.pk, finished=None).update(state=final, finished=timezone.now())
     return changed
+
+
+def _note_cluster(wf: Workflow, job: dagman.NodeJob) -> None:
+    node = WorkflowNode.objects.filter(workflow=wf, name=job.node).only("pk", "spec").first()
+    if node is not None and node.spec.get("cluster") != job.cluster:
+        WorkflowNode.objects.filter(pk=node.pk).update(spec={**node.spec, "cluster": job.cluster})
 
 
 def refresh_dags(limit: int = 50) -> int:

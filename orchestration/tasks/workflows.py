@@ -25,6 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from orchestration.batch.base import BatchError, ExecutorUnavailable, ParsedJob, ParsedSubmit
+from orchestration.batch.dag import with_retry
 from orchestration.errors import TransientError, UserFacingError
 from orchestration.operations import Progress, handler
 from orchestration.tasks.batch import executor_for, local_services, proxy_for_jobs
@@ -63,7 +64,10 @@ def _send(wf: Workflow, node: WorkflowNode) -> int:
     key = f"{wf.key}-{node.index}-{attempt}"
     job = node.spec["job"]
     files = {name: wf.files[name].encode() for name in node.inputs if name in wf.files}
-    files[job["executable"]] = node_script(wf, node).encode()
+    script = node_script(wf, node)
+    if job.get("wrapper"):  # PRE/POST scripts: this attempt's $RETRY, written in as a number
+        script = with_retry(script, attempt - 1)
+    files[job["executable"]] = script.encode()
     extra: dict[str, Any] = {}
     if (services := local_services(wf.owner)) is not None:
         extra["services"] = services

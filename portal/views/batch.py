@@ -6,9 +6,6 @@ wrote); every action that reaches the executor is an Operation sent on commit.
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,6 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from orchestration.batch.base import JobState, ParsedJob, ParsedSubmit
-from orchestration.batch.eventlog import read_events
 from orchestration.batch.sandbox import TRUSTED
 from orchestration.batch.sandbox import describe as describe_sandbox
 from orchestration.batch.submit import render as render_submit
@@ -32,13 +28,13 @@ from orchestration.tasks.batch import CONTROL_APPLIES, job_dir, sandbox_config, 
 from portal import summary
 from portal.forms.batch import BatchForm, BatchPlan, ResubmitForm, UploadForm, proxy_problem
 from portal.http import posted_ids
+from portal.job_files import file_in, files_context
 from portal.models import Job, Operation, Submission
 from portal.models.batch import STATE_NAMES, counts_for, empty_counts, record_submission
 from portal.views.workflows import workflows_with_counts
 
 SUBMISSIONS_PER_PAGE = 15
 JOBS_PER_PAGE = 50
-TAIL_BYTES = 64 * 1024
 FILE_KINDS = {"out": "output", "err": "error", "log": "log"}
 
 
@@ -244,55 +240,16 @@ def batch_submission(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, template, ctx)
 
 
-_CSI = re.compile(r"\x1b\[([0-9;?]*)([@-~])")
-
-
-def terminal_text(raw: str) -> str:
-    """Text as a terminal would have left it: programs such as source-extractor redraw their progress
-    line with escape codes (cursor up, erase line) and carriage returns; only the final lines stay."""
-    lines: list[str] = []
-    for line in raw.split("\n"):
-        up = sum(
-            int(m.group(1)) if m.group(1).isdigit() else 1 for m in _CSI.finditer(line) if m.group(2) == "A"
-        )
-        del lines[max(0, len(lines) - up) :]
-        lines.append(_CSI.sub("", line).removesuffix("\r").rsplit("\r", 1)[-1])  # CRLF ends stay
-    return "\n".join(lines)
-
-
-def _tail(path: Path | None) -> tuple[str, int, bool]:
-    """The end of a text file: (text, size, truncated)."""
-    if path is None or not path.is_file():
-        return "", 0, False
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        f.seek(max(0, size - TAIL_BYTES))
-        data = f.read(TAIL_BYTES)
-    return terminal_text(data.decode("utf-8", "replace")), size, size > TAIL_BYTES
-
-
 def _file_path(job: Job, kind: str) -> Path | None:
-    directory = job_dir(job)
-    name = getattr(job, FILE_KINDS[kind])
-    if directory is None or not name or Path(name).name != name:
-        return None
-    return directory / name
+    return file_in(job_dir(job), getattr(job, FILE_KINDS[kind]))
 
 
 @login_required
 @require_GET
 def batch_job(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_job_for_user(request, pk)
-    out, out_size, out_cut = _tail(_file_path(job, "out"))
-    err, err_size, err_cut = _tail(_file_path(job, "err"))
-    log_path = _file_path(job, "log")
-    events = []
-    if log_path is not None and log_path.is_file():
-        events = [
-            {**asdict(e), "when": datetime.fromtimestamp(e.time, tz=UTC)}
-            for e in read_events(log_path)
-            if (e.cluster, e.proc) == (job.cluster, job.proc)
-        ]
+    files = files_context(job_dir(job), job.output, job.error, job.log, job.cluster, job.proc)
+    events = files["events"]
     from_queue = False
     if not events and job.submission.executor == "htcondor" and job.started_at and not job.retrieved:
         # The pool keeps the event log until the job ends; until then, what the queue says.
@@ -307,17 +264,14 @@ def batch_job(request: HttpRequest, pk: int) -> HttpResponse:
                 "detail": "",
             }
         ]
+    remote_pending = job.submission.executor == "htcondor" and bool(job.cluster) and not job.retrieved
     ctx = {
+        **files,
         "job": job,
         "sub": job.submission,
         "events_from_queue": from_queue,
-        "out": out,
-        "out_size": out_size,
-        "out_cut": out_cut,
-        "err": err,
-        "err_size": err_size,
-        "err_cut": err_cut,
         "events": events,
+        "not_back": "Not back from the pool yet." if remote_pending else "",
         "polling": job.state in (Job.UNSENT, Job.IDLE, Job.RUNNING)
         or (job.state in (Job.DONE, Job.NO_OUTPUT, Job.FAILED) and job.outputs_state == Job.OUTPUTS_PENDING),
     }

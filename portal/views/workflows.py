@@ -1,7 +1,9 @@
 """Workflow pages: a DAG upload, the stages form, a workflow's graph and nodes, control and rescue.
 
 Views read the database; starting, holding, releasing and removing a workflow are Operations
-sent on commit. A node's .out, .err and event log are its jobs' pages (batch views).
+sent on commit. A node's page shows its .out, .err and event log with the batch job page's file
+view (portal/job_files.py): on the local workers from its job's directory, on an HTCondor pool from
+the workflow's staging directory once DAGMan's spool directory has been retrieved.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from orchestration.batch.base import BatchValidationError
 from orchestration.batch.dag import WRAPPER_PREFIX, check_workflow
+from orchestration.tasks.batch import job_dir
+from orchestration.tasks.workflow_condor import dag_dir
 from portal import summary, workflow_graph
 from portal.forms.workflows import DagUploadForm, StagesForm, _WorkflowForm
+from portal.job_files import files_context
 from portal.models import Job, Operation, Workflow, WorkflowNode
 from portal.models.workflows import NODE_STATES, empty_node_counts, node_counts_for, record_workflow
 
@@ -177,13 +182,7 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
         NODES_PER_PAGE,
     ).get_page(request.GET.get("page"))
     shown = list(page.object_list)
-    first_jobs = dict(
-        Job.objects.filter(submission_id__in=[n.submission_id for n in shown], index=0).values_list(
-            "submission_id", "pk"
-        )
-    )
     for n in shown:
-        n.job_pk = first_jobs.get(n.submission_id or 0)  # type: ignore[attr-defined]
         n.shown_state = "running" if n.index in running else n.state  # type: ignore[attr-defined]
     live = wf.is_active or (wf.state in (Workflow.ABORTED, Workflow.REMOVED) and wf.finished is None)
     ctx = {
@@ -205,6 +204,52 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "finished_ok": not live and counts.get("done") == counts.get("total"),
     }
     template = "workflows/_live.html" if request.headers.get("HX-Request") else "workflows/detail.html"
+    return render(request, template, ctx)
+
+
+POOL_KEEPS_FILES = (
+    "On the HTCondor pool the nodes' files stay with DAGMan's job until the workflow ends; "
+    "they come back here then."
+)
+
+
+@login_required
+@require_GET
+def workflow_node(request: HttpRequest, pk: int, index: int) -> HttpResponse:
+    """One node: its state, and its first job's .out, .err and event log (as a batch job's page)."""
+    wf = get_workflow_for_user(request, pk)
+    node = get_object_or_404(WorkflowNode, workflow=wf, index=index)
+    row = node.spec["job"]["jobs"][0]  # proc, item, argv, output, error, log, ...
+    output, error, log = str(row[3]), str(row[4]), str(row[5])
+    job = None
+    not_back = ""
+    if wf.executor == "htcondor":
+        cluster, proc = node.spec.get("cluster"), 0
+        back = wf.finished is not None and wf.dagman_cluster is not None  # DAGMan's spool retrieved
+        directory = dag_dir(wf) if back else None
+        started = node.state not in (WorkflowNode.WAITING, WorkflowNode.READY, WorkflowNode.NOT_RUN)
+        not_back = POOL_KEEPS_FILES if not back and started and wf.dagman_cluster else ""
+    else:
+        job = (
+            Job.objects.filter(submission_id=node.submission_id, index=0).first()
+            if node.submission_id
+            else None
+        )
+        directory = job_dir(job) if job is not None else None
+        cluster, proc = (job.cluster, job.proc) if job is not None else (None, 0)
+        if job is not None:
+            output, error, log = job.output, job.error, job.log
+    live = wf.is_active and node.state not in WorkflowNode.FINAL_STATES
+    ctx = {
+        **files_context(directory, output, error, log, cluster, proc),
+        "wf": wf,
+        "node": node,
+        "job": job,
+        "not_back": not_back,
+        "polling": live,
+        "colours": workflow_graph.STATE_COLOURS,
+    }
+    template = "workflows/_node_live.html" if request.headers.get("HX-Request") else "workflows/node.html"
     return render(request, template, ctx)
 
 

@@ -24,12 +24,26 @@ Not in those facts, so chosen on the cautious side and said here: which files co
 job held with code 12 (none: its user log stays in the spool, and retrieve() takes only
 completed jobs); the RemoveReason of a cluster whose spool was cut off (the same "Staging of
 job files failed"); all jobs of a cluster leave the spooling hold together, at the end of spool().
+
+DAGMan (`run_dagman`), from HTCondor's documentation and DAGMan's sources, not run here: the
+DAGMan job (scheduler universe, `transfer_executable = false`: the schedd's own condor_dagman)
+runs in its spool directory and reads the DAG file and the node submit files there, relative
+to it; it submits each node's file there (so a node job's Iwd is that directory) with the
+node's VARS appended, `$(RETRY)` in a VARS value replaced by the attempt's retry number, and
+DAGManJobId and DAGNodeName set; it retries a failed node RETRY times, never runs the
+descendants of a node that failed for good, runs the FINAL node last, and exits 0 when every
+node succeeded, 1 otherwise. Node jobs are not spooled: as any such job, each one's output and
+user log are written into its Iwd and it leaves the queue for the history when it completes.
+Chosen and unverified: retrieving a completed scheduler-universe job without
+transfer_output_files brings back every file of its spool directory that it was not sent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shlex
 import shutil
 import tempfile
 import time
@@ -119,6 +133,7 @@ class FakeSchedd:
         self.kill_during_spool = False
         self.notices_lost_spools = True  # False: the schedd has not noticed a cut-off spool yet
         self._cut_off: set[int] = set()
+        self._dags: dict[int, dict[str, Any]] = {}  # DAGMan's own state per DAGMan job (run_dagman)
 
     def _check(self) -> None:
         if self.down:
@@ -169,6 +184,10 @@ class FakeSchedd:
                 ad["TransferOutput"] = sub.expand("transfer_output_files")
             if "x509userproxy" in sub:
                 ad["x509userproxy"] = sub.expand("x509userproxy")
+            if str(body.get("transfer_executable", "")).lower() == "false":
+                ad["TransferExecutable"] = False
+            if "environment" in sub:
+                ad["Environment"] = sub.expand("environment").strip('"')
             ad["RequestMemory"] = _mb(sub.expand("request_memory")) if "request_memory" in sub else 128
             ad["RequestCpus"] = int(sub.expand("request_cpus")) if "request_cpus" in sub else 1
             for key in body:
@@ -201,7 +220,8 @@ class FakeSchedd:
             spool.mkdir(exist_ok=True)
             names = [n.strip() for n in str(ad["TransferInput"]).split(",") if n.strip()]
             try:
-                shutil.copy(ad["Cmd"], spool / Path(ad["Cmd"]).name)
+                if ad.get("TransferExecutable", True):  # false: the schedd's own program, not sent
+                    shutil.copy(ad["Cmd"], spool / Path(ad["Cmd"]).name)
                 for name in names:
                     shutil.copy(Path(ad["Iwd"]) / name, spool / Path(name).name)  # relative: initialdir
                 if "x509userproxy" in ad:  # HTCondor sends the proxy with the job
@@ -216,6 +236,10 @@ class FakeSchedd:
 
     def _sandbox(self, ad: classad2.ClassAd) -> Path:
         return self.spool_dir / f"{ad['ClusterId']}.{ad['ProcId']}"
+
+    def _where(self, ad: classad2.ClassAd) -> Path:
+        """Where the job's output and user log are written: its spool directory, or its Iwd if not spooled."""
+        return self._sandbox(ad) if ad.get("LeaveJobInQueue") else Path(ad["Iwd"])
 
     def _remove_cluster(self, cluster: int, reason: str) -> None:
         for key in [k for k in self.jobs if k[0] == cluster]:
@@ -330,7 +354,10 @@ class FakeSchedd:
             spool = self._sandbox(ad)
             names = [ad[attr] for attr in ("Out", "Err", "UserLog") if attr in ad]
             names += [n.strip() for n in str(ad.get("TransferOutput", "")).split(",") if n.strip()]
-            for name in names:
+            if ad["JobUniverse"] == 7 and "TransferOutput" not in ad:  # ran in the spool: all it wrote
+                sent = {Path(n.strip()).name for n in str(ad["TransferInput"]).split(",") if n.strip()}
+                names += sorted(p.name for p in spool.iterdir() if p.is_file() and p.name not in sent)
+            for name in dict.fromkeys(names):
                 if (spool / name).exists():
                     shutil.copy(spool / name, Path(ad["Iwd"]) / name)
             self.history_ads.append(self.jobs.pop(key))
@@ -341,7 +368,7 @@ class FakeSchedd:
         """Append a classic-format event to the job's user log, kept in its spool directory."""
         if "UserLog" not in ad:
             return
-        spool = self._sandbox(ad)
+        spool = self._where(ad)
         spool.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
         with open(spool / ad["UserLog"], "a") as f:
@@ -387,7 +414,7 @@ class FakeSchedd:
             self.start(cluster, proc)
         c, p = cluster, proc
         end = T0 + 5 + seconds
-        spool = self._sandbox(ad)
+        spool = self._where(ad)
         written = {ad["Out"]: out, ad["Err"]: err} if "Err" in ad else {ad["Out"]: out}
         written.update(files or {})
         declared = [n.strip() for n in str(ad.get("TransferOutput", "")).split(",") if n.strip()]
@@ -426,3 +453,124 @@ class FakeSchedd:
         self._log(ad, f"005 ({c:03d}.{p:03d}.000) {{when}} Job terminated.\n{status}{usage}", end)
         ad["JobStatus"], ad["CompletionDate"] = 4, end
         del ad["RemoteHost"]
+        if not ad.get("LeaveJobInQueue"):  # not spooled: nothing to wait for, it leaves the queue
+            self.history_ads.append(self.jobs.pop((cluster, proc)))
+
+    # ---------------------------------------------------------------- DAGMan (the schedd runs it)
+
+    def run_dagman(
+        self,
+        cluster: int,
+        exits: dict[str, int | list[int]] | None = None,
+        only: set[str] | None = None,
+        finish: bool = True,
+    ) -> list[int]:
+        """DAGMan's run of the DAGMan job `cluster`, reading only its spool directory; the node clusters.
+
+        `exits` gives a node's exit code (or one per attempt; 0 otherwise). With `only`, just those
+        nodes run (when ready) and DAGMan goes on with a later call; `finish` ends the DAGMan job
+        once nothing more can run.
+        """
+        ad = self.jobs[(cluster, 0)]
+        if ad["JobUniverse"] != 7 or ad["JobStatus"] not in (1, 2):
+            raise RuntimeError(f"job {cluster} is not a DAGMan job that can run (status {ad['JobStatus']})")
+        spool = self._sandbox(ad)
+        args = shlex.split(str(ad["Args"]).strip().removeprefix('"').removesuffix('"'))  # new syntax
+        dag_name = args[args.index("-Dag") + 1] if "-Dag" in args else ""
+        if Path(dag_name).is_absolute() or not (spool / dag_name).is_file():
+            raise FileNotFoundError(f"DAGMan cannot read the DAG file {dag_name!r} in its spool directory")
+        state = self._dags.setdefault(cluster, {"done": set(), "failed": set(), "runs": {}})
+        nodes, final, parents, vars_, retries = _read_written_dag((spool / dag_name).read_text())
+        if ad["JobStatus"] != 2:
+            self.start(cluster, 0)
+        ran: list[int] = []
+        exits = exits or {}
+
+        def blocked(name: str) -> bool:
+            return any(p in state["failed"] or blocked(p) for p in parents.get(name, []))
+
+        moved = True
+        while moved:
+            moved = False
+            for name in [n for n in nodes if n != final]:
+                if (
+                    name in state["done"]
+                    or name in state["failed"]
+                    or (only is not None and name not in only)
+                ):
+                    continue
+                if not all(p in state["done"] for p in parents.get(name, [])):
+                    continue
+                ran += self._run_node(
+                    cluster, spool, name, nodes[name], vars_.get(name, {}), retries, exits, state
+                )
+                moved = True
+        rest = [n for n in nodes if n != final and n not in state["done"] and n not in state["failed"]]
+        if finish and all(blocked(n) for n in rest):
+            if final is not None:
+                ran += self._run_node(
+                    cluster, spool, final, nodes[final], vars_.get(final, {}), retries, exits, state
+                )
+            ok = not state["failed"] and not rest
+            self.run(cluster, 0, exit_code=0 if ok else 1, out="", err="")
+        return ran
+
+    def _run_node(
+        self,
+        dagman_cluster: int,
+        spool: Path,
+        name: str,
+        submit_file: str,
+        node_vars: dict[str, str],
+        retries: dict[str, int],
+        exits: dict[str, int | list[int]],
+        state: dict[str, Any],
+    ) -> list[int]:
+        codes = exits.get(name, 0)
+        codes = codes if isinstance(codes, list) else [codes]
+        clusters = []
+        for retry in range(retries.get(name, 0) + 1):
+            sub = htcondor2.Submit((spool / submit_file).read_text())
+            for key, value in node_vars.items():
+                sub[key] = value.replace("$(RETRY)", str(retry))
+            sub["MY.DAGManJobId"] = str(dagman_cluster)
+            sub["MY.DAGNodeName"] = f'"{name}"'
+            with contextlib.chdir(spool):  # DAGMan submits from its working directory
+                node = self.submit(sub).cluster()
+            clusters.append(node)
+            code = codes[min(retry, len(codes) - 1)]
+            self.run(node, 0, exit_code=code, out=f"node {name} attempt {retry}\n")
+            if code == 0:
+                state["done"].add(name)
+                return clusters
+        state["failed"].add(name)
+        return clusters
+
+
+def _read_written_dag(
+    text: str,
+) -> tuple[dict[str, str], str | None, dict[str, list[str]], dict[str, dict[str, str]], dict[str, int]]:
+    """The statements of a DAG file as htcondor2.dags writes them (what the fake's DAGMan needs)."""
+    nodes: dict[str, str] = {}
+    parents: dict[str, list[str]] = {}
+    node_vars: dict[str, dict[str, str]] = {}
+    retries: dict[str, int] = {}
+    final = None
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] in ("JOB", "FINAL"):
+            nodes[words[1]] = words[2]
+            if words[0] == "FINAL":
+                final = words[1]
+        elif words[0] == "PARENT":
+            at = words.index("CHILD")
+            for child in words[at + 1 :]:
+                parents.setdefault(child, []).extend(words[1:at])
+        elif words[0] == "VARS":
+            for key, value in re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', line.split(None, 2)[2]):
+                node_vars.setdefault(words[1], {})[key] = value
+        elif words[0] == "RETRY":
+            retries[words[1]] = int(words[2])
+    return nodes, final, parents, node_vars, retries

@@ -11,6 +11,8 @@ from orchestration.batch.dag import (
     check_workflow,
     form_dag,
     read_dag,
+    uses_retry,
+    with_retry,
 )
 
 SUB = "executable = run.sh\narguments = $(item)\noutput = $(item).out\nerror = $(item).err\nlog = $(item).log\nqueue\n"
@@ -171,3 +173,44 @@ def test_too_many_nodes_are_refused_with_one_message() -> None:
 
 def test_an_empty_dag_is_refused() -> None:
     assert problems("# nothing\n") == ["The DAG has no nodes: add 'JOB name file.sub' lines."]
+
+
+def test_script_macros_the_portal_fills_in_are_accepted_and_dagmans_own_refused_by_name() -> None:
+    wf = check_workflow(
+        'JOB a a.sub\nVARS a item="x"\nRETRY a 3\nSCRIPT PRE a pre.sh $JOB $RETRY $MAX_RETRIES\n'
+        "SCRIPT POST a post.sh try=$RETRY $RETURN\n",
+        FILES,
+    )
+    wrapper = wf.nodes[0].wrapper
+    assert './pre.sh a "$PORTAL_DAG_RETRY" 3' in wrapper
+    assert './post.sh try="$PORTAL_DAG_RETRY" "$rc"' in wrapper
+    got = problems(
+        'JOB a a.sub\nVARS a item="x"\nSCRIPT PRE a pre.sh $RETURN\nSCRIPT POST a post.sh $JOBID $DAG_STATUS\n'
+        'JOB b a.sub\nVARS b item="y"\nSCRIPT PRE b pre.sh $HOME\n'
+    )
+    assert got == [
+        "line 3: $RETURN is the node job's exit code: only a POST script gets it ($JOB, $RETRY, $MAX_RETRIES).",
+        "line 4: $JOBID is not supported: scripts run inside the node's job, where the portal fills in "
+        "$JOB, $RETRY, $MAX_RETRIES, $RETURN.",
+        "line 4: $DAG_STATUS is not supported: scripts run inside the node's job, where the portal fills in "
+        "$JOB, $RETRY, $MAX_RETRIES, $RETURN.",
+        "line 7: $HOME is not a script macro the portal fills in ($JOB, $RETRY, $MAX_RETRIES).",
+    ]
+
+
+def test_each_attempt_gets_its_retry_number_written_in() -> None:
+    wrapper = (
+        check_workflow('JOB a a.sub\nVARS a item="x"\nSCRIPT PRE a pre.sh $RETRY\n', FILES).nodes[0].wrapper
+    )
+    assert uses_retry(wrapper)
+    second = with_retry(wrapper, 2)
+    assert "PORTAL_DAG_RETRY=2\n" in second and "${PORTAL_DAG_RETRY:-0}" not in second
+    plain = check_workflow('JOB a a.sub\nVARS a item="x"\nSCRIPT PRE a pre.sh $JOB\n', FILES).nodes[0].wrapper
+    assert not uses_retry(plain)
+
+
+def test_vars_cannot_take_the_portals_own_names() -> None:
+    got = problems('JOB a a.sub\nVARS a item="x" PortalDagRetry="7"\n')
+    assert got == [
+        "line 2: VARS PortalDagRetry would set a submit command or a name HTCondor sets itself; choose another name."
+    ]

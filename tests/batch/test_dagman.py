@@ -1,18 +1,17 @@
 """Workflows on HTCondor: the DAG written with htcondor2.dags, the DAGMan job that Submit.from_dag
-describes, submitted to the fake schedd; node states from the node jobs' DAGManJobId.
+describes, spooled to the fake schedd with every file it needs; node states from the node jobs'
+DAGManJobId; the nodes' files back from DAGMan's spool directory when it ends.
 
-The fake schedd does not run DAGMan. Where a test needs node jobs, it submits them as DAGMan does
-(the node's submit file from the DAG directory, with +DAGManJobId and DAGNodeName added) and ends
-them; what is tested is what the portal reads back.
+The fake schedd runs DAGMan as the schedd would (`FakeSchedd.run_dagman`): from the DAGMan job's
+spool directory only, submitting each node's file from there; what is tested is what the portal
+sends and what it reads back.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import htcondor2
 import pytest
 from django.contrib.auth.models import User
 
@@ -23,6 +22,7 @@ from orchestration.tasks import batch as tasks
 from orchestration.tasks import workflow_condor, workflows
 from portal.models import Operation, Workflow, WorkflowNode
 from portal.models.workflows import record_workflow
+from portal.views import workflows as workflow_views
 from tests.batch.fake_schedd import FakeSchedd
 from tests.workflows.helpers import lsst_files
 
@@ -35,12 +35,7 @@ def fake(settings: Any, tmp_path: Path, monkeypatch: Any) -> FakeSchedd:
     settings.BATCH_ROOT = tmp_path / "batch"
     schedd = FakeSchedd()
     monkeypatch.setattr(tasks, "SCHEDD_FACTORY", lambda: schedd)
-    # The htcondor wheel has no daemons; from_dag only locates condor_dagman (a submit machine has it).
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "condor_dagman").write_text("#!/bin/sh\nexit 1\n")
-    (bin_dir / "condor_dagman").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    # No condor_dagman on this machine (the htcondor wheel has no daemons): DAGMan is the schedd's.
     return schedd
 
 
@@ -59,23 +54,7 @@ def _submitted(alice: User, text: str, files: dict[str, str]) -> Workflow:
     return wf
 
 
-def _as_dagman(fake: FakeSchedd, wf: Workflow, node: str, exit_code: int) -> None:
-    """What DAGMan does for one node: condor_submit its file with the node's VARS, then the job ends."""
-    directory = workflow_condor.dag_dir(wf)
-    text = (directory / f"{node}.sub").read_text()
-    dag = (directory / dagman.DAG_FILE).read_text()
-    vars_line = next((line for line in dag.splitlines() if line.startswith(f"VARS {node}:0 ")), "")
-    sub = htcondor2.Submit(text)
-    for pair in vars_line.split()[2:]:
-        key, _, value = pair.partition("=")
-        sub[key] = value.strip('"')
-    sub["MY.DAGManJobId"] = str(wf.dagman_cluster)
-    sub["MY.DAGNodeName"] = f'"{node}:0"'
-    cluster = fake.submit(sub).cluster()
-    fake.run(cluster, 0, exit_code=exit_code)
-
-
-def test_the_dag_is_written_with_htcondor2_dags_and_submitted_as_a_dagman_job(
+def test_the_dag_is_written_with_htcondor2_dags_and_submitted_as_a_spooled_dagman_job(
     alice: User, fake: FakeSchedd
 ) -> None:
     text, files = lsst_files(["a", "b"])
@@ -84,7 +63,8 @@ def test_the_dag_is_written_with_htcondor2_dags_and_submitted_as_a_dagman_job(
     wf = _submitted(alice, text, files)
     assert wf.state == Workflow.RUNNING and wf.dagman_cluster
     ad = fake.jobs[(wf.dagman_cluster, 0)]
-    assert ad["JobUniverse"] == 7 and str(ad["Cmd"]).endswith("condor_dagman")
+    assert ad["JobUniverse"] == 7 and ad["Cmd"] == "/usr/bin/condor_dagman"  # the schedd's own DAGMan
+    assert ad["TransferExecutable"] is False and ad["JobStatus"] == 1  # spooled, then released
     dag = (workflow_condor.dag_dir(wf) / dagman.DAG_FILE).read_text()
     for line in (
         "JOB init:0 init.sub",
@@ -102,27 +82,80 @@ def test_the_dag_is_written_with_htcondor2_dags_and_submitted_as_a_dagman_job(
     assert "SCRIPT" not in dag  # PRE and POST scripts run inside the node's job
     node_sub = (workflow_condor.dag_dir(wf) / "step1_a.sub").read_text()
     assert "executable = dagnode-step1_a.sh" in node_sub and "step1.sh" in node_sub
-    description = dagman.dagman_description(workflow_condor.dag_dir(wf) / dagman.DAG_FILE)
+    assert "initialdir" not in node_sub  # node jobs run in DAGMan's directory on the schedd
+    spooled = {p.name for p in (fake.spool_dir / f"{wf.dagman_cluster}.0").iterdir()}
+    assert {dagman.DAG_FILE, "init.sub", "step1_a.sub", "dagnode-step1_a.sh", "step2.sh"} <= spooled
+    assert str(workflow_condor.dag_dir(wf)) not in str(ad["Args"])  # every name relative to the spool
+    description = dagman.dagman_description(
+        workflow_condor.dag_dir(wf) / dagman.DAG_FILE, "/usr/bin/condor_dagman"
+    )
     assert description.get("getenv", "") == ""  # none of the portal's environment
     assert "HOME" not in description.get("environment", "") and "PATH" not in description.get(
         "environment", ""
     )
 
 
-def test_node_states_come_from_the_node_jobs_dagman_submitted(alice: User, fake: FakeSchedd) -> None:
+def test_dagman_runs_from_its_spool_alone_and_the_nodes_files_come_back(
+    alice: User, alice_client: Any, fake: FakeSchedd, tmp_path: Path
+) -> None:
     text, files = lsst_files(["a", "b"])
     wf = _submitted(alice, text, files)
-    _as_dagman(fake, wf, "init", 0)
-    _as_dagman(fake, wf, "step1_a", 3)
+    stage = workflow_condor.dag_dir(wf)
+    hidden = tmp_path / "hidden"
+    stage.rename(hidden)  # the schedd cannot see the portal's disk
+    fake.run_dagman(
+        wf.dagman_cluster or 0, exits={"step1_a:0": 3}, only={"init:0", "step1_a:0"}, finish=False
+    )
+    hidden.rename(stage)
     workflow_condor.refresh_dag(wf)
     states = dict(wf.nodes.values_list("name", "state"))
     assert (states["init"], states["step1_a"], states["step1_b"]) == (N.DONE, N.FAILED, N.WAITING)
-    assert WorkflowNode.objects.get(workflow=wf, name="step1_a").exit_code == 3
-    fake.run(wf.dagman_cluster or 0, 0, exit_code=1)  # DAGMan gives up: a node failed
+    step1_a = WorkflowNode.objects.get(workflow=wf, name="step1_a")
+    assert step1_a.exit_code == 3 and step1_a.spec["cluster"] > (wf.dagman_cluster or 0)
+    page = alice_client.get(f"/workflows/{wf.pk}/nodes/{step1_a.index}/").content.decode()
+    assert workflow_views.POOL_KEEPS_FILES.replace("'", "&#x27;") in page  # still on the pool
+    fake.run_dagman(wf.dagman_cluster or 0)  # DAGMan goes on with step1_b... and gives up: a node failed
     workflow_condor.refresh_dag(wf)
     wf.refresh_from_db()
     assert wf.state == Workflow.FAILED
     assert dict(wf.nodes.values_list("name", "state"))["step3_a"] == N.NOT_RUN
+    assert (
+        stage / "step1-a.out"
+    ).read_text() == "node step1_a:0 attempt 0\n"  # retrieved with DAGMan's spool
+    assert not fake.query(f"ClusterId == {wf.dagman_cluster}")  # retrieved: it left the queue
+    page = alice_client.get(f"/workflows/{wf.pk}/nodes/{step1_a.index}/").content.decode()
+    assert "node step1_a:0 attempt 0" in page and 'data-testid="job-timeline"' in page
+    assert "Finished, exit code 3" in page  # its own event log, read by htcondor2
+    assert workflow_views.POOL_KEEPS_FILES.replace("'", "&#x27;") not in page
+
+
+def test_retry_reaches_a_script_as_dagmans_retry_number(alice: User, fake: FakeSchedd) -> None:
+    files = {
+        "n.sub": "executable = run.sh\noutput = n.out\nerror = n.err\nlog = n.log\nqueue\n",
+        "run.sh": "#!/bin/sh\nexit 0\n",
+        "pre.sh": '#!/bin/sh\necho "try $1 of $2"\n',
+    }
+    wf = _submitted(alice, "JOB n n.sub\nRETRY n 2\nSCRIPT PRE n pre.sh $RETRY $MAX_RETRIES\n", files)
+    assert 'VARS n:0 PortalDagRetry="$(RETRY)"' in (workflow_condor.dag_dir(wf) / dagman.DAG_FILE).read_text()
+    node_clusters = fake.run_dagman(wf.dagman_cluster or 0, exits={"n:0": [1, 1, 0]})
+    envs = [
+        str(ad["Environment"])
+        for ad in fake.history(f"DAGManJobId == {wf.dagman_cluster}", ["ClusterId", "Environment"])
+        if int(ad["ClusterId"]) in node_clusters
+    ]
+    assert envs == ["PORTAL_DAG_RETRY=0", "PORTAL_DAG_RETRY=1", "PORTAL_DAG_RETRY=2"]
+    wrapper = (workflow_condor.dag_dir(wf) / "dagnode-n.sh").read_text()
+    assert './pre.sh "$PORTAL_DAG_RETRY" 2' in wrapper
+
+
+def test_a_repeated_submit_finds_the_dagman_job_by_its_key(alice: User, fake: FakeSchedd) -> None:
+    text, files = lsst_files(["a"])
+    wf = _submitted(alice, text, files)
+    first = wf.dagman_cluster
+    Workflow.objects.filter(pk=wf.pk).update(dagman_cluster=None)  # the worker died before recording it
+    op = Operation.objects.create(owner=alice, kind="workflow_submit", params={"workflow": wf.pk})
+    workflows.workflow_submit(op, Progress(op))
+    assert Workflow.objects.get(pk=wf.pk).dagman_cluster == first and fake.submissions == 1
 
 
 def test_hold_acts_on_the_dagman_job(alice: User, fake: FakeSchedd) -> None:

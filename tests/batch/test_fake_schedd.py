@@ -189,3 +189,74 @@ def test_it_offers_the_slots_of_a_plain_pool_through_its_collector(schedd: FakeS
     slots = schedd.collector.query(htcondor2.AdType.Startd, projection=["Name", "Arch"])
     assert [ad["Name"] for ad in slots] == ["slot1@worker-7", "slot2@worker-7"]
     assert all("VMType" not in ad and "group_name" not in ad for ad in slots)
+
+
+def _dagman_job(stage: Path, inputs: list[str]) -> htcondor2.Submit:
+    """A DAGMan job as the portal sends it: scheduler universe, the schedd's condor_dagman, spooled."""
+    return htcondor2.Submit(
+        {
+            "universe": "scheduler",
+            "executable": "/usr/bin/condor_dagman",
+            "transfer_executable": "false",
+            "arguments": "\"-p 0 -f -l . -Lockfile wf.dag.lock -Dag wf.dag -CsdVersion '$CondorVersion: 25 $'\"",
+            "output": "wf.dag.lib.out",
+            "error": "wf.dag.lib.err",
+            "log": "wf.dag.dagman.log",
+            "initialdir": str(stage),
+            "transfer_input_files": ", ".join(str(stage / n) for n in inputs),
+        }
+    )
+
+
+def test_dagman_reads_only_its_spool_and_runs_node_jobs_there(
+    schedd: FakeSchedd, stage: Path, elsewhere: Path
+) -> None:
+    (stage / "wf.dag").write_text(
+        'JOB a:0 a.sub\nJOB b:0 b.sub\nJOB c:0 a.sub\nVARS b:0 try="$(RETRY)"\nRETRY b:0 1\n'
+        "PARENT a:0 CHILD b:0\nPARENT b:0 CHILD c:0\n"
+    )
+    (stage / "a.sub").write_text(
+        "executable = do_catalogue.bash\noutput = a.out\nerror = a.err\nlog = a.log\nqueue\n"
+    )
+    (stage / "b.sub").write_text(
+        'executable = do_catalogue.bash\nenvironment = "TRY=$(try)"\noutput = b.out\nerror = b.err\nlog = b.log\nqueue\n'
+    )
+    # Not sent with the job: DAGMan cannot find the DAG in its spool directory, whatever our disk holds.
+    lost = schedd.submit(_dagman_job(stage, ["a.sub", "b.sub", "do_catalogue.bash"]), spool=True)
+    schedd.spool(lost)
+    assert schedd.jobs[(lost.cluster(), 0)]["JobStatus"] == 1
+    assert not (schedd.spool_dir / f"{lost.cluster()}.0" / "condor_dagman").exists()  # never sent
+    with pytest.raises(FileNotFoundError):
+        schedd.run_dagman(lost.cluster())
+
+    result = schedd.submit(_dagman_job(stage, ["wf.dag", "a.sub", "b.sub", "do_catalogue.bash"]), spool=True)
+    schedd.spool(result)
+    spool = schedd.spool_dir / f"{result.cluster()}.0"
+    nodes = schedd.run_dagman(result.cluster(), exits={"b:0": [5, 0]})
+    assert len(nodes) == 4  # a, b twice (RETRY 1), c
+    history = {int(ad["ClusterId"]): ad for ad in schedd.history(f"DAGManJobId == {result.cluster()}")}
+    assert sorted(history) == nodes  # node jobs are not spooled: done, they leave the queue
+    assert [history[c]["DAGNodeName"] for c in nodes] == ["a:0", "b:0", "b:0", "c:0"]
+    assert {history[c]["Iwd"] for c in nodes} == {str(spool)}  # submitted from DAGMan's directory
+    assert [history[c].get("Environment") for c in nodes[1:3]] == ["TRY=0", "TRY=1"]
+    assert _events(spool / "b.log") == [0, 40, 40, 1, 6, 40, 40, 5] * 2  # written where the job ran
+    dag_ad = schedd.jobs[(result.cluster(), 0)]
+    assert (dag_ad["JobStatus"], dag_ad["ExitCode"]) == (4, 0)  # spooled: it waits to be retrieved
+    assert not (stage / "b.out").exists()
+    schedd.retrieve(f"ClusterId == {result.cluster()}")
+    assert (stage / "b.out").read_text() == "node b:0 attempt 1\n" and (stage / "b.log").is_file()
+    assert (stage / "wf.dag.lib.out").is_file()  # DAGMan's own output comes back too
+    assert schedd.history(f"ClusterId == {result.cluster()}")[0]["JobStatus"] == 4
+
+
+def test_dagman_does_not_run_the_descendants_of_a_failed_node(schedd: FakeSchedd, stage: Path) -> None:
+    (stage / "wf.dag").write_text("JOB a:0 a.sub\nJOB b:0 a.sub\nFINAL z:0 a.sub\nPARENT a:0 CHILD b:0\n")
+    (stage / "a.sub").write_text(
+        "executable = do_catalogue.bash\noutput = $(Cluster).out\nlog = n.log\nqueue\n"
+    )
+    result = schedd.submit(_dagman_job(stage, ["wf.dag", "a.sub", "do_catalogue.bash"]), spool=True)
+    schedd.spool(result)
+    nodes = schedd.run_dagman(result.cluster(), exits={"a:0": 2})
+    names = [ad["DAGNodeName"] for ad in schedd.history(f"DAGManJobId == {result.cluster()}")]
+    assert len(nodes) == 2 and names == ["a:0", "z:0"]  # b never ran; the FINAL node did
+    assert schedd.jobs[(result.cluster(), 0)]["ExitCode"] == 1

@@ -6,7 +6,14 @@ import htcondor2
 import pytest
 
 from orchestration.batch.base import BatchSpec, BatchValidationError, PoolProfile, WorkerTarget
-from orchestration.batch.submit import build_submit, build_user_submit, parse_spec, parse_submit
+from orchestration.batch.submit import (
+    MAX_PROBLEMS,
+    build_submit,
+    build_user_submit,
+    parse_spec,
+    parse_submit,
+    raise_if_problems,
+)
 
 IDS = ["1056215p", "1056216p", "1056217p", "1056218p"]
 
@@ -138,3 +145,13 @@ def test_it_reads_declared_output_files_and_refuses_shared_ones(seed_submit: str
         parse_submit(
             seed_submit.replace("queue", "transfer_output_files = do_catalogue-$(arguments).out\nqueue")
         )
+
+
+def test_raise_if_problems_sorts_by_line_drops_repeats_and_cuts_a_long_list() -> None:
+    raise_if_problems([])  # nothing to say: no exception
+    with pytest.raises(BatchValidationError) as exc:
+        raise_if_problems([(3, "line 3: c"), (1, "line 1: a"), (3, "line 3: c"), (0, "whole file")])
+    assert exc.value.problems == ["whole file", "line 1: a", "line 3: c"]
+    with pytest.raises(BatchValidationError) as exc:
+        raise_if_problems([(n, f"line {n}: x") for n in range(MAX_PROBLEMS + 7)])
+    assert len(exc.value.problems) == MAX_PROBLEMS + 1 and exc.value.problems[-1] == "… and 7 more problems."

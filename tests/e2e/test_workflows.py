@@ -54,9 +54,13 @@ def test_the_stages_form_shows_the_dag_and_the_graph_goes_live(page: Any, celery
     assert "running" in seen and "done" in seen, seen
     expect(page.get_by_test_id("finished-banner")).to_contain_text("4 of 4 nodes done")
     expect(page.get_by_test_id("count-done")).to_have_text("4")
+    expect(page.get_by_test_id("wf-hold")).to_have_count(0)  # gone with the live part: nothing to hold
     screenshot(page, "workflow-03-done")
     page.locator("[data-node=after] [data-testid=node-logs]").click()
-    expect(page.locator("body")).to_contain_text("merged")
+    expect(page.get_by_role("heading", name="Node after")).to_be_visible()
+    expect(page.get_by_test_id("job-out")).to_have_text("merged")
+    expect(page.get_by_test_id("job-timeline")).to_contain_text("Finished, exit code 0")
+    screenshot(page, "workflow-03b-node")
 
 
 def test_a_dag_upload_with_a_problem_then_without(page: Any, live_server: Any, tmp_path: Path) -> None:

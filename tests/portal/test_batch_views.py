@@ -325,7 +325,7 @@ def test_it_adds_jobs_to_the_dashboard(
 
 
 def test_job_output_is_shown_as_a_terminal_would_leave_it() -> None:
-    from portal.views.batch import terminal_text
+    from portal.job_files import terminal_text
 
     # source-extractor redraws its progress line with "cursor up" and "erase line" codes.
     raw = (

@@ -178,3 +178,44 @@ def test_rescue_marks_done_nodes_done_and_takes_edited_scripts(
         f"/workflows/{wf.pk}/rescue/", {"name": "x", "executor": "local", "file:step3.sh": "x"}
     )
     assert bad.status_code == 302  # a script's content is the user's; the DAG and submit files stay vetted
+
+
+def test_a_nodes_page_shows_its_files_with_the_batch_job_pages_view(
+    client: Any, alice_client: Any, alice: User, bob: User, settings: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    from orchestration.tasks import batch_local, workflows
+
+    settings.BATCH_ROOT = tmp_path / "batch"
+    settings.BATCH_SCRATCH_ROOT = tmp_path / "scratch"
+    monkeypatch.setattr(batch_local, "wake_local_workers", lambda n: None)
+    text, files = lsst_files(["a"])
+    wf = record(alice, text, files)
+    before = alice_client.get(f"/workflows/{wf.pk}/nodes/0/").content.decode()
+    assert "init-all.out" in before and "Nothing yet." in before
+    workflows.start_local(wf)
+    while batch_local.pull_local_jobs() > 0:
+        pass
+    assert f'href="/workflows/{wf.pk}/nodes/0/"' in alice_client.get(f"/workflows/{wf.pk}/").content.decode()
+    page = alice_client.get(f"/workflows/{wf.pk}/nodes/0/").content.decode()
+    assert 'data-testid="job-out">start ' in page and "init.sh" in page
+    assert 'data-testid="job-timeline"' in page and "Finished, exit code 0" in page
+    assert 'data-testid="node-job"' in page  # and the link to its job's own page
+    assert alice_client.post(f"/workflows/{wf.pk}/nodes/0/").status_code == 405
+    assert alice_client.get(f"/workflows/{wf.pk}/nodes/99/").status_code == 404
+    client.force_login(bob)
+    assert client.get(f"/workflows/{wf.pk}/nodes/0/").status_code == 404
+
+
+def test_100000_nodes_are_refused_before_anything_is_recorded(alice_client: Any) -> None:
+    text = "".join(f"JOB n{i} a.sub\n" for i in range(100_000))
+    response = _upload(alice_client, text, {"a.sub": "executable = run.sh\nqueue\n", "run.sh": "#!/bin/sh\n"})
+    assert response.status_code == 400
+    assert "the DAG has more than 20000 nodes, the limit." in response.content.decode()
+    assert not Workflow.objects.exists() and not WorkflowNode.objects.exists()
+
+
+def test_the_dashboard_counts_workflows(alice_client: Any, alice: User) -> None:
+    text, files = lsst_files(["a"])
+    record(alice, text, files)
+    page = alice_client.get("/").content.decode()
+    assert "Workflows" in page and "running, of 1" in page

@@ -169,3 +169,18 @@ def test_hold_stops_new_nodes_release_goes_on_and_remove_ends_it(alice: User, wo
     assert wf.state == Workflow.REMOVED and wf.finished is not None
     assert N.WAITING not in states(wf).values() and N.QUEUED not in states(wf).values()
     assert Operation.objects.filter(kind="workflow_finished", title="Workflow lsst removed").exists()
+
+
+def test_a_script_gets_each_attempts_retry_number(alice: User, woken: list[int]) -> None:
+    files = {
+        "n.sub": "executable = run.sh\noutput = n.out\nerror = n.err\nlog = n.log\nqueue\n",
+        "run.sh": "#!/bin/sh\necho job\n",
+        # fails on its first two attempts, as a flaky step would
+        "post.sh": '#!/bin/sh\necho "post try $1 of $2 after $3"\n[ "$1" = 2 ]\n',
+    }
+    wf = record(alice, "JOB n n.sub\nRETRY n 3\nSCRIPT POST n post.sh $RETRY $MAX_RETRIES $RETURN\n", files)
+    workflows.start_local(wf)
+    run_all()
+    node = WorkflowNode.objects.get(workflow=wf, name="n")
+    assert (node.state, node.attempts) == (N.DONE, 3)
+    assert out_of(wf, "n") == "job\npost try 2 of 3 after 0\n"
