@@ -372,6 +372,7 @@ ARCHIVE_BACKEND = _choice("ARCHIVE_BACKEND", "local" if EMBEDDED else "cadc", ("
 ARCHIVE_DIR = Path(env.str("ARCHIVE_DIR", default=str(VAR_DIR / "archive")))
 CATALOGUE_WORK_DIR = Path(env.str("CATALOGUE_WORK_DIR", default=str(VAR_DIR / "catalogues")))
 CATALOGUE_MAX_DECOMPRESSED_BYTES = _int("CATALOGUE_MAX_DECOMPRESSED_BYTES", 2 * 1024**3, minimum=1024)
+CATALOGUE_MAX_CCD_PIXELS = _int("CATALOGUE_MAX_CCD_PIXELS", 40_000_000, minimum=1024)  # per image HDU
 CATALOGUE_UPLOAD_MAX_BYTES = _int("CATALOGUE_UPLOAD_MAX_BYTES", 1024**3, minimum=1024)
 CATALOGUE_MAX_OBSERVATIONS = _int("CATALOGUE_MAX_OBSERVATIONS", 200, minimum=1)  # per "many IDs" form
 CATALOGUE_DEMO_IMAGES = _int("CATALOGUE_DEMO_IMAGES", 4)  # synthetic images `bootstrap` puts in the archive
