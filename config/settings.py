@@ -320,15 +320,25 @@ BATCH_JOB_MEMORY_MB = _int("BATCH_JOB_MEMORY_MB", 4096, minimum=16)
 BATCH_JOB_OUTPUT_MB = _int("BATCH_JOB_OUTPUT_MB", 1024, minimum=1)
 BATCH_JOB_SCRATCH_MB = _int("BATCH_JOB_SCRATCH_MB", 10240, minimum=1)  # what a job's scratch folder may hold
 BATCH_JOB_RETRIES = _int("BATCH_JOB_RETRIES", 1)  # automatic re-runs of a job whose worker died
-# The local job sandbox (orchestration/batch/sandbox.py): "required" runs every job as BATCH_JOB_UID in
-# bubblewrap namespaces, or not at all; "trusted" (single-user installs) runs jobs as the workers' user.
+# The local job sandbox (orchestration/batch/sandbox.py): "required" runs every job in bubblewrap
+# namespaces as an unprivileged uid of its own (BATCH_JOB_UID_BASE + n, n < BATCH_JOB_UID_COUNT, gid the
+# same; no account of the machine), or not at all; "trusted" (single-user installs) runs jobs as the
+# workers' user. BATCH_JOB_UID_COUNT 0 runs every job as the one BATCH_JOB_UID/BATCH_JOB_GID instead.
 BATCH_SANDBOX = _choice("BATCH_SANDBOX", "required", ("required", "trusted"))
+BATCH_JOB_UID_BASE = _int("BATCH_JOB_UID_BASE", 1_900_000_000, minimum=1)
+BATCH_JOB_UID_COUNT = _int("BATCH_JOB_UID_COUNT", 256)  # at least the job slots of one host
+if BATCH_JOB_UID_BASE + BATCH_JOB_UID_COUNT > 2**31 - 1:
+    raise ImproperlyConfigured("BATCH_JOB_UID_BASE + BATCH_JOB_UID_COUNT must stay below 2**31 - 1")
 BATCH_JOB_UID = _int("BATCH_JOB_UID", 65534, minimum=1)
 BATCH_JOB_GID = _int("BATCH_JOB_GID", 65534, minimum=1)
 BATCH_JOB_NETWORK = _choice("BATCH_JOB_NETWORK", "none", ("none", "egress"))  # egress: pasta, no host ports
 BATCH_JOB_NETWORK_UID = _int("BATCH_JOB_NETWORK_UID", 65533, minimum=1)  # runs pasta; not BATCH_JOB_UID
 if BATCH_JOB_NETWORK == "egress" and BATCH_JOB_NETWORK_UID == BATCH_JOB_UID:
     raise ImproperlyConfigured("BATCH_JOB_NETWORK_UID must differ from BATCH_JOB_UID")
+if BATCH_JOB_UID_BASE <= BATCH_JOB_NETWORK_UID < BATCH_JOB_UID_BASE + BATCH_JOB_UID_COUNT:
+    raise ImproperlyConfigured(
+        "BATCH_JOB_NETWORK_UID must not be one of the job uids (BATCH_JOB_UID_BASE ...)"
+    )
 BATCH_JOB_MAX_PROCESSES = _int("BATCH_JOB_MAX_PROCESSES", 256, minimum=8)
 BATCH_JOB_READONLY_PATHS = [Path(p) for p in env.list("BATCH_JOB_READONLY_PATHS", default=[])]
 for _path in BATCH_JOB_READONLY_PATHS:
@@ -376,6 +386,7 @@ ARCHIVE_BACKEND = _choice("ARCHIVE_BACKEND", "local" if EMBEDDED else "cadc", ("
 ARCHIVE_DIR = Path(env.str("ARCHIVE_DIR", default=str(VAR_DIR / "archive")))
 CATALOGUE_WORK_DIR = Path(env.str("CATALOGUE_WORK_DIR", default=str(VAR_DIR / "catalogues")))
 CATALOGUE_MAX_DECOMPRESSED_BYTES = _int("CATALOGUE_MAX_DECOMPRESSED_BYTES", 2 * 1024**3, minimum=1024)
+CATALOGUE_MAX_CCD_PIXELS = _int("CATALOGUE_MAX_CCD_PIXELS", 40_000_000, minimum=1024)  # per image HDU
 CATALOGUE_UPLOAD_MAX_BYTES = _int("CATALOGUE_UPLOAD_MAX_BYTES", 1024**3, minimum=1024)
 CATALOGUE_MAX_OBSERVATIONS = _int("CATALOGUE_MAX_OBSERVATIONS", 200, minimum=1)  # per "many IDs" form
 CATALOGUE_DEMO_IMAGES = _int("CATALOGUE_DEMO_IMAGES", 4)  # synthetic images `bootstrap` puts in the archive

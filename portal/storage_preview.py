@@ -124,6 +124,30 @@ def _bytes_to_read(hdu: Any, shape: tuple[int, ...], step: int, tile: tuple[int,
     return rows * width * pixel
 
 
+def _gzip_tiles_are_bombs(fh: BinaryIO) -> bool:
+    """Whether a gzip tile of the first image HDU inflates past its size (astropy's inflate has no
+    bound); the header-declared sizes are _bytes_to_read's."""
+    from astropy.io import fits
+
+    from orchestration.catalogue.errors import CatalogueInputError
+    from orchestration.catalogue.fitsread import check_gzip_table
+
+    hdul = fits.open(fh, lazy_load_hdus=True, disable_image_compression=True)
+    try:
+        for index, hdu in enumerate(hdul):
+            if hdu.header.get("ZIMAGE"):
+                check_gzip_table(hdu, index, "thumbnail", 2**62)
+                return False
+            if hdu.is_image and len(getattr(hdu, "shape", ()) or ()) >= 2:
+                return False
+    except CatalogueInputError:
+        return True
+    finally:
+        hdul.close(closed=False)  # the caller's file: read again for the thumbnail
+        fh.seek(0)
+    return False
+
+
 def thumbnail_png(fh: BinaryIO, size: int = 320) -> bytes | None:
     """A zscaled greyscale PNG of the first image HDU, reading only every n-th pixel."""
     import io
@@ -134,6 +158,8 @@ def thumbnail_png(fh: BinaryIO, size: int = 320) -> bytes | None:
     from PIL import Image
 
     try:
+        if _gzip_tiles_are_bombs(fh):
+            return None
         with fits.open(fh, memmap=False, lazy_load_hdus=True) as hdul:
             index = _first_image(hdul)
             if index is None:

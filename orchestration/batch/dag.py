@@ -699,6 +699,12 @@ def check_workflow(text: str, files: dict[str, str], max_problems: int = MAX_PRO
     """
     dag = read_dag(text)
     problems: list[tuple[int, str]] = []
+    # A script is stored with the workflow (PostgreSQL text holds no NUL) and run: text files only.
+    problems += [
+        (0, f"{name} contains NUL bytes; upload a text file.")
+        for name in sorted(files)
+        if "\x00" in files[name]
+    ]
     shapes: dict[str, tuple[int, int, bool, set[str]]] = {}
     groups: dict[tuple[str, tuple[str, ...]], list[DagNode]] = {}
     for node in dag.nodes:

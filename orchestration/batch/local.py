@@ -40,8 +40,10 @@ from orchestration.batch.sandbox import (
     REQUIRED,
     Egress,
     Mounts,
+    NoFreeJobUid,
     SandboxConfig,
     bwrap_argv,
+    job_identity,
     sandbox_problem,
     seccomp_fd,
 )
@@ -389,6 +391,18 @@ def run_job(job: LocalJob, on_start: OnStart | None = None) -> JobResult:
         )
         log.held(reason, HOLD_FAILED_TO_START)
         return JobResult(JobState.HELD, hold_reason=reason, hold_code=HOLD_FAILED_TO_START, host=host)
+    try:  # a uid of its own, held until the job and its cgroup are gone
+        with job_identity(job.sandbox, job.scratch_root / ".sandbox" / "uids") as identity:
+            return _run_as(replace(job, sandbox=identity), host, log, started, on_start)
+    except NoFreeJobUid as exc:
+        reason = f"The job was not run on {host}: {exc}."
+        log.held(reason, HOLD_FAILED_TO_START)
+        return JobResult(JobState.HELD, hold_reason=reason, hold_code=HOLD_FAILED_TO_START, host=host)
+
+
+def _run_as(
+    job: LocalJob, host: str, log: EventLogWriter, started: float, on_start: OnStart | None
+) -> JobResult:
     try:
         scratch = _prepare_scratch(job)
     except OSError as exc:

@@ -1,7 +1,11 @@
 """The local job sandbox: what a user's job may see and do on a portal worker.
 
-Each job runs as a dedicated unprivileged uid (BATCH_JOB_UID, not root and not the portal's
-user), set by ``setpriv`` before anything of the job runs, inside bubblewrap with new PID, IPC,
+Each running job has an unprivileged uid of its own (one of BATCH_JOB_UID_COUNT uids from
+BATCH_JOB_UID_BASE, with the group of the same number; not root, not the portal's user, no account of
+the machine), so that no job can signal another job's processes or open what another job's uid owns,
+even past the namespaces. A worker takes a free uid for a job by locking its file in the host's scratch
+root (``job_identity``) and holds the lock until the job has ended and its cgroup is gone. The uid is
+set by ``setpriv`` before anything of the job runs, inside bubblewrap with new PID, IPC,
 UTS, cgroup and network namespaces, no capabilities (none in any set, and no_new_privs), a new
 session, a fresh ``/proc``, a minimal ``/dev`` and a private ``/tmp``. bubblewrap itself starts as
 the worker (root) so that it can bind the job's folders wherever they are; the job's uid is a real
@@ -18,24 +22,33 @@ so the job's 127.0.0.1 is its own and the host's loopback services stay out of r
 with another uid, has no capability over that namespace and cannot reconfigure it.
 
 Where the sandbox cannot be had (bwrap or setpriv missing, a worker that is not root and so cannot
-switch to the job uid, or a failed self-test), ``required`` mode refuses to run jobs; ``trusted`` mode is for
+switch to the job uid, a uid range that holds an account or a subordinate-uid range of the machine, or
+a failed self-test), ``required`` mode refuses to run jobs, and a job that finds every uid of the range
+taken on its host is held rather than run as another job's uid. With BATCH_JOB_UID_COUNT 0 every job
+runs as the one BATCH_JOB_UID (the shared uid of earlier versions; a warning is logged); ``trusted`` mode is for
 single-user installs and runs jobs as the worker's own user, without the sandbox.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
+import grp
+import logging
 import os
 import platform
+import pwd
 import shutil
 import struct
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 REQUIRED, TRUSTED = "required", "trusted"
 MODES = (REQUIRED, TRUSTED)
@@ -84,6 +97,7 @@ class SandboxConfig:
     network: str = NETWORK_NONE
     network_uid: int = 65533  # egress only: pasta and the owner of the job's network namespace
     readonly_paths: tuple[Path, ...] = field(default_factory=tuple)  # more read-only folders for jobs
+    uid_count: int = 0  # > 0: each running job takes its own uid (and gid) from uid .. uid + uid_count - 1
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -94,6 +108,100 @@ class SandboxConfig:
             raise ValueError("jobs never run as root: the job uid and gid must be above 0")
         if self.network == NETWORK_EGRESS and self.network_uid in (0, self.uid):
             raise ValueError("the network uid must be another unprivileged uid than the job's")
+        if self.uid_count < 0 or self.uid + self.uid_count > MAX_JOB_UID + 1:
+            raise ValueError(f"the job uid range must be within 1 .. {MAX_JOB_UID}")
+        if self.uid_count and self.network_uid in self.job_uids:
+            raise ValueError("the network uid must not be one of the job uids")
+
+    @property
+    def job_uids(self) -> range:
+        """The uids jobs run as: the range, or the one shared uid."""
+        return range(self.uid, self.uid + self.uid_count) if self.uid_count else range(self.uid, self.uid + 1)
+
+
+MAX_JOB_UID = 2**31 - 2  # above, some programs take uids for negative numbers; 2**32 - 1 is "no uid"
+
+
+class NoFreeJobUid(OSError):
+    """Every uid of the range runs a job on this host."""
+
+
+def _subordinate_ranges(path: str) -> list[range]:
+    """The uid (or gid) ranges /etc/subuid (/etc/subgid) hands to users' user namespaces."""
+    ranges = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            ranges.append(range(int(parts[1]), int(parts[1]) + int(parts[2])))
+    return ranges
+
+
+def uid_range_problem(config: SandboxConfig) -> str | None:
+    """Why the job uid range is unsafe on this machine (a uid of it could own its files), or None."""
+    if not config.uid_count:
+        return None
+    uids = config.job_uids
+    first, last = uids[0], uids[-1]
+    for kind, ids in (
+        ("account", [p.pw_uid for p in pwd.getpwall()]),
+        ("group", [g.gr_gid for g in grp.getgrall()]),
+    ):
+        taken = sorted(i for i in ids if first <= i <= last)
+        if taken:
+            return f"the job uid range {first}-{last} holds the {kind} id {taken[0]} of this machine"
+    for path in ("/etc/subuid", "/etc/subgid"):
+        for sub in _subordinate_ranges(path):
+            if sub and sub.start <= last and first <= sub[-1]:
+                return f"the job uid range {first}-{last} overlaps {sub.start}-{sub[-1]} of {path}"
+    return None
+
+
+@contextlib.contextmanager
+def job_identity(config: SandboxConfig, lock_dir: Path) -> Iterator[SandboxConfig]:
+    """The configuration one job runs with: in required mode with a uid range, a uid of its own.
+
+    A uid is taken by an exclusive lock on its file in ``lock_dir`` (on this host, out of the jobs'
+    sight), held until the block ends: after the job and everything it started have ended. The search
+    starts at a place of its own (the worker's pid) so that workers rarely try the same uid.
+    Raises NoFreeJobUid when every uid of the range is taken."""
+    if config.mode != REQUIRED or not config.uid_count:
+        if config.mode == REQUIRED:
+            _warn_shared_uid(config.uid)
+        yield config
+        return
+    lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    uids = config.job_uids
+    start = os.getpid() % len(uids)
+    for k in range(len(uids)):
+        uid = uids[(start + k) % len(uids)]
+        fd = os.open(lock_dir / f"uid-{uid}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            yield replace(config, uid=uid, gid=uid, uid_count=0)
+        finally:
+            os.close(fd)  # releases the lock
+        return
+    raise NoFreeJobUid(
+        f"all {len(uids)} job uids ({uids[0]}-{uids[-1]}) run jobs on this host; the operator can raise"
+        " BATCH_JOB_UID_COUNT"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _warn_shared_uid(uid: int) -> None:
+    log.warning(
+        "BATCH_JOB_UID_COUNT is 0: every local job runs as the one uid %s, so one user's running job"
+        " can signal another's processes; set a uid range (BATCH_JOB_UID_BASE, BATCH_JOB_UID_COUNT)",
+        uid,
+    )
 
 
 def tool(name: str) -> str | None:
@@ -241,9 +349,9 @@ def bwrap_argv(
 
 
 # A seccomp filter bubblewrap installs before the job's first program, for what namespaces do not
-# confine: the kernel keyrings (a uid's keyring outlives its processes and every job has the same uid,
-# so one user's job could leave keys, or find those another user's job left) and new user namespaces
-# (root inside one of its own opens much of the kernel to the job). Those calls fail with EPERM;
+# confine: the kernel keyrings (a uid's keyring outlives its processes and a uid serves one job after
+# another, or every job with BATCH_JOB_UID_COUNT 0, so one user's job could leave keys for the next)
+# and new user namespaces (root inside one of its own opens much of the kernel to the job). Those calls fail with EPERM;
 # clone3, whose flags a filter cannot see, fails with ENOSYS so that libc falls back to clone.
 _CLONE_NEWUSER = 0x10000000
 # arch (AUDIT_ARCH_*) -> (add_key, request_key, keyctl, unshare, clone); clone3 is 435 on all.
@@ -388,6 +496,8 @@ def sandbox_problem(config: SandboxConfig) -> str | None:
     missing = [name for name in needed if tool(name) is None]
     if missing:
         return f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed"
+    if problem := uid_range_problem(config):
+        return problem
     if os.geteuid() != 0:
         return (
             f"the job workers run as uid {os.geteuid()}, not root, so they cannot start jobs as the "
@@ -433,8 +543,14 @@ def describe(config: SandboxConfig) -> str:
     """One line for the pages: which mode the local executor runs in."""
     if config.mode == TRUSTED:
         return "Trusted mode: local jobs run as the workers' own OS user, without a sandbox (single-user installs)."
+    uids = config.job_uids
+    who = (
+        f"an unprivileged uid of its own ({uids[0]}-{uids[-1]})"
+        if config.uid_count
+        else f"unprivileged uid {config.uid} (shared by all jobs)"
+    )
     return (
-        f"Sandboxed: each local job runs as unprivileged uid {config.uid} with no capabilities, "
+        f"Sandboxed: each local job runs as {who} with no capabilities, "
         f"alone in its namespaces, sees only its own files, "
         + (
             "no network."

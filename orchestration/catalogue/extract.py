@@ -31,6 +31,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from orchestration.catalogue.fitsread import read_ccd
 from orchestration.catalogue.sexdefaults import BUILT_IN, BUILT_IN_KERNEL, tutorial_defaults
 from orchestration.catalogue.validate import (
+    DEFAULT_MAX_CCD_PIXELS,
     DEFAULT_MAX_DECOMPRESSED_BYTES,
     CatalogueInputError,
     CcdInfo,
@@ -381,9 +382,14 @@ def list_ccds(
     return [(c.index, c.name, c.shape) for c in validate_image(path, max_decompressed_bytes)]
 
 
-def extract_hdu(path: str | Path, index: int, params: ExtractionParams | None = None) -> np.ndarray:
+def extract_hdu(
+    path: str | Path,
+    index: int,
+    params: ExtractionParams | None = None,
+    max_pixels: int = DEFAULT_MAX_CCD_PIXELS,
+) -> np.ndarray:
     """Read one HDU and extract it: the unit of work for one worker / Celery task."""
-    data, header = read_ccd(path, index)
+    data, header = read_ccd(path, index, max_pixels=max_pixels)
     name = str(header.get("EXTNAME", f"HDU{index}"))
     return extract_ccd(data, header, params, ccd=ccd_number(name, max(index - 1, 0)), ext_number=index)
 
@@ -410,10 +416,10 @@ def tune_malloc() -> bool:
 
 
 def _extract_hdu_with_peak(
-    path: str, index: int, params: ExtractionParams
+    path: str, index: int, params: ExtractionParams, max_pixels: int = DEFAULT_MAX_CCD_PIXELS
 ) -> tuple[np.ndarray, float, int, float]:
     """Worker entry point: rows, this process's peak RSS (MB), its pid and CPU seconds so far."""
-    rows = extract_hdu(path, index, params)
+    rows = extract_hdu(path, index, params, max_pixels)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return rows, usage.ru_maxrss / 1024.0, os.getpid(), usage.ru_utime + usage.ru_stime
 
@@ -432,10 +438,11 @@ def extract_file(
     jobs: int = 1,
     progress: Callable[[int, int, str], None] | None = None,
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+    max_ccd_pixels: int = DEFAULT_MAX_CCD_PIXELS,
 ) -> Catalogue:
     """Extract every CCD of a FITS/MEF file; ``progress(done, total, ccd_name)`` after each CCD."""
     params = params or ExtractionParams.defaults()
-    ccds = validate_image(path, max_decompressed_bytes)
+    ccds = validate_image(path, max_decompressed_bytes, max_ccd_pixels)
     parts: dict[int, np.ndarray] = {}
     done = 0
     peak_mb = 0.0
@@ -443,7 +450,7 @@ def extract_file(
     if jobs <= 1 or len(ccds) == 1:
         start = resource.getrusage(resource.RUSAGE_SELF)
         for c in ccds:
-            parts[c.index], peak, _, used = _extract_hdu_with_peak(str(path), c.index, params)
+            parts[c.index], peak, _, used = _extract_hdu_with_peak(str(path), c.index, params, max_ccd_pixels)
             peak_mb = max(peak_mb, peak)
             cpu[0] = used - start.ru_utime - start.ru_stime
             done += 1
@@ -463,7 +470,10 @@ def extract_file(
         with concurrent.futures.ProcessPoolExecutor(
             max_workers=jobs, mp_context=ctx, initializer=tune_malloc
         ) as pool:
-            futures = {pool.submit(_extract_hdu_with_peak, str(path), c.index, params): c for c in ccds}
+            futures = {
+                pool.submit(_extract_hdu_with_peak, str(path), c.index, params, max_ccd_pixels): c
+                for c in ccds
+            }
             for fut in concurrent.futures.as_completed(futures):
                 c = futures[fut]
                 parts[c.index], peak, pid, used = fut.result()

@@ -20,6 +20,7 @@ from orchestration.catalogue.errors import CatalogueInputError
 
 BLOCK = 2880
 MAX_HEADER_BLOCKS = 2000  # ~72000 cards: more means this is no header
+MAX_NAXIS = 999  # the FITS standard's limit; a larger NAXIS would make readers loop for nothing
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ def _data_size(header: fits.Header) -> int:
     naxis = int(header.get("NAXIS", 0))
     if naxis == 0:
         return 0
+    if not 0 < naxis <= MAX_NAXIS:
+        raise ValueError(f"NAXIS {naxis} is not between 0 and {MAX_NAXIS}")
     dims = [int(header.get(f"NAXIS{i}", 0)) for i in range(1, naxis + 1)]
     bitpix = abs(int(header.get("BITPIX", 8)))
     gcount, pcount = int(header.get("GCOUNT", 1)), int(header.get("PCOUNT", 0))

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
+import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from astropy.io import fits
@@ -26,7 +29,11 @@ except ImportError:  # pragma: no cover - depends on the astropy build
     CfitsioException = RuntimeError  # type: ignore[misc,assignment]
 
 from orchestration.catalogue.errors import CatalogueInputError
-from orchestration.catalogue.fitsindex import image_header, scan_hdus
+from orchestration.catalogue.fitsindex import MAX_NAXIS, image_header, scan_hdus
+from orchestration.catalogue.validate import DEFAULT_MAX_CCD_PIXELS
+
+_WIDEST_PIXEL = 8  # bytes: BITPIX -64
+_GZIP_CHUNK = 1024**2
 
 log = logging.getLogger(__name__)
 RICE_LIBRARY = Path(__file__).with_name("_rice.so")
@@ -58,6 +65,91 @@ def _zvals(header: fits.Header) -> dict[str, int]:
         for i in range(1, 20)
         if f"ZNAME{i}" in header
     }
+
+
+def _corrupted(path: Path, index: int, why: str) -> CatalogueInputError:
+    return CatalogueInputError(f"{path.name}: HDU {index} is corrupted and cannot be read ({why})")
+
+
+def _geometry(path: Path, index: int, header: fits.Header) -> tuple[list[int], list[int]]:
+    """(image axes, tile axes clipped to the image) from the header, checked, before anything is read."""
+    compressed = bool(header.get("ZIMAGE")) and str(header.get("XTENSION", "")).strip() == "BINTABLE"
+    prefix = "Z" if compressed else ""
+    try:
+        naxis = int(header.get(f"{prefix}NAXIS", 0))
+        if not 0 <= naxis <= MAX_NAXIS:
+            raise ValueError(f"{prefix}NAXIS {naxis} is not between 0 and {MAX_NAXIS}")
+        dims = [int(header.get(f"{prefix}NAXIS{i}", 0)) for i in range(1, naxis + 1)]
+        tiles = [int(header.get(f"ZTILE{i}", d if i == 1 else 1)) for i, d in enumerate(dims, 1)]
+    except (ValueError, TypeError) as exc:
+        raise _corrupted(path, index, str(exc)) from exc
+    if any(d < 0 for d in dims) or (compressed and any(t <= 0 for t in tiles)):
+        raise _corrupted(path, index, "negative or zero axis or tile sizes")
+    return dims, [min(t, d) for t, d in zip(tiles, dims, strict=True)] if compressed else dims
+
+
+def _check_pixels(path: Path, index: int, dims: list[int], max_pixels: int) -> None:
+    if math.prod(dims) > max_pixels:
+        raise CatalogueInputError(
+            f"{path.name}: HDU {index} has {' x '.join(map(str, dims))} pixels, more than the limit of"
+            f" {max_pixels} pixels per image"
+        )
+
+
+def _gunzip_size(raw: bytes, limit: int) -> int:
+    """How many bytes the gzip members in ``raw`` decompress to, stopping as soon as it passes limit."""
+    total = 0
+    while raw[:2] == b"\x1f\x8b":
+        stream = zlib.decompressobj(wbits=31)
+        while not stream.eof:
+            chunk = stream.decompress(raw, _GZIP_CHUNK)
+            raw = stream.unconsumed_tail
+            total += len(chunk)
+            if total > limit:
+                return total
+            if not chunk and not raw:
+                return total  # cut off: the decoder says so itself
+        raw = stream.unused_data
+    return total
+
+
+def check_gzip_tiles(source: str | Path | BinaryIO, index: int, name: str, max_pixels: int) -> None:
+    """Refuse gzip-compressed tiles that decompress to more than their tile holds.
+
+    astropy inflates a GZIP_1/GZIP_2 tile (and a float tile stored in GZIP_COMPRESSED_DATA) with
+    ``gzip.decompress``, which has no bound: a tile of 1 MB of zeros is 1 GB in memory. This inflates
+    each tile in 1 MB steps, keeping nothing, and stops past the tile's own size.
+    """
+    with fits.open(source, memmap=True, disable_image_compression=True, lazy_load_hdus=True) as hdul:
+        check_gzip_table(hdul[index], index, name, max_pixels)
+
+
+def check_gzip_table(table: fits.BinTableHDU, index: int, name: str, max_pixels: int) -> None:
+    """check_gzip_tiles on HDU ``index``, opened as a table (``disable_image_compression``)."""
+    path = Path(name)
+    header = table.header
+    if not (str(header.get("XTENSION", "")).strip() == "BINTABLE" and header.get("ZIMAGE")):
+        return
+    dims, tiles = _geometry(path, index, header)
+    _check_pixels(path, index, dims, max_pixels)
+    fields = min(max(int(header.get("TFIELDS", 0)), 0), 999)
+    names = [str(header.get(f"TTYPE{i}", "")).strip().upper() for i in range(1, fields + 1)]
+    columns = ["GZIP_COMPRESSED_DATA"] if "GZIP_COMPRESSED_DATA" in names else []
+    if str(header.get("ZCMPTYPE", "")).strip().upper().startswith("GZIP"):
+        columns.append("COMPRESSED_DATA")
+    if not columns or not dims:
+        return
+    limit = math.prod(tiles) * _WIDEST_PIXEL
+    needed = math.prod(-(-d // t) for d, t in zip(dims, tiles, strict=True))
+    for column in columns:
+        if column not in names:
+            raise _corrupted(path, index, f"no {column} column")
+        cells = table.data.field(column)
+        for row in range(min(len(cells), needed)):
+            if _gunzip_size(np.asarray(cells[row]).tobytes(), limit) > limit:
+                raise _corrupted(
+                    path, index, f"tile {row + 1} inflates past the {limit} bytes its pixels take"
+                )
 
 
 def _fast_rice(path: Path, index: int, row_step: int = 1) -> tuple[np.ndarray, fits.Header] | None:
@@ -176,13 +268,22 @@ def _astropy_read(path: Path, index: int, row_step: int = 1) -> tuple[np.ndarray
     return data, header
 
 
-def read_ccd(path: str | Path, index: int, row_step: int = 1) -> tuple[np.ndarray, fits.Header]:
+def read_ccd(
+    path: str | Path, index: int, row_step: int = 1, max_pixels: int = DEFAULT_MAX_CCD_PIXELS
+) -> tuple[np.ndarray, fits.Header]:
     """One image HDU as float32 (BZERO/BSCALE applied) and its image header; only that HDU is read.
 
     ``row_step`` > 1 returns every row_step-th row only (cheap thumbnails of compressed images).
+    An image (or a compressed tile) larger than ``max_pixels`` is refused before anything is allocated.
     """
     path = Path(path)
     try:
+        entries = scan_hdus(path)
+        if not 0 <= index < len(entries):
+            raise CatalogueInputError(f"{path.name}: there is no HDU {index}")
+        dims, _ = _geometry(path, index, entries[index].header)
+        _check_pixels(path, index, dims, max_pixels)
+        check_gzip_tiles(path, index, path.name, max_pixels)
         fast = _fast_rice(path, index, row_step)
         return fast if fast is not None else _astropy_read(path, index, row_step)
     except CatalogueInputError:
@@ -195,6 +296,10 @@ def read_ccd(path: str | Path, index: int, row_step: int = 1) -> tuple[np.ndarra
         KeyError,
         RuntimeError,
         EOFError,
+        MemoryError,
+        OverflowError,
+        ctypes.ArgumentError,
+        zlib.error,
         CfitsioException,
     ) as exc:
         raise CatalogueInputError(

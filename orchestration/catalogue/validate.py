@@ -12,12 +12,12 @@ from pathlib import Path
 from astropy.io import fits
 
 from orchestration.catalogue.errors import CatalogueInputError
-from orchestration.catalogue.fitsindex import scan_hdus
+from orchestration.catalogue.fitsindex import MAX_NAXIS, scan_hdus
 
 __all__ = ["CatalogueInputError", "CcdInfo", "validate_image"]
 
 DEFAULT_MAX_DECOMPRESSED_BYTES = 2 * 1024**3  # a full MegaCam exposure is 0.68 GB as 16-bit pixels
-DEFAULT_MAX_CCD_PIXELS = 40_000_000  # keeps one worker under ~400 MB with float32 work arrays
+DEFAULT_MAX_CCD_PIXELS = 40_000_000  # a MegaCam CCD (2112 x 4644) four times; ~400 MB of float32 work
 SUPPORTED_COMPRESSION = {"RICE_1", "RICE_ONE", "GZIP_1", "GZIP_2", "PLIO_1", "HCOMPRESS_1", "NOCOMPRESS"}
 
 
@@ -36,6 +36,8 @@ def _image_geometry(header: fits.Header, compressed: bool) -> tuple[int, list[in
     prefix = "Z" if compressed else ""
     bitpix = int(header.get(f"{prefix}BITPIX", 0))
     naxis = int(header.get(f"{prefix}NAXIS", 0))
+    if not 0 <= naxis <= MAX_NAXIS:
+        raise ValueError(f"{prefix}NAXIS {naxis} is not between 0 and {MAX_NAXIS}")
     dims = [int(header.get(f"{prefix}NAXIS{i}", 0)) for i in range(1, naxis + 1)]
     return bitpix, dims
 
@@ -47,6 +49,11 @@ def _check_magic(path: Path) -> None:
         head = fh.read(2880)
     if len(head) == 0:
         raise CatalogueInputError(f"{path.name}: the file is empty")
+    if head.startswith(b"\x1f\x8b"):
+        raise CatalogueInputError(
+            f"{path.name}: a gzip-compressed file, which is not read (its size once decompressed is"
+            " unknown until the end); give the .fits file, or compress its images with fpack"
+        )
     if not head.startswith(b"SIMPLE  ="):
         raise CatalogueInputError(f"{path.name}: not a FITS file (it does not start with a FITS header)")
     if len(head) < 2880:

@@ -76,8 +76,9 @@ def local_executor() -> LocalExecutor:
 def sandbox_config() -> SandboxConfig:
     return SandboxConfig(
         mode=settings.BATCH_SANDBOX,
-        uid=settings.BATCH_JOB_UID,
-        gid=settings.BATCH_JOB_GID,
+        uid=settings.BATCH_JOB_UID_BASE if settings.BATCH_JOB_UID_COUNT else settings.BATCH_JOB_UID,
+        gid=settings.BATCH_JOB_UID_BASE if settings.BATCH_JOB_UID_COUNT else settings.BATCH_JOB_GID,
+        uid_count=settings.BATCH_JOB_UID_COUNT,
         network=settings.BATCH_JOB_NETWORK,
         network_uid=settings.BATCH_JOB_NETWORK_UID,
         readonly_paths=tuple(settings.BATCH_JOB_READONLY_PATHS),

@@ -262,7 +262,7 @@ def _run(cat: Catalogue, progress: Progress) -> None:
         _set_state(cat, Catalogue.FETCHING)
         progress(2, f"Fetching {cat.name}")
         _fetch(cat, image)
-    ccds = validate_image(image, settings.CATALOGUE_MAX_DECOMPRESSED_BYTES)
+    ccds = validate_image(image, settings.CATALOGUE_MAX_DECOMPRESSED_BYTES, settings.CATALOGUE_MAX_CCD_PIXELS)
     params = ExtractionParams.from_dict(cat.params)
     if cat.state != Catalogue.EXTRACTING:
         _record_ccds(cat, ccds)
@@ -438,7 +438,7 @@ def _wake_if_last(cat: Catalogue) -> None:
 
 def _extract_one(cat: Catalogue, row: CatalogueCcd) -> int:
     params = ExtractionParams.from_dict(cat.params)
-    data, header = read_ccd(input_path(cat), row.hdu_index)
+    data, header = read_ccd(input_path(cat), row.hdu_index, max_pixels=settings.CATALOGUE_MAX_CCD_PIXELS)
     factor = max(1, math.ceil(max(data.shape) / PREVIEW_MAX_SIZE))
     small = downsample(data, factor)  # before extraction, which subtracts the background in place
     rows = extract_ccd(data, header, params, ccd=row.ccd, ext_number=row.hdu_index)

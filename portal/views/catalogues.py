@@ -115,7 +115,7 @@ def _save_upload(sent: Any) -> tuple[Path | None, str]:
         for chunk in sent.chunks(1024 * 1024):
             dest.write(chunk)
     try:
-        validate_image(target, settings.CATALOGUE_MAX_DECOMPRESSED_BYTES)
+        validate_image(target, settings.CATALOGUE_MAX_DECOMPRESSED_BYTES, settings.CATALOGUE_MAX_CCD_PIXELS)
     except CatalogueInputError as exc:
         target.unlink(missing_ok=True)
         return None, str(exc).replace(target.name, Path(sent.name).name)

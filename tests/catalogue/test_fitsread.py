@@ -169,5 +169,6 @@ def _set_cards(path: Path, **values: int) -> None:
 def test_a_hostile_header_is_refused(tmp_path: Path, cards: dict[str, int]) -> None:
     path = _write(tmp_path / "img.fits.fz", _mixed((20, 64), np.uint16))
     _set_cards(path, **cards)
-    with pytest.raises(CatalogueInputError, match="HDU 1 is corrupted and cannot be read"):
+    problem = "HDU 1 has .* pixels, more than the limit" if cards.get("ZNAXIS1") else "HDU 1 is corrupted"
+    with pytest.raises(CatalogueInputError, match=problem):
         read_ccd(path, 1)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from orchestration.catalogue.extract import ExtractionParams, extract_file
@@ -67,7 +68,14 @@ class Command(BaseCommand):
         started = time.perf_counter()
         try:
             params = ExtractionParams.from_dict({k: v for k, v in overrides.items() if v is not None})
-            catalogue = extract_file(image, params, jobs=options["jobs"], progress=progress)
+            catalogue = extract_file(
+                image,
+                params,
+                jobs=options["jobs"],
+                progress=progress,
+                max_decompressed_bytes=settings.CATALOGUE_MAX_DECOMPRESSED_BYTES,
+                max_ccd_pixels=settings.CATALOGUE_MAX_CCD_PIXELS,
+            )
             extracted = time.perf_counter()
             paths = write_all(
                 catalogue, options["output"], image_stem(image), tabledata=options["votable_tabledata"]
