@@ -31,7 +31,7 @@ from orchestration.storage.base import (
     StorageError,
     StorageUnavailable,
 )
-from portal import storage_backend, summary
+from portal import storage_backend
 from portal.forms.storage import DeleteForm, MkdirForm, MoveForm, UploadForm
 from portal.request_body import request_body
 from portal.storage_backend import storage_for
@@ -386,18 +386,3 @@ def _safe_count(storage: Storage, node: Node) -> int:
     except StorageError:
         return -1  # unknown: the confirmation then asks as for a non-empty folder
 
-
-# -- dashboard -----------------------------------------------------------------------------------------
-def contribute_storage(result: summary.Summary, user: Any, project: Any) -> None:
-    """Storage used, as last measured (the dashboard never calls the storage service)."""
-    usage = getattr(user, "storage_usage", None)
-    result.storage_used = usage.bytes_used if usage else None
-    result.counts["Storage"] = {  # type: ignore[assignment]  # the dashboard's card format
-        "value": filesizeformat(usage.bytes_used) if usage else "–",
-        "url": reverse("storage"),
-        "detail": "used in your space" if usage else "open Storage to measure",
-    }
-
-
-if contribute_storage not in summary.CONTRIBUTORS:
-    summary.CONTRIBUTORS.append(contribute_storage)
