@@ -66,10 +66,14 @@ def test_it_refuses_an_oversized_upload_with_a_clear_message(alice_client: Any, 
     assert not (storage_root / "alice" / "big.bin").exists()
 
 
-def test_it_refuses_a_body_longer_than_the_limit_without_a_length(alice_client: Any, settings: Any) -> None:
+def test_it_refuses_a_body_longer_than_the_limit_by_its_length(
+    alice_client: Any, settings: Any, storage_root: Path
+) -> None:
     settings.STORAGE_UPLOAD_MAX_BYTES = 10
     response = upload(alice_client, "a.bin", b"x" * 11)  # the length check catches it first
     assert response.status_code == 413
+    assert response.json() == {"ok": False, "error": "The file is larger than the 10\xa0bytes upload limit."}
+    assert not (space(storage_root) / "a.bin").exists()
 
 
 def test_it_asks_before_replacing_a_file(alice_client: Any, storage_root: Path) -> None:
