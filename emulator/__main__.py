@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
-from emulator.server import clouds_yaml, start_emulator
+from emulator.server import RunningEmulator, clouds_yaml, start_emulator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,35 +52,49 @@ def serve(
     latency: float = 0.0,
     separate_ports: bool = False,
 ) -> int:
-    """Run until Ctrl-C, after printing the URL and a clouds.yaml entry for the demo user."""
+    """Run until Ctrl-C (or SIGTERM), after printing the URL and a clouds.yaml entry for the demo user.
+
+    SIGINT and SIGTERM are blocked before the first server thread starts and waited for with
+    sigwait, so one that arrives while the emulator starts or prints waits its turn. It used to raise
+    KeyboardInterrupt wherever the main thread was: before the `try`, the listeners were never
+    stopped nor the state closed, and the command died of the interrupt; SIGTERM killed it outright.
+    The threads inherit the mask, so the signal is the main thread's alone; the listeners are stopped
+    in `finally` whatever happens.
+    """
     level = logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    running: RunningEmulator | None = None
     try:
-        running = start_emulator(
-            host,
-            port,
-            state,
-            seed,
-            build_seconds,
-            snapshot_seconds,
-            public_url,
-            latency=latency,
-            separate_ports=separate_ports,
-        )
-    except (OSError, ValueError) as exc:
-        print(f"cannot start the emulated cloud: {exc}", file=sys.stderr)
-        return 1
-    print(f"Emulated OpenStack cloud (not a real one) on {running.url}  state: {state or 'in memory'}")
-    if not quiet:
-        print("clouds.yaml entry for the demo user (save as ~/.config/openstack/clouds.yaml):\n")
-        print(clouds_yaml(running.auth_url))
-    sys.stdout.flush()
-    try:
-        running.wait()
-    except KeyboardInterrupt:
-        print("stopping")
+        try:
+            running = start_emulator(
+                host,
+                port,
+                state,
+                seed,
+                build_seconds,
+                snapshot_seconds,
+                public_url,
+                latency=latency,
+                separate_ports=separate_ports,
+            )
+        except (OSError, ValueError) as exc:
+            print(f"cannot start the emulated cloud: {exc}", file=sys.stderr)
+            return 1
+        print(f"Emulated OpenStack cloud (not a real one) on {running.url}  state: {state or 'in memory'}")
+        if not quiet:
+            print("clouds.yaml entry for the demo user (save as ~/.config/openstack/clouds.yaml):\n")
+            print(clouds_yaml(running.auth_url))
+        sys.stdout.flush()
+        signal.sigwait(stop_signals)
+        print("stopping", flush=True)
     finally:
-        running.stop()
+        if running is not None:
+            running.stop()
+        while stop_signals & signal.sigpending():  # a second Ctrl-C while stopping: stopped already
+            signal.sigwait(stop_signals)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Content-Security-Policy on every response: scripts and style sheets come from the portal only.
 
 Pages hold no inline script, no inline event handler and no <style> element (behaviour lives in
-``portal/static``, wired by data attributes); only ``style`` attributes are allowed, for the widths of
+``static/portal``, wired by data attributes); only ``style`` attributes are allowed, for the widths of
 progress bars and the like. settings.CONTENT_SECURITY_POLICY is the policy ("" sends none).
 """
 

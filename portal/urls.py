@@ -1,4 +1,5 @@
-from django.urls import path
+from django.urls import path, register_converter
+from django.urls.converters import PathConverter
 
 from portal.views import auth, cloud, dashboard, operations, vms
 from portal.views import batch as batch_views
@@ -6,6 +7,16 @@ from portal.views import catalogues as catalogue_views
 from portal.views import certificates as certificate_views
 from portal.views import storage as storage_views
 from portal.views import workflows as workflow_views
+
+
+class StoragePathConverter(PathConverter):
+    """A path in a user's storage: Django's `path`, line feeds included. A name made outside the
+    portal may hold one, and `path` (`.+`) would neither match it nor build its URL."""
+
+    regex = "(?s:.+)"
+
+
+register_converter(StoragePathConverter, "storagepath")
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -58,10 +69,10 @@ urlpatterns = [
 # Storage (issue 7): paths inside the user's own space; the storage adapter validates them.
 urlpatterns += [
     path("storage/", storage_views.browse, name="storage"),
-    path("storage/browse/<path:path>", storage_views.browse, name="storage_browse"),
-    path("storage/file/<path:path>", storage_views.file_detail, name="storage_file"),
-    path("storage/thumbnail/<path:path>", storage_views.thumbnail, name="storage_thumbnail"),
-    path("storage/download/<path:path>", storage_views.download, name="storage_download"),
+    path("storage/browse/<storagepath:path>", storage_views.browse, name="storage_browse"),
+    path("storage/file/<storagepath:path>", storage_views.file_detail, name="storage_file"),
+    path("storage/thumbnail/<storagepath:path>", storage_views.thumbnail, name="storage_thumbnail"),
+    path("storage/download/<storagepath:path>", storage_views.download, name="storage_download"),
     path("storage/upload/", storage_views.upload, name="storage_upload"),
     path("storage/mkdir/", storage_views.mkdir, name="storage_mkdir"),
     path("storage/move/", storage_views.move, name="storage_move"),
@@ -94,5 +105,7 @@ urlpatterns += [
         catalogue_views.catalogue_download,
         name="catalogue_download",
     ),
-    path("catalogues/storage/<path:path>", catalogue_views.catalogue_preview, name="catalogue_preview"),
+    path(
+        "catalogues/storage/<storagepath:path>", catalogue_views.catalogue_preview, name="catalogue_preview"
+    ),
 ]

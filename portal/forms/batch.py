@@ -213,7 +213,7 @@ class BatchForm(_TargetMixin):
     name = forms.CharField(max_length=64, initial="do_catalogue", help_text="Letters, digits, - and _.")
     script_name = forms.CharField(max_length=100, initial="do_catalogue.bash", label="Script file name")
     script = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false", "class": "mono"}),
+        widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false", "class": "mono script-text"}),
         initial=SEED_SCRIPT,
         strip=False,
         label="Executable script",
@@ -221,7 +221,7 @@ class BatchForm(_TargetMixin):
     items = forms.CharField(
         required=False,
         strip=False,
-        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false", "class": "mono"}),
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false", "class": "mono script-text"}),
         label="Items",
         help_text="One per line; each becomes one job, passed to the script as $1.",
     )
@@ -425,7 +425,9 @@ class ResubmitForm(forms.Form):
 
     script = forms.CharField(
         strip=False,
-        widget=forms.Textarea(attrs={"class": "form-control mono", "rows": 16, "spellcheck": "false"}),
+        widget=forms.Textarea(
+            attrs={"class": "form-control mono script-text", "rows": 16, "spellcheck": "false"}
+        ),
     )
 
     def clean_script(self) -> str:

@@ -117,18 +117,18 @@ class DagUploadForm(_WorkflowForm):
 
 class StagesForm(_WorkflowForm):
     items = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 6, "class": "mono"}),
+        widget=forms.Textarea(attrs={"rows": 6, "class": "mono script-text"}),
         help_text="One item per line (e.g. observation IDs): each runs the chain of steps with the item as argument.",
     )
     before = forms.CharField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}),
+        widget=forms.Textarea(attrs={"rows": 4, "class": "mono script-text"}),
         label="Before all (optional)",
         help_text="A script run once before every item's steps (e.g. initialise a repository).",
     )
     after = forms.CharField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}),
+        widget=forms.Textarea(attrs={"rows": 4, "class": "mono script-text"}),
         label="After all (optional)",
         help_text="A script run once when every item's steps are done (e.g. merge the catalogues).",
     )
@@ -138,11 +138,11 @@ class StagesForm(_WorkflowForm):
         for i in range(1, MAX_STEPS + 1):
             self.fields[f"step{i}"] = forms.CharField(
                 required=i == 1,
-                widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}),
+                widget=forms.Textarea(attrs={"rows": 4, "class": "mono script-text"}),
                 label=f"Step {i}" + (" (optional)" if i > 1 else ""),
                 help_text="Runs as ./step.sh ITEM." if i == 1 else "",
             )
-            self.fields[f"step{i}"].widget.attrs["class"] = "form-control mono"
+            self.fields[f"step{i}"].widget.attrs["class"] = "form-control mono script-text"
 
     def step_fields(self) -> list[Any]:
         return [self[f"step{i}"] for i in range(1, MAX_STEPS + 1)]

@@ -17,15 +17,13 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from orchestration.batch.base import JobState, ParsedJob, ParsedSubmit
+from orchestration.batch.base import ParsedJob, ParsedSubmit
 from orchestration.batch.sandbox import TRUSTED
 from orchestration.batch.sandbox import describe as describe_sandbox
 from orchestration.batch.submit import render as render_submit
 from orchestration.tasks.batch import CONTROL_APPLIES, job_dir, sandbox_config, summary_text
-from portal import summary
 from portal.forms.batch import BatchForm, BatchPlan, ResubmitForm, UploadForm, proxy_problem
 from portal.http import posted_ids
 from portal.job_files import file_in, files_context
@@ -438,35 +436,3 @@ def batch_resubmit_edit(request: HttpRequest, pk: int) -> HttpResponse:
     if editing and form.is_valid():
         return _resubmit(request, sub, old, form.cleaned_data["script"])
     return render(request, "batch/resubmit.html", {"sub": sub, "jobs": old, "form": form})
-
-
-# ---------------------------------------------------------------------------- dashboard
-
-
-def contribute(s: summary.Summary, user: Any, project: Any) -> None:
-    """The dashboard's Jobs card and the tutorial step "Submit a batch of jobs"."""
-    rows = (
-        Job.objects.filter(submission__owner=user, state__in=[Job.IDLE, Job.RUNNING, Job.HELD])
-        .values("state")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    by_state = {row["state"]: row["n"] for row in rows}
-    detail = " · ".join(
-        f"{by_state[k]} {k}" for k in (JobState.RUNNING, JobState.IDLE, JobState.HELD) if by_state.get(k)
-    )
-    s.counts["Jobs"] = {  # type: ignore[assignment]
-        "value": sum(by_state.values()),
-        "url": reverse("batch"),
-        "detail": detail or "none in the queue",
-    }
-    submitted = Submission.objects.for_user(user).exists()
-    s.steps.append(
-        summary.Step(
-            "Submit a batch of jobs", "Run your script over a list of items.", "batch_new", submitted
-        )
-    )
-
-
-if contribute not in summary.CONTRIBUTORS:
-    summary.CONTRIBUTORS.append(contribute)

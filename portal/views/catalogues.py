@@ -36,7 +36,7 @@ from orchestration.catalogue.formats import TABLEDATA_SUFFIX, read_catalogue, wr
 from orchestration.catalogue.validate import validate_image
 from orchestration.storage.base import NotFound, StorageError
 from orchestration.tasks.catalogues import ccd_png, input_path, preview_path, rows_path
-from portal import storage_backend, summary
+from portal import storage_backend
 from portal.catalogue_table import plots, table_context
 from portal.forms.catalogues import ManyObservationsForm, NewCatalogueForm
 from portal.models import Catalogue, CatalogueCcd, Operation
@@ -499,30 +499,3 @@ def catalogue_preview(request: HttpRequest, path: str) -> HttpResponse:
         return render(request, "catalogues/_table.html", {"table": table})
     ctx = {"path": path, "name": name, "table": table, "n_rows": len(rows), **plots(rows)}
     return render(request, "catalogues/stored.html", ctx)
-
-
-# ---------------------------------------------------------------------------- table and plots
-
-
-def contribute(s: summary.Summary, user: Any, project: Any) -> None:
-    """The dashboard's Catalogues card and the tutorial step "Look at your catalogues"."""
-    cats = Catalogue.objects.for_user(user)
-    done = cats.filter(state=Catalogue.DONE).count()
-    running = cats.active().count()
-    s.counts["Catalogues"] = {  # type: ignore[assignment]
-        "value": done,
-        "url": reverse("catalogues"),
-        "detail": f"{running} running" if running else "source catalogues",
-    }
-    s.steps.append(
-        summary.Step(
-            "Look at your catalogues",
-            "Detect sources on an image and preview them.",
-            "catalogues",
-            done > 0,
-        )
-    )
-
-
-if contribute not in summary.CONTRIBUTORS:
-    summary.CONTRIBUTORS.append(contribute)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any, BinaryIO, cast
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -19,7 +18,7 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -31,7 +30,7 @@ from orchestration.storage.base import (
     StorageError,
     StorageUnavailable,
 )
-from portal import storage_backend, summary
+from portal import storage_backend
 from portal.forms.storage import DeleteForm, MkdirForm, MoveForm, UploadForm
 from portal.request_body import request_body
 from portal.storage_backend import storage_for
@@ -43,6 +42,7 @@ from portal.storage_preview import (
     read_text,
     thumbnail_png,
 )
+from portal.templatetags.names import plain_name
 
 log = logging.getLogger(__name__)
 SORTS = {"name", "size", "modified"}
@@ -93,18 +93,6 @@ def _sorted(nodes: list[Node], sort: str) -> list[Node]:
         folders = [n for n in nodes if n.is_dir][::-1]
         nodes = folders + [n for n in nodes if not n.is_dir][::-1]
     return nodes
-
-
-def _catalogue_url(path: str) -> str | None:
-    """The catalogue preview page for a stored catalogue, once that page exists."""
-    try:
-        return reverse("catalogue_preview", kwargs={"path": path})
-    except NoReverseMatch:
-        pass
-    try:
-        return reverse("catalogue_preview") + "?" + urlencode({"path": path})
-    except NoReverseMatch:
-        return None
 
 
 # -- pages ---------------------------------------------------------------------------------------------
@@ -174,7 +162,7 @@ def file_detail(request: HttpRequest, path: str) -> HttpResponse:
                 if ctx["fits"].image_hdu is not None:
                     ctx["thumbnail"] = reverse("storage_thumbnail", args=[node.path])
         elif kind == "catalogue":
-            ctx["catalogue_url"] = _catalogue_url(node.path)
+            ctx["catalogue_url"] = reverse("catalogue_preview", args=[node.path])
             with storage.open_read(node.path) as fh:
                 ctx["table"] = read_table_head(fh, node.name)
                 if ctx["table"] is None:
@@ -311,10 +299,19 @@ def mkdir(request: HttpRequest) -> HttpResponse:
     return redirect(_browse_url(form.cleaned_data["folder"]))
 
 
+def _acted_on(request: HttpRequest) -> str:
+    """The path a move or delete acts on. The pages' forms send it in the query string, where it
+    arrives as it is: a browser sends a form field's line breaks as CR LF, so a name made outside the
+    portal with a line feed in it would not be found from the field."""
+    if "path" in request.GET:
+        return request.GET["path"]
+    return request.POST.get("path", "") if request.method == "POST" else ""
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def move(request: HttpRequest) -> HttpResponse:
-    path = request.POST.get("path") if request.method == "POST" else request.GET.get("path", "")
+    path = _acted_on(request)
     try:
         storage = _storage(request)
         node = storage.info(path or "")
@@ -327,7 +324,7 @@ def move(request: HttpRequest) -> HttpResponse:
         except StorageError as exc:
             form.add_error("dest", str(exc))
         else:
-            messages.success(request, f"Moved '{node.path}' to '{moved.path}'.")
+            messages.success(request, f"Moved '{plain_name(node.path)}' to '{plain_name(moved.path)}'.")
             return redirect(_browse_url(_parent(moved.path)))
     folders = [n.path for n in _safe_list(storage, _parent(node.path)) if n.is_dir and n.path != node.path]
     ctx = {
@@ -343,7 +340,7 @@ def move(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def delete(request: HttpRequest) -> HttpResponse:
-    path = request.POST.get("path") if request.method == "POST" else request.GET.get("path", "")
+    path = _acted_on(request)
     try:
         storage = _storage(request)
         node = storage.info(path or "")
@@ -366,7 +363,7 @@ def delete(request: HttpRequest) -> HttpResponse:
                 except StorageError as exc:
                     return _refused(request, exc, _parent(node.path))
                 storage_backend.refresh_usage(request.user, storage)
-                messages.success(request, f"Deleted '{node.path}'.")
+                messages.success(request, f"Deleted '{plain_name(node.path)}'.")
                 return redirect(_browse_url(_parent(node.path)))
     ctx = {"action": "delete", "node": node, "count": count, "breadcrumbs": _breadcrumbs(node.path)}
     ctx["must_confirm"] = must_confirm
@@ -385,19 +382,3 @@ def _safe_count(storage: Storage, node: Node) -> int:
         return storage.count(node.path)
     except StorageError:
         return -1  # unknown: the confirmation then asks as for a non-empty folder
-
-
-# -- dashboard -----------------------------------------------------------------------------------------
-def contribute_storage(result: summary.Summary, user: Any, project: Any) -> None:
-    """Storage used, as last measured (the dashboard never calls the storage service)."""
-    usage = getattr(user, "storage_usage", None)
-    result.storage_used = usage.bytes_used if usage else None
-    result.counts["Storage"] = {  # type: ignore[assignment]  # the dashboard's card format
-        "value": filesizeformat(usage.bytes_used) if usage else "–",
-        "url": reverse("storage"),
-        "detail": "used in your space" if usage else "open Storage to measure",
-    }
-
-
-if contribute_storage not in summary.CONTRIBUTORS:
-    summary.CONTRIBUTORS.append(contribute_storage)

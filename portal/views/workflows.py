@@ -17,14 +17,13 @@ from django.db import transaction
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from orchestration.batch.base import BatchValidationError
 from orchestration.batch.dag import WRAPPER_PREFIX, check_workflow
 from orchestration.tasks.batch import job_dir
 from orchestration.tasks.workflow_condor import dag_dir
-from portal import summary, workflow_graph
+from portal import workflow_graph
 from portal.forms.workflows import DagUploadForm, StagesForm, _WorkflowForm
 from portal.job_files import files_context
 from portal.models import Job, Operation, Workflow, WorkflowNode
@@ -333,19 +332,3 @@ def workflows_with_counts(user: Any, limit: int = 10) -> list[Workflow]:
         w.counts = c  # type: ignore[attr-defined]
         w.bars = [(s, round(100 * c[s] / total, 2)) for s in ("done", "failed", "notrun", "removed")]  # type: ignore[attr-defined]
     return rows
-
-
-def contribute(s: summary.Summary, user: Any, project: Any) -> None:
-    """The dashboard's Workflows card."""
-    running = Workflow.objects.for_user(user).filter(state__in=Workflow.ACTIVE_STATES).count()
-    total = Workflow.objects.for_user(user).count()
-    if total:
-        s.counts["Workflows"] = {  # type: ignore[assignment]
-            "value": running,
-            "url": reverse("batch"),
-            "detail": f"running, of {total}",
-        }
-
-
-if contribute not in summary.CONTRIBUTORS:
-    summary.CONTRIBUTORS.append(contribute)

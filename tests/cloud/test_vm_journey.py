@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils.html import escape
 
 from orchestration.cloud.client import close_sessions
 from portal.crypto import encrypt
@@ -391,7 +392,8 @@ def test_it_reboots_reads_the_console_detaches_and_releases_and_deletes_keys_and
     assert drive(last_op("vm_console")).state == "succeeded"
     console = Server.objects.get(pk=server.pk).console_output
     assert "launched without a key pair" in console  # _launch gives no key
-    assert "console" in demo_client.get(f"/vms/{server.pk}/").content.decode()
+    shown = demo_client.get(f"/vms/{server.pk}/").content.decode().split('data-testid="console">')[1]
+    assert shown.split("</pre>")[0] == escape(console)  # the console output, on the VM's page
 
     demo_client.post("/vms/ips/allocate/")
     drive(last_op("fip_allocate"))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import User
@@ -38,9 +39,13 @@ def test_it_throttles_repeated_failures_with_a_clear_message(client: Any, alice:
 
 def test_it_signs_out_with_post_only(alice_client: Any) -> None:
     assert alice_client.get("/accounts/logout/").status_code == 405
+    assert "_auth_user_id" in alice_client.session  # a GET signs no one out
     response = alice_client.post("/accounts/logout/")
     assert response.status_code == 302
-    assert alice_client.get("/").status_code == 302
+    assert "_auth_user_id" not in alice_client.session
+    page = alice_client.get(response["Location"], follow=True)
+    assert page.redirect_chain == [] and b'id="id_password"' in page.content  # the sign-in form
+    assert alice_client.get("/")["Location"] == "/accounts/login/?next=/"
 
 
 def test_it_shows_the_demo_hint_only_when_the_demo_account_exists(client: Any, db: Any) -> None:
@@ -65,4 +70,6 @@ def test_it_never_uses_local_passwords_with_the_cadc_backend(
 
 @pytest.mark.parametrize("path", ["/", "/operations/", "/operations/panel/"])
 def test_it_requires_sign_in(client: Any, db: Any, path: str) -> None:
-    assert client.get(path).status_code == 302
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"] == f"/accounts/login/?next={quote(path)}"  # back here once signed in

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 
-from portal.models import Operation
+from portal.models import Operation, Project
 
 
 def test_it_records_and_dispatches_a_system_check_after_commit(
@@ -54,9 +54,31 @@ def test_it_returns_404_for_another_users_operation(alice_client: Any, bob: User
 
 
 def test_it_shows_an_operation_page(alice_client: Any, alice: User) -> None:
-    op = Operation.objects.create(owner=alice, kind="system_check", title="System check", target="portal")
+    project = Project.objects.get(name="alice-lensing")
+    op = Operation.objects.create(
+        owner=alice,
+        project=project,
+        kind="vm_launch",
+        title="Launch VM pipeline-1",
+        target="srv-4411",
+        state=Operation.RUNNING,
+        progress=60,
+        message="Waiting for the VM to boot",
+        attempts=2,
+    )
     response = alice_client.get(f"/operations/{op.pk}/")
-    assert response.status_code == 200 and b"portal" in response.content
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<h1>Launch VM pipeline-1</h1>" in html
+    assert 'data-testid="op-detail-state">Running<' in html
+    assert '<dd class="col-sm-9">alice-lensing</dd>' in html
+    assert '<dd class="col-sm-9 mono">srv-4411</dd>' in html
+    assert "Waiting for the VM to boot" in html and 'aria-valuenow="60"' in html
+    assert '<dt class="col-sm-3">Attempts</dt><dd class="col-sm-9">2</dd>' in html
+    assert f'hx-get="/operations/{op.pk}/" hx-trigger="every 1s"' in html  # polls while it runs
+    Operation.objects.filter(pk=op.pk).update(state=Operation.SUCCEEDED, progress=100)
+    live = alice_client.get(f"/operations/{op.pk}/", HTTP_HX_REQUEST="true").content.decode()
+    assert live.startswith('<div id="op-live" data-state="succeeded"') and "hx-trigger" not in live
 
 
 def test_it_refuses_get_to_start_a_check(alice_client: Any) -> None:

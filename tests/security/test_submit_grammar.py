@@ -320,7 +320,10 @@ def test_a_hostile_upload_gets_every_problem_with_its_line_and_no_500(alice_clie
 def test_odd_files_get_a_message_not_a_crash(alice_client: Any, text: str) -> None:
     with pytest.raises(BatchValidationError):
         parse_submit(text, "a")
-    assert upload(alice_client, text).status_code == 400
+    page = upload(alice_client, text)
+    assert page.status_code == 400
+    problems = page.content.decode().split('data-testid="form-errors"')[1].split("</ul>")[0]
+    assert "The submit file cannot be used as it is:" in problems and "<li>" in problems
 
 
 def test_the_parse_is_the_portals_own(monkeypatch: pytest.MonkeyPatch) -> None:

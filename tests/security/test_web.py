@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -76,7 +77,8 @@ print(page.headers.get("Content-Security-Policy", ""))
 def test_collectstatic_works_and_a_production_page_renders(tmp_path: Path) -> None:
     collected = run(tmp_path, {}, "manage.py", "collectstatic", "--noinput")
     assert collected.returncode == 0, collected.stderr
-    assert (tmp_path / "static" / "staticfiles.json").is_file()
+    manifest = json.loads((tmp_path / "static" / "staticfiles.json").read_text())["paths"]
+    assert {"portal/portal.css", "portal/portal.js", "vendor/htmx.min.js"} <= manifest.keys()  # static/
     rendered = run(tmp_path, {"DEBUG": "false"}, "-c", _RENDER)
     assert rendered.returncode == 0, rendered.stderr
     status, css, static_status, csp = rendered.stdout.splitlines()[:4]
@@ -197,7 +199,7 @@ def test_the_queue_page_shows_others_to_staff_only(
 
 # ---------------------------------------------------------------------------- Content-Security-Policy
 
-TEMPLATES = ROOT / "portal" / "templates"
+TEMPLATES = ROOT / "templates"
 INLINE = {
     "an inline <script>": re.compile(r"<script(?![^>]*\ssrc=)(?![^>]*type=\"application/json\")[^>]*>", re.I),
     "an inline event handler": re.compile(r"<[^>]*\son[a-z]+\s*=", re.I),
@@ -215,6 +217,14 @@ def test_templates_hold_nothing_the_policy_blocks() -> None:
                 line = text.count("\n", 0, match.start()) + 1
                 found.append(f"{template.relative_to(ROOT)}:{line}: {what}")
     assert found == []
+
+
+def test_pages_take_their_styles_from_the_one_style_sheet() -> None:
+    """base.html links Bootstrap and static/portal/portal.css in its head; no page links a sheet of its own."""
+    linking = [
+        str(t.relative_to(TEMPLATES)) for t in TEMPLATES.rglob("*.html") if "stylesheet" in t.read_text()
+    ]
+    assert linking == ["base.html"]
 
 
 def test_the_scan_finds_what_it_looks_for() -> None:
