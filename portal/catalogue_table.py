@@ -40,6 +40,11 @@ def _float(value: str | None) -> float | None:
     return number if number is not None and math.isfinite(number) else None
 
 
+def _number(value: str) -> bool:
+    """A plain decimal number int() reads (str.isdigit also takes '²', and int() refuses 4300+ digits)."""
+    return value.isascii() and value.isdigit() and len(value) <= 18
+
+
 def table_context(request: HttpRequest, rows: np.ndarray, base_url: str) -> dict[str, Any]:
     """One page of rows: filtered (CCD, magnitude range, FLAGS), sorted, and the focused source's page."""
     names = rows.dtype.names or ()
@@ -47,7 +52,7 @@ def table_context(request: HttpRequest, rows: np.ndarray, base_url: str) -> dict
     get = request.GET
     keep = np.ones(len(rows), bool)
     ccd = get.get("ccd", "")
-    if ccd.isdigit() and "ccd" in names:
+    if _number(ccd) and "ccd" in names:
         keep &= rows["ccd"] == int(ccd)
     mag_min, mag_max = _float(get.get("mag_min")), _float(get.get("mag_max"))
     if mag_min is not None:
@@ -72,7 +77,7 @@ def table_context(request: HttpRequest, rows: np.ndarray, base_url: str) -> dict
         page = 1
     focus = get.get("focus", "")
     focused = -1
-    if focus.isdigit() and ccd.isdigit():
+    if _number(focus) and _number(ccd):
         hits = np.nonzero(rows["NUMBER"][index] == int(focus))[0]
         if hits.size:
             focused = int(index[hits[0]])

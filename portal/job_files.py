@@ -25,7 +25,10 @@ def terminal_text(raw: str) -> str:
     lines: list[str] = []
     for line in raw.split("\n"):
         up = sum(
-            int(m.group(1)) if m.group(1).isdigit() else 1 for m in _CSI.finditer(line) if m.group(2) == "A"
+            # at most 9 digits: more lines than any tail holds (int() refuses 4300+ digits)
+            int(m.group(1)[:9]) if m.group(1).isdigit() else 1
+            for m in _CSI.finditer(line)
+            if m.group(2) == "A"
         )
         del lines[max(0, len(lines) - up) :]
         lines.append(_CSI.sub("", line).removesuffix("\r").rsplit("\r", 1)[-1])  # CRLF ends stay

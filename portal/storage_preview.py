@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import math
+import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -84,10 +86,43 @@ def _first_image(hdul: Any) -> int | None:
     return None
 
 
+def _inflates_past(fh: BinaryIO) -> bool:
+    """Whether ``fh`` is gzip data inflating to more than a plain file may be for a preview
+    (STORAGE_PREVIEW_MAX_BYTES), counted 1 MB at a time, nothing kept; ``fh`` is rewound.
+
+    astropy reads a header until its END card: the zeros after a small image in a .fits.gz (256 kB on
+    disk, 256 MB inflated) became one 256 MB header, twice over, in the web process."""
+    from django.conf import settings
+
+    head = fh.read(2)
+    fh.seek(0)
+    if head != b"\x1f\x8b":
+        return False  # a plain file's size was checked against the same limit
+    limit, total = settings.STORAGE_PREVIEW_MAX_BYTES, 0
+    try:
+        with gzip.GzipFile(fileobj=fh) as inflated:
+            while chunk := inflated.read(1024**2):
+                total += len(chunk)
+                if total > limit:
+                    return True
+    except (OSError, EOFError, zlib.error):
+        pass  # not readable: astropy says so
+    finally:
+        fh.seek(0)
+    return False
+
+
 def read_fits(fh: BinaryIO) -> FitsPreview:
     """The HDU list and the header of the first image HDU (or the primary header)."""
     from astropy.io import fits
+    from django.conf import settings
+    from django.template.defaultfilters import filesizeformat
 
+    if _inflates_past(fh):
+        limit = filesizeformat(settings.STORAGE_PREVIEW_MAX_BYTES)
+        return FitsPreview(
+            [], [], 0, None, f"This file is larger than {limit} once decompressed; it is not previewed."
+        )
     try:
         with fits.open(fh, memmap=False, lazy_load_hdus=False) as hdul:
             hdus = [
@@ -158,7 +193,7 @@ def thumbnail_png(fh: BinaryIO, size: int = 320) -> bytes | None:
     from PIL import Image
 
     try:
-        if _gzip_tiles_are_bombs(fh):
+        if _inflates_past(fh) or _gzip_tiles_are_bombs(fh):
             return None
         with fits.open(fh, memmap=False, lazy_load_hdus=True) as hdul:
             index = _first_image(hdul)

@@ -38,7 +38,7 @@ from orchestration.batch.allowlist import (
 from orchestration.batch.base import BatchValidationError, ParsedSubmit
 from orchestration.batch.grammar import clip, read_submit
 from orchestration.batch.submit import MAX_PROBLEMS, parse_submit, raise_if_problems
-from orchestration.batch.validate import check_file_name
+from orchestration.batch.validate import MAX_SCRIPT_BYTES, check_file_name
 
 MAX_DAG_BYTES = 4 * 1024 * 1024
 MAX_NODES = 20_000
@@ -704,6 +704,11 @@ def check_workflow(text: str, files: dict[str, str], max_problems: int = MAX_PRO
         (0, f"{name} contains NUL bytes; upload a text file.")
         for name in sorted(files)
         if "\x00" in files[name]
+    ]
+    problems += [
+        (0, f"{name} is larger than {MAX_SCRIPT_BYTES // 1024} KiB.")
+        for name in sorted(files)
+        if len(files[name].encode()) > MAX_SCRIPT_BYTES  # a rescue's edited scripts too
     ]
     shapes: dict[str, tuple[int, int, bool, set[str]]] = {}
     groups: dict[tuple[str, tuple[str, ...]], list[DagNode]] = {}

@@ -227,3 +227,50 @@ def test_markup_in_an_uploaded_image_name_is_shown_as_text(
     for url in ("/catalogues/", f"/catalogues/{cat.pk}/", "/", "/operations/"):
         page = alice_client.get(url).content.decode()
         assert "<img src=x" not in page, url
+
+
+def test_a_rescue_cannot_grow_a_script_past_the_upload_limit(alice_client: Any, alice: User) -> None:
+    text, files = lsst_files(["im1"])
+    wf = record(alice, text, files)
+    Workflow.objects.filter(pk=wf.pk).update(state=Workflow.FAILED)
+    big = "#!/bin/sh\n" + "# padding\n" * 30_000  # 300 kB
+    response = alice_client.post(
+        f"/workflows/{wf.pk}/rescue/", {"name": "again", "executor": "local", "file:step1.sh": big}
+    )
+    assert response.status_code == 400
+    assert b"step1.sh is larger than 256 KiB." in response.content
+    assert Workflow.objects.count() == 1
+
+
+@pytest.mark.parametrize("number", ["\u00b2", "\u0663", "9" * 5000, "9" * 30, "-1", " 1"])
+def test_odd_numbers_in_the_catalogue_table_query_are_ignored(rf: Any, number: str) -> None:
+    import numpy as np
+
+    from portal.catalogue_table import table_context
+
+    rows = np.zeros(3, [("ccd", "i2"), ("NUMBER", "i4"), ("MAG_AUTO", "f4"), ("FLAGS", "i2")])
+    rows["NUMBER"] = [1, 2, 3]
+    for query in ({"ccd": number}, {"ccd": "0", "focus": number}, {"focus": number, "ccd": number}):
+        context = table_context(rf.get("/rows/", query), rows, "/rows/")
+        assert context["n_total"] == 3
+
+
+def test_a_job_printing_a_cursor_move_of_5000_digits_still_shows() -> None:
+    from portal.job_files import terminal_text
+
+    assert terminal_text("one\ntwo\n\x1b[" + "9" * 5000 + "Athree") == "three"
+    assert terminal_text("one\ntwo\x1b[1A\n") == "two\n"
+
+
+@pytest.mark.parametrize("pk", ["99999999999999999999999", "9223372036854775808"])
+def test_ids_past_the_databases_integers_are_404(alice_client: Any, pk: str) -> None:
+    for url in (
+        f"/workflows/{pk}/",
+        f"/catalogues/{pk}/",
+        f"/batch/{pk}/",
+        f"/batch/jobs/{pk}/",
+        f"/vms/{pk}/",
+    ):
+        assert alice_client.get(url).status_code == 404, url
+    assert alice_client.get(f"/catalogues/new/?again={pk}").status_code == 404
+    assert alice_client.post(f"/workflows/{pk}/hold/").status_code == 404

@@ -232,3 +232,28 @@ def test_a_gzip_tile_bomb_gets_no_thumbnail_and_no_memory(
     assert answer.status_code == 404
     assert peak < 16 * 1024**2
     assert alice_client.get("/storage/file/bomb.fz").status_code == 200
+
+
+def test_a_gzipped_fits_bomb_in_storage_is_previewed_in_bounded_memory(
+    alice_client: Any, home: Path, settings: Any
+) -> None:
+    """A .fits.gz holding a small image and 128 MB of zeros after it (128 kB on disk): astropy read the
+    zeros as one header, twice over (256 MB). It is refused as a plain file of its inflated size is."""
+    settings.STORAGE_PREVIEW_MAX_BYTES = 32 * 1024**2
+    raw = io.BytesIO()
+    fits.PrimaryHDU(np.zeros((64, 64), np.int16)).writeto(raw)
+    stream = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1024**2)
+    body = [stream.compress(raw.getvalue())] + [stream.compress(zeros) for _ in range(128)] + [stream.flush()]
+    (home / "bomb.fits.gz").write_bytes(b"".join(body))
+    (home / "small.fits.gz").write_bytes(gzip.compress(raw.getvalue()))
+    assert alice_client.get("/storage/thumbnail/small.fits.gz").status_code == 200  # imports first
+    tracemalloc.start()
+    try:
+        pages = [alice_client.get(f"/storage/{kind}/bomb.fits.gz") for kind in ("file", "thumbnail")]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [p.status_code for p in pages] == [200, 404]
+    assert b"once decompressed; it is not previewed" in pages[0].content
+    assert peak < 32 * 1024**2

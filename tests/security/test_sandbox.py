@@ -270,7 +270,7 @@ def test_a_fork_bomb_is_stopped_by_the_process_limit(settings: Any) -> None:
 def test_memory_is_limited_across_double_forked_children(settings: Any) -> None:
     settings.BATCH_JOB_MEMORY_MB = 64  # each child alone stays under it, and under its address-space cap
     grab = "import time\\nb = bytearray(50 * 1024 * 1024)\\nfor i in range(0, len(b), 4096): b[i] = 1\\n"
-    grab += "print('allocated', flush=True)\\ntime.sleep(20)"
+    grab += 'print("allocated", flush=True)\\ntime.sleep(20)'  # no ' inside the printf '...'
     probe = Probe(
         "#!/bin/bash\n"
         f"for n in 1 2; do ( python3 -c \"$(printf '{grab}')\" & ); done\n"  # nobody's children
