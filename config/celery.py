@@ -27,4 +27,3 @@ if str(app.conf.broker_url or "").startswith("sqla+"):
     from kombu.transport import sqlalchemy as _sqla
 
     _sqla.Transport.polling_interval = _settings.CELERY_EMBEDDED_BROKER_POLL_SECONDS
-app.autodiscover_tasks(["orchestration"])

@@ -22,6 +22,7 @@ from orchestration.batch.base import (
     IdleExplanation,
     JobState,
     JobStatus,
+    LocalServices,
     ParsedSubmit,
     PoolProfile,
     SubmissionLost,
@@ -151,6 +152,7 @@ class HTCondorExecutor:
         key: str,
         proxy: bytes | None = None,
         target: WorkerTarget | None = None,
+        services: LocalServices | None = None,  # unused: pool jobs use the real CADC tools
     ) -> SubmitHandle:
         """Stage the files, submit on hold with spooling, then upload the files. Idempotent per key.
 
@@ -331,6 +333,9 @@ class HTCondorExecutor:
         if not ads:
             return None
         return analyze_requirements(ads[0], slots)
+
+    def discard_proxy(self, cluster: int) -> None:
+        """Nothing to do: the proxy certificate is spooled with the jobs and no copy is kept here."""
 
     def forget(self, key: str) -> None:
         """Delete a submission's staging directory once its output is stored elsewhere."""

@@ -18,9 +18,9 @@ from django.utils import timezone
 from orchestration.cloud import CloudClient, CredentialsRejected
 from orchestration.cloud.client import forget_session
 from orchestration.cloud.types import ServerInfo
+from orchestration.cloud_access import client_for, revoke_on_rejection, token_client, usable_credentials
 from orchestration.errors import UserFacingError
-from orchestration.operations import Progress, handler
-from orchestration.tasks.cloud_access import client_for, revoke_on_rejection, token_client, usable_credentials
+from orchestration.operations import Progress
 from portal.models import (
     Credential,
     Flavor,
@@ -54,7 +54,6 @@ def acting_for(op: Operation) -> Iterator[CloudClient]:
 # sign-in ------------------------------------------------------------------
 
 
-@handler("cloud_connect")
 def cloud_connect(op: Operation, progress: Progress) -> None:
     """Turn the sign-in token into one application credential per project, then sync them."""
     token_row = Credential.objects.filter(user=op.owner, kind="keystone_token").order_by("-created").first()

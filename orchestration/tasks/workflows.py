@@ -24,10 +24,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from orchestration.backends import executor_for, local_services
 from orchestration.batch.base import BatchError, ExecutorUnavailable, ParsedJob, ParsedSubmit
 from orchestration.errors import TransientError, UserFacingError
-from orchestration.operations import Progress, handler
-from orchestration.tasks.batch import executor_for, local_services, proxy_for_jobs
+from orchestration.operations import Progress
+from portal.certificates import proxy_for_jobs
 from portal.models import Job, Operation, Submission, Workflow, WorkflowNode
 from portal.models.workflows import make_node_submission, node_script
 
@@ -354,14 +355,13 @@ def _act_on_queued(wf: Workflow, action: str) -> int:
         subs.add(sub_id)
     for cluster, procs in by_cluster.items():
         getattr(executor, action)(cluster, procs)
-    from orchestration.tasks.batch import sync_submission
+    from orchestration.batch_sync import sync_submission
 
     for sub in Submission.objects.filter(pk__in=subs):
         sync_submission(sub)
     return sum(len(p) for p in by_cluster.values())
 
 
-@handler("workflow_submit")
 def workflow_submit(op: Operation, progress: Progress) -> None:
     wf = Workflow.objects.get(pk=op.params["workflow"], owner=op.owner)
     if wf.executor == "htcondor":
@@ -377,7 +377,6 @@ def workflow_submit(op: Operation, progress: Progress) -> None:
     progress(100, f"Started: {sent} node{'s' if sent != 1 else ''} queued, the others wait for their parents")
 
 
-@handler("workflow_control")
 def workflow_control(op: Operation, progress: Progress) -> None:
     """Hold, release or remove a whole workflow."""
     wf = Workflow.objects.get(pk=op.params["workflow"], owner=op.owner)

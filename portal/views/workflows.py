@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from orchestration.batch.base import BatchValidationError
 from orchestration.batch.dag import WRAPPER_PREFIX, check_workflow
+from orchestration.operations import start_operation
 from portal import summary, workflow_graph
 from portal.forms.workflows import DagUploadForm, StagesForm, _WorkflowForm
 from portal.models import Job, Operation, Workflow, WorkflowNode
@@ -49,7 +50,7 @@ def _start(
             rescue_of=rescue_of,
             done_names=done,
         )
-        Operation.start(
+        start_operation(
             owner=request.user,
             project=wf.project,
             kind="workflow_submit",
@@ -218,7 +219,7 @@ def workflow_control(request: HttpRequest, pk: int, action: str) -> HttpResponse
         messages.info(request, f"Workflow {wf.name} has ended; nothing to {action}.")
         return redirect("workflow", pk=wf.pk)
     with transaction.atomic():
-        Operation.start(
+        start_operation(
             owner=request.user,
             project=wf.project,
             kind="workflow_control",

@@ -22,7 +22,7 @@ def op(alice: User) -> Operation:
 @pytest.fixture
 def register(monkeypatch: Any) -> Any:
     def _register(func: Any) -> None:
-        monkeypatch.setitem(operations.HANDLERS, "test_kind", func)
+        monkeypatch.setattr(operations, "handler_for", lambda kind: func if kind == "test_kind" else None)
 
     return _register
 

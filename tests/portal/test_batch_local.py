@@ -28,7 +28,7 @@ def woken(settings: Any, tmp_path: Any, monkeypatch: Any) -> list[int]:
 
 
 def _executions(job: Job) -> int:
-    from orchestration.tasks.batch import job_dir
+    from portal.models.batch import job_dir
 
     return (job_dir(job) / job.log).read_text().count("Job executing")  # type: ignore[operator]
 
@@ -54,7 +54,8 @@ def test_it_frees_a_job_claimed_by_a_worker_that_died_before_starting_it(
     # A claim by a process that no longer exists: this pid with another start time (pids are reused).
     dead = f"{socket.gethostname()}:{os.getpid()}:1"
     Job.objects.filter(pk=job.pk).update(claimed_by=dead, claimed_at=timezone.now())
-    from orchestration.tasks.batch import job_dir, local_executor
+    from orchestration.backends import local_executor
+    from portal.models.batch import job_dir
 
     claims = job_dir(job).parent / "claims"  # type: ignore[union-attr]
     (claims / str(job.proc)).touch()  # it had claimed the job in the executor too

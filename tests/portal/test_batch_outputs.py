@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
+from orchestration import backends
 from orchestration.identity.cadc import read_proxy_certificate
 from orchestration.operations import Progress
 from orchestration.storage.base import StorageUnavailable
@@ -108,19 +109,18 @@ def test_it_keeps_outputs_pending_while_storage_is_down_and_stores_them_later(
     django_capture_on_commit_callbacks: Any,
     monkeypatch: Any,
 ) -> None:
-    import portal.storage_backend
 
-    real = portal.storage_backend.storage_for
+    real = backends.storage_for
 
     def down(user: Any) -> Any:
         raise StorageUnavailable("VOSpace is not answering.")
 
-    monkeypatch.setattr(portal.storage_backend, "storage_for", down)
+    monkeypatch.setattr(backends, "storage_for", down)
     submit(alice_client, django_capture_on_commit_callbacks)
     batch_local.pull_local_jobs()
     job = Job.objects.get(item="1056215p")
     assert (job.state, job.outputs_state) == (Job.DONE, Job.OUTPUTS_PENDING)
-    monkeypatch.setattr(portal.storage_backend, "storage_for", real)
+    monkeypatch.setattr(backends, "storage_for", real)
     tasks.refresh_batch()  # beat tries again
     job.refresh_from_db()
     assert job.outputs_state == Job.OUTPUTS_STORED
@@ -200,7 +200,7 @@ def test_it_sends_the_proxy_and_stores_htcondor_outputs_after_retrieval(
 ) -> None:
     settings.HTCONDOR_POOL_PROFILE = "csv2"
     schedd = FakeSchedd()
-    monkeypatch.setattr(tasks, "SCHEDD_FACTORY", lambda: schedd)
+    monkeypatch.setattr(backends, "SCHEDD_FACTORY", lambda: schedd)
     pem = give_certificate(cadc, alice, days=10)
     from orchestration.batch.base import BatchSpec
     from orchestration.batch.submit import build_submit, parse_spec

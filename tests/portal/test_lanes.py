@@ -9,8 +9,8 @@ from celery import current_app
 from django.contrib.auth.models import User
 
 from config.celery import app
+from orchestration import backends
 from orchestration.operations import run_operation
-from orchestration.tasks import batch as tasks
 from orchestration.tasks import batch_local
 from portal.models import Job, Operation
 from tests.portal.test_batch_tasks import recorded, run_submit
@@ -143,7 +143,7 @@ def test_a_remove_reports_what_it_removed_and_what_had_ended(alice: User, local_
     sub = recorded(alice, "local")
     run_submit(sub)
     first = Job.objects.get(index=0)
-    tasks.local_executor().run(first.cluster or 0, first.proc)  # the first job ran to the end
+    backends.local_executor().run(first.cluster or 0, first.proc)  # the first job ran to the end
     ticked = list(Job.objects.filter(index__in=[0, 1, 2]).order_by("index").values_list("pk", flat=True))
     op = _control(sub, "remove", ticked)
     assert op.state == "succeeded"

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from orchestration import backends
 from orchestration.batch.dag import check_workflow
 from orchestration.tasks import batch_local, workflows
-from orchestration.tasks.batch import job_dir
 from portal.models import Job, Operation, Workflow, WorkflowNode
+from portal.models.batch import job_dir
 from portal.models.workflows import record_workflow
 from tests.workflows.helpers import lsst_files, record, times
 
@@ -160,7 +161,7 @@ def test_hold_stops_new_nodes_release_goes_on_and_remove_ends_it(alice: User, wo
     token = batch_local.claim_token()
     job = batch_local._claim_next(token)
     assert job is not None and job.pk == init.pk
-    batch_local._run_claimed(batch_local.local_executor(), job, token)  # init only
+    batch_local._run_claimed(backends.local_executor(), job, token)  # init only
     assert states(wf)["init"] == N.DONE
     assert list(wf.nodes.filter(state=N.QUEUED).values_list("name", flat=True)) == ["step1_a", "step1_b"]
     _control(wf, "remove")
