@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestration.batch import cgroups, local
 from orchestration.batch.base import JobState
-from orchestration.batch.local import JobResult, LocalJob, run_job
+from orchestration.batch.local_runner import JobResult, LocalJob, run_job
 from orchestration.batch.sandbox import TRUSTED, SandboxConfig
 
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import astropy.utils.data
-import astropy.utils.iers
 import environ
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-# astropy opens URLs it is given (a table "file name", a FITS path, IERS tables): in every process
-# of the portal it may not reach the network at all. Readers get bytes; this is the second wall.
-astropy.utils.data.conf.allow_internet = False
-astropy.utils.iers.conf.auto_download = False
+# astropy may not reach the network in any process of the portal: orchestration/catalogue/__init__.py,
+# which every user of astropy imports first, turns that off (importing astropy here would load it in
+# every process, ready or not to use it).
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -189,7 +186,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_IMPORTS = (
     "orchestration.operations",
     "orchestration.tasks.batch",
-    "orchestration.tasks.batch_local",
+    "orchestration.tasks.local_pulling",
     "orchestration.tasks.catalogues",
     "orchestration.tasks.cloud",
     "orchestration.tasks.cloud_actions",
@@ -223,7 +220,7 @@ CELERY_TASK_ROUTES = {
     "orchestration.tasks.cloud.sync_project": {"queue": "sync"},
     "orchestration.tasks.batch.refresh_batch": {"queue": "sync"},
     "orchestration.tasks.catalogues.extract_catalogue_ccd": {"queue": "ccd"},
-    "orchestration.tasks.batch_local.pull_local_jobs": {"queue": BATCH_QUEUE},
+    "orchestration.tasks.local_pulling.pull_local_jobs": {"queue": BATCH_QUEUE},
 }
 _CPUS = os.cpu_count() or 1
 # Worker slots per lane started by `make run` (prefork processes).

@@ -27,7 +27,7 @@ from orchestration.storage.vospace import VOSpaceStorage
 from portal.certificates import proxy_file_for
 
 if TYPE_CHECKING:
-    from orchestration.batch.localexec import LocalExecutor
+    from orchestration.batch.local_executor import LocalExecutor
     from orchestration.cloud.client import CloudClient
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,8 @@ def portal_data_paths() -> list[Path]:
 
 
 def local_executor() -> LocalExecutor:
-    from orchestration.batch.local import Limits
-    from orchestration.batch.localexec import LocalExecutor
+    from orchestration.batch.local_executor import LocalExecutor
+    from orchestration.batch.local_runner import Limits
 
     return LocalExecutor(
         root=settings.BATCH_ROOT / "local",

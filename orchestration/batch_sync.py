@@ -19,7 +19,7 @@ from django.utils import timezone
 from orchestration import backends
 from orchestration.batch.base import BatchError, Executor, ExecutorUnavailable, JobState, JobStatus
 from orchestration.batch.eventlog import read_events
-from orchestration.batch.localexec import state_from_events
+from orchestration.batch.local_executor import state_from_events
 from orchestration.batch_outputs import mark_missing_outputs, store_pending
 from orchestration.tasks import workflows
 from portal.models import Job, Operation, Submission

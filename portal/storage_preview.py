@@ -1,4 +1,8 @@
-"""What the storage page can preview: FITS headers and thumbnails, catalogue heads, text and logs."""
+"""What the storage page can preview: FITS headers and thumbnails, catalogue heads, text and logs.
+
+astropy and numpy are imported by the functions that use them (a folder listing needs neither), each
+with ``orchestration.catalogue``, which cuts astropy off the network before anything is read.
+"""
 
 from __future__ import annotations
 
@@ -88,6 +92,8 @@ def read_fits(fh: BinaryIO) -> FitsPreview:
     """The HDU list and the header of the first image HDU (or the primary header)."""
     from astropy.io import fits
 
+    import orchestration.catalogue  # noqa: F401  (astropy off the network)
+
     try:
         with fits.open(fh, memmap=False, lazy_load_hdus=False) as hdul:
             hdus = [
@@ -133,6 +139,8 @@ def thumbnail_png(fh: BinaryIO, size: int = 320) -> bytes | None:
     from astropy.visualization import ZScaleInterval
     from PIL import Image
 
+    import orchestration.catalogue  # noqa: F401  (astropy off the network)
+
     try:
         with fits.open(fh, memmap=False, lazy_load_hdus=True) as hdul:
             index = _first_image(hdul)
@@ -173,6 +181,8 @@ def looks_like_text(fh: BinaryIO) -> bool:
 def read_table_head(fh: BinaryIO, name: str) -> TablePreview | None:
     """The first rows of a text catalogue (SExtractor ASCII_HEAD, CSV, ECSV, whitespace columns)."""
     from astropy.io import ascii as astro_ascii
+
+    import orchestration.catalogue  # noqa: F401  (astropy off the network)
 
     head = fh.read(TEXT_PREVIEW_BYTES)
     partial = len(head) == TEXT_PREVIEW_BYTES

@@ -5,7 +5,7 @@
 - ``batch_control`` (an Operation): hold, release or remove jobs.
 - ``refresh_batch`` (beat): reads job states from the executor into the database
   (``orchestration/batch_sync.py``), repairs jobs whose worker died, wakes workers when idle
-  jobs have nobody pulling them (``batch_local.py``), stores outputs and announces finished
+  jobs have nobody pulling them (``local_pulling.py``), stores outputs and announces finished
   submissions.
 """
 
@@ -35,7 +35,7 @@ from orchestration.batch_outputs import store_pending, submissions_with_pending_
 from orchestration.batch_sync import FOLLOWED, after_sync, sync_submission
 from orchestration.errors import TransientError, UserFacingError
 from orchestration.operations import Progress
-from orchestration.tasks import batch_local, workflows
+from orchestration.tasks import local_pulling, workflows
 from portal.certificates import proxy_for_jobs
 from portal.models import Job, Operation, Submission
 from portal.models.batch import CONTROL_APPLIES
@@ -112,7 +112,7 @@ def batch_submit(op: Operation, progress: Progress) -> None:
     Submission.objects.filter(pk=sub.pk).update(state=Submission.ACTIVE, error="")
     if sub.executor == "local":  # the jobs are in the database now: workers can pull them
         Submission.objects.filter(pk=sub.pk).update(woken_at=timezone.now())
-        batch_local.wake_local_workers(handle.num_jobs)
+        local_pulling.wake_local_workers(handle.num_jobs)
     op.result = {"cluster": handle.cluster, "jobs": handle.num_jobs}
     op.save(update_fields=["result"])
     sent = f"Sent {handle.num_jobs} job{'s' if handle.num_jobs != 1 else ''} as cluster {handle.cluster}"
@@ -232,7 +232,7 @@ def batch_control(op: Operation, progress: Progress) -> None:
         )
     sync_submission(sub)
     if action == "release" and sub.executor == "local":
-        batch_local.wake_local_workers(sum(len(p) for p in by_cluster.values()))
+        local_pulling.wake_local_workers(sum(len(p) for p in by_cluster.values()))
     after = {j.pk: j for j in Job.objects.filter(pk__in=[j.pk for j in jobs])}
     done = [after[j.pk] for j in acting if after[j.pk].state in CONTROL_DONE[action]]
     missed = [after[j.pk] for j in jobs if j.pk not in {d.pk for d in done}]
@@ -301,8 +301,8 @@ def refresh_batch() -> int:
     """Beat: follow every submission with jobs in the queue; repair, wake, retrieve, store and announce."""
     changed = 0
     try:
-        batch_local.repair_local_claims()
-        batch_local.wake_if_stalled()
+        local_pulling.repair_local_claims()
+        local_pulling.wake_if_stalled()
     except Exception:
         log.exception("batch repair of local jobs failed")
     try:
@@ -333,4 +333,4 @@ def refresh_batch() -> int:
     return changed
 
 
-# Last: batch_local uses this module's functions, and importing it registers pull_local_jobs;
+# Last: local_pulling uses this module's functions, and importing it registers pull_local_jobs;

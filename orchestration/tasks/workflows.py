@@ -166,7 +166,7 @@ def _send_all(wf: Workflow, chosen: list[WorkflowNode], from_worker: bool) -> in
         sent += _send_or_fail(wf, node)
     extra = sent - (1 if from_worker else 0)  # a worker that just ended a job pulls the next itself
     if extra > 0:
-        from orchestration.tasks.batch_local import wake_local_workers
+        from orchestration.tasks.local_pulling import wake_local_workers
 
         wake_local_workers(extra)
     return len(chosen)
@@ -395,7 +395,7 @@ def workflow_control(op: Operation, progress: Progress) -> None:
             Workflow.objects.filter(pk=wf.pk).update(held=False)
             released = _act_on_queued(wf, "release")
             if released:
-                from orchestration.tasks.batch_local import wake_local_workers
+                from orchestration.tasks.local_pulling import wake_local_workers
 
                 wake_local_workers(released)
             advance(wf.pk, from_worker=False)

@@ -56,7 +56,7 @@ def test_it_sends_a_submission_once_even_when_the_task_runs_twice(
     alice: User, batch_root: Any, monkeypatch: Any
 ) -> None:
     woken: list[int] = []
-    monkeypatch.setattr(tasks.batch_local, "wake_local_workers", woken.append)
+    monkeypatch.setattr(tasks.local_pulling, "wake_local_workers", woken.append)
     sub = recorded(alice, "local")
     first = run_submit(sub).result
     second = run_submit(sub).result  # a redelivered message, or a repair after a crash

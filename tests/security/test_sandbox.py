@@ -16,8 +16,8 @@ import pytest
 
 from orchestration.backends import local_executor, local_services
 from orchestration.batch.base import JobState
-from orchestration.batch.local import JobResult
-from orchestration.batch.localexec import LocalExecutor
+from orchestration.batch.local_executor import LocalExecutor
+from orchestration.batch.local_runner import JobResult
 from orchestration.batch.sandbox import SandboxConfig, sandbox_problem
 from orchestration.batch.submit import parse_submit
 from tests.conftest import host_pids

@@ -33,7 +33,7 @@ from orchestration.batch.base import (
     WorkerTarget,
 )
 from orchestration.batch.eventlog import HOLD_FAILED_TO_START, EventLogWriter, JobEvent, read_events
-from orchestration.batch.local import JobResult, Limits, LocalJob, OnStart, kill_job, run_job
+from orchestration.batch.local_runner import JobResult, Limits, LocalJob, OnStart, kill_job, run_job
 from orchestration.batch.sandbox import SandboxConfig
 from orchestration.batch.submit import PROXY_FILE_NAME
 from orchestration.batch.validate import check_file_name

@@ -14,7 +14,7 @@ import pytest
 
 from orchestration.batch.base import JobState
 from orchestration.batch.eventlog import read_events
-from orchestration.batch.local import Limits, LocalJob, kill_job, run_job
+from orchestration.batch.local_runner import Limits, LocalJob, kill_job, run_job
 from orchestration.batch.sandbox import SandboxConfig
 from tests.conftest import host_pids
 
@@ -208,7 +208,7 @@ def test_the_tutorials_cadc_commands_use_the_local_archive_and_the_owners_storag
     taken out of scratch without following links, for the portal to store."""
     from orchestration.backends import JOB_TOOLS
     from orchestration.batch.base import LocalServices
-    from orchestration.batch.local import outbox_dir
+    from orchestration.batch.local_runner import outbox_dir
 
     # Outside /tmp (which the sandbox replaces by a private tmpfs), like the portal's var/.
     portal_data = Path(__file__).resolve().parents[2] / "var" / "test" / f"tools-{uuid.uuid4().hex}"

@@ -24,8 +24,8 @@ from django.utils import timezone
 
 from orchestration import backends
 from orchestration.batch.base import BatchError, JobState
-from orchestration.batch.local import outbox_dir
-from orchestration.batch.localexec import LocalExecutor
+from orchestration.batch.local_executor import LocalExecutor
+from orchestration.batch.local_runner import outbox_dir
 from orchestration.batch_sync import sync_submission
 from orchestration.storage.base import StorageError, makedirs
 from orchestration.tasks.storage import refresh_usage
