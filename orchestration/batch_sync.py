@@ -17,7 +17,7 @@ from typing import Any
 from django.utils import timezone
 
 from orchestration import backends
-from orchestration.batch.base import BatchError, Executor, ExecutorUnavailable, JobState, JobStatus
+from orchestration.batch.base import ClusterGone, Executor, ExecutorUnavailable, JobState, JobStatus
 from orchestration.batch.eventlog import read_events
 from orchestration.batch.local_executor import state_from_events
 from orchestration.batch_outputs import mark_missing_outputs, store_pending
@@ -177,7 +177,7 @@ def _htcondor_statuses(jobs: list[Job], executor: Executor) -> tuple[dict[int, J
             log.warning("batch retrieve: %s", exc)
             for j in [*completed, *no_output]:
                 del seen[j.pk]
-        except BatchError as exc:
+        except ClusterGone as exc:  # nothing left to fetch: the jobs keep the state they ended in
             log.warning("batch retrieve of cluster %s: %s", cluster, exc)
         for j in [*completed, *no_output]:
             if j.pk in seen:
@@ -203,7 +203,7 @@ def _retrieve_stragglers(sub: Submission, executor: Executor) -> None:
         except ExecutorUnavailable as exc:
             log.warning("batch retrieve: %s", exc)
             continue
-        except BatchError as exc:
+        except ClusterGone as exc:  # nothing left to fetch: the jobs are final without their files
             log.warning("batch retrieve of cluster %s: %s", cluster, exc)
         for job in mine:
             job.retrieved = True

@@ -22,7 +22,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from orchestration.errors import TransientError, UserFacingError, Wait
+from orchestration.errors import TransientError, UserFacingError, Wait, portal_fault
 from orchestration.kinds import HANDLERS
 from portal.models import Operation
 
@@ -34,6 +34,11 @@ Handler = Callable[[Operation, "Progress"], None]
 # orphaned by a dead worker and is queued again by ``repair_operations``.
 LEASE = timedelta(seconds=getattr(settings, "OPERATION_LEASE_SECONDS", 120))
 MAX_ATTEMPTS = 5
+
+
+def operation_reference(op: Operation) -> str:
+    """How a crash of this operation is named to the user and in the log."""
+    return f"op-{op.pk}"
 
 
 @functools.cache
@@ -140,13 +145,9 @@ def run_operation(self, op_id: int) -> str:  # type: ignore[no-untyped-def]
         _finish(op, Operation.FAILED, str(exc))
         return "failed"
     except Exception:
-        log.exception("operation %s (%s) crashed", op.pk, op.kind)
-        _finish(
-            op,
-            Operation.FAILED,
-            f"An unexpected error stopped this operation (reference op-{op.pk}). "
-            "It has been logged for the portal's operators.",
-        )
+        reference = operation_reference(op)
+        log.exception("operation %s (%s) crashed: reference %s", op.pk, op.kind, reference)
+        _finish(op, Operation.FAILED, portal_fault(reference))
         return "crashed"
     op.refresh_from_db(fields=["state"])
     if op.state == Operation.RUNNING:

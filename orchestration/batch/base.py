@@ -30,6 +30,10 @@ class ExecutorUnavailable(BatchError):
     """The batch system cannot be reached now; worth retrying later."""
 
 
+class ClusterGone(BatchError):
+    """The batch system knows nothing of the cluster any more (its jobs and their files are gone)."""
+
+
 class SubmissionLost(BatchError):
     """The schedd took the cluster but its files never arrived, and it removed the cluster (or will).
 

@@ -18,6 +18,7 @@ import htcondor2
 
 from orchestration.batch.base import (
     BatchError,
+    ClusterGone,
     ExecutorUnavailable,
     IdleExplanation,
     JobState,
@@ -312,7 +313,7 @@ class HTCondorExecutor:
         except htcondor2.HTCondorException as exc:
             raise _unavailable(exc) from exc
         if not ads or KEY_ATTR not in ads[0]:
-            raise BatchError(f"The schedd knows no cluster {cluster}.")
+            raise ClusterGone(f"The schedd knows no cluster {cluster}.")
         return self._stage_dir(str(ads[0][KEY_ATTR]))
 
     def explain_idle(self, cluster: int) -> IdleExplanation | None:

@@ -46,8 +46,8 @@ from orchestration.catalogue.fitsread import read_ccd
 from orchestration.catalogue.formats import PROVENANCE_SUFFIX, SUFFIXES, write_all
 from orchestration.catalogue.render import _detsec, ccd_png, downsample, render_mosaic
 from orchestration.catalogue.validate import CcdInfo, validate_image
-from orchestration.errors import TransientError, UserFacingError, Wait
-from orchestration.operations import Progress, run_operation
+from orchestration.errors import TransientError, UserFacingError, Wait, portal_fault
+from orchestration.operations import Progress, operation_reference, run_operation
 from orchestration.storage.base import NotFound, makedirs
 from orchestration.tasks.storage import refresh_usage
 from portal.models import Catalogue, CatalogueCcd, Operation
@@ -214,7 +214,7 @@ def catalogue_run(op: Operation, progress: Progress) -> None:
         _fail(cat, str(exc))
         raise
     except Exception:
-        _fail(cat, f"An unexpected error stopped this catalogue (reference op-{op.pk}).")
+        _fail(cat, portal_fault(operation_reference(op)))  # run_operation logs it with this reference
         raise
 
 
@@ -373,10 +373,10 @@ def _extract_and_record(cat: Catalogue, row: CatalogueCcd, started: float) -> st
         )
         return "failed"
     except Exception:
-        log.exception("catalogue %s CCD %s crashed", cat.pk, row.name)
+        reference = f"ccd-{ccd_id}"
+        log.exception("catalogue %s CCD %s crashed: reference %s", cat.pk, row.name, reference)
         CatalogueCcd.objects.filter(pk=ccd_id).update(
-            state=CatalogueCcd.FAILED,
-            error=f"An unexpected error stopped the extraction (reference ccd-{ccd_id}); it has been logged.",
+            state=CatalogueCcd.FAILED, error=portal_fault(reference)
         )
         return "crashed"
     CatalogueCcd.objects.filter(pk=ccd_id).update(
