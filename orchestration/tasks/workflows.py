@@ -28,6 +28,7 @@ from orchestration.backends import executor_for, local_services
 from orchestration.batch.base import BatchError, ExecutorUnavailable, ParsedJob, ParsedSubmit
 from orchestration.errors import TransientError, UserFacingError
 from orchestration.operations import Progress
+from orchestration.tasks.workflow_condor import control_dag, refresh_dags, submit_dag
 from portal.certificates import proxy_for_jobs
 from portal.models import Job, Operation, Submission, Workflow, WorkflowNode
 from portal.models.workflows import make_node_submission, node_script
@@ -365,8 +366,6 @@ def _act_on_queued(wf: Workflow, action: str) -> int:
 def workflow_submit(op: Operation, progress: Progress) -> None:
     wf = Workflow.objects.get(pk=op.params["workflow"], owner=op.owner)
     if wf.executor == "htcondor":
-        from orchestration.tasks.workflow_condor import submit_dag
-
         submit_dag(wf, progress)
         return
     progress(10, f"Starting {wf.num_nodes} node{'s' if wf.num_nodes != 1 else ''} on the local workers")
@@ -382,8 +381,6 @@ def workflow_control(op: Operation, progress: Progress) -> None:
     wf = Workflow.objects.get(pk=op.params["workflow"], owner=op.owner)
     action = op.params["action"]
     if wf.executor == "htcondor":
-        from orchestration.tasks.workflow_condor import control_dag
-
         control_dag(wf, action)
         progress(100, {"hold": "Held", "release": "Released", "remove": "Removed"}[action])
         return
@@ -433,6 +430,4 @@ def refresh_workflows(limit: int = 100) -> int:
             moved += advance(wf.pk, from_worker=False)
         except Exception:
             log.exception("workflow %s: refresh failed", wf.pk)
-    from orchestration.tasks.workflow_condor import refresh_dags
-
     return moved + refresh_dags()
