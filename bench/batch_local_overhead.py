@@ -19,9 +19,9 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestration.batch import cgroups, local
+from orchestration.batch import cgroups, local_runner
 from orchestration.batch.base import JobState
-from orchestration.batch.local import JobResult, LocalJob, run_job
+from orchestration.batch.local_runner import JobResult, LocalJob, run_job
 from orchestration.batch.sandbox import TRUSTED, SandboxConfig
 
 
@@ -90,7 +90,7 @@ def main(n: int) -> None:
         run_job(_job(root, 0, Path("/bin/true"), SandboxConfig()))  # the sandbox's self-test, once
         sandboxed = _jobs(root, n, SandboxConfig())
         with (
-            mock.patch.object(local, "_command", old_command),
+            mock.patch.object(local_runner, "_command", old_command),
             mock.patch.object(cgroups, "create", lambda *a: cgroups.JobCgroup()),
         ):
             old = _jobs(root, n, SandboxConfig(mode=TRUSTED))

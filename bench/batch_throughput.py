@@ -35,7 +35,7 @@ from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from orchestration.batch.base import BatchSpec  # noqa: E402
-from orchestration.batch.local import LocalJob, run_job  # noqa: E402
+from orchestration.batch.local_runner import LocalJob, run_job  # noqa: E402
 from orchestration.batch.submit import build_submit, parse_spec  # noqa: E402
 from orchestration.operations import Progress  # noqa: E402
 from orchestration.tasks.batch import batch_submit  # noqa: E402

@@ -60,11 +60,12 @@ def main() -> None:
     from django.contrib.auth.models import User
 
     from orchestration.catalogue.extract import ExtractionParams
-    from orchestration.catalogue.render import downsample, render_ccd_file, render_mosaic
+    from orchestration.catalogue.render import ccd_png, downsample, render_ccd_file, render_mosaic
     from orchestration.catalogue.synth import FULL_SHAPE, make_megacam_image
     from orchestration.catalogue.validate import validate_image
     from orchestration.tasks import catalogues as tasks
     from portal.models import Catalogue, CatalogueCcd
+    from portal.models.catalogues import input_path, preview_path, rows_path
 
     shape = (FULL_SHAPE[0] // 4, FULL_SHAPE[1] // 4) if args.quick else FULL_SHAPE
     tmp = Path(tempfile.mkdtemp(prefix="bench-cat-"))
@@ -89,14 +90,14 @@ def main() -> None:
         stem="1056215p",
     )
     cat.work_dir.mkdir(parents=True)
-    tasks.input_path(cat).symlink_to(image)
+    input_path(cat).symlink_to(image)
     ccds = validate_image(image)
     tasks._record_ccds(cat, ccds)
     row = cat.ccd_rows.get(hdu_index=ccds[0].index)
     start = time.perf_counter()
     n = tasks._extract_one(cat, row)  # extraction + preview cache, as the task does
     print(f"one CCD extracted with its preview cache in {time.perf_counter() - start:.2f} s: {n} sources")
-    rows = np.load(tasks.rows_path(cat, row.hdu_index))
+    rows = np.load(rows_path(cat, row.hdu_index))
     print()
 
     # -- task side --------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ def main() -> None:
 
         data, _ = read_ccd(image, row.hdu_index)
         small = downsample(data, max(1, math.ceil(max(data.shape) / tasks.PREVIEW_MAX_SIZE)))
-        tasks.ccd_png(small)
+        ccd_png(small)
         json.dumps(tasks.sources_json(rows, (row.ny, row.nx)))
 
     ours, _ = timed(cache_preview)
@@ -126,7 +127,7 @@ def main() -> None:
     # -- served ------------------------------------------------------------------------------------
     (cat.work_dir / "mosaic.png").write_bytes(png)
     (cat.work_dir / "mosaic.json").write_text(json.dumps(tasks.mosaic_layout(image, ccds)))
-    np.save(tasks.rows_path(cat), rows)
+    np.save(rows_path(cat), rows)
     CatalogueCcd.objects.filter(pk=row.pk).update(state="done", n_sources=n)
     Catalogue.objects.filter(pk=cat.pk).update(state="done", n_sources=n)
     base, stop = serve()
@@ -157,7 +158,7 @@ def main() -> None:
     stop()
     print(
         f"\nwork files: {sum(f.stat().st_size for f in cat.work_dir.iterdir() if f.is_file()) / 1e6:.1f} MB"
-        f" per CCD cached: {statistics.mean([tasks.preview_path(cat, row.hdu_index, k).stat().st_size for k in ('png', 'small.npy', 'json')]) / 1e3:.0f} kB mean"
+        f" per CCD cached: {statistics.mean([preview_path(cat, row.hdu_index, k).stat().st_size for k in ('png', 'small.npy', 'json')]) / 1e3:.0f} kB mean"
     )
 
 

@@ -30,7 +30,7 @@ def main(n: int) -> None:
     from orchestration.batch.dag import StageSpec, check_workflow, form_dag
     from orchestration.batch.submit import parse_submit
     from orchestration.tasks import batch as batch_tasks
-    from orchestration.tasks import batch_local, workflows
+    from orchestration.tasks import local_pulling, workflows
     from portal.models import Job, Submission, Workflow
     from portal.models.batch import record_submission
     from portal.models.workflows import record_workflow
@@ -95,11 +95,11 @@ def main(n: int) -> None:
 
     def run_until_idle() -> int:
         ran = 0
-        while (k := batch_local.pull_local_jobs()) or batch_local._pullable().exists():
+        while (k := local_pulling.pull_local_jobs()) or local_pulling._pullable().exists():
             ran += k
         return ran
 
-    with mock.patch.object(batch_local, "wake_local_workers", lambda n: None):
+    with mock.patch.object(local_pulling, "wake_local_workers", lambda n: None):
         flat_text = (
             "executable = t.sh\noutput = t-$(arguments).out\nerror = t-$(arguments).err\nlog = t-$(arguments).log\n"
             "queue arguments from (\n" + "\n".join(f"  j{i}" for i in range(n)) + "\n)\n"

@@ -32,6 +32,3 @@ def embedded_broker_polling(**kwargs: Any) -> None:
         from kombu.transport import sqlalchemy as sqla  # only workers poll (see the docstring)
 
         sqla.Transport.polling_interval = settings.CELERY_EMBEDDED_BROKER_POLL_SECONDS
-
-
-app.autodiscover_tasks(["orchestration"])

@@ -197,6 +197,19 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The modules a worker imports at start, so it knows every task (orchestration/tasks/__init__.py
+# imports none of them: a page or a command that sends one task loads only what it uses).
+CELERY_IMPORTS = (
+    "orchestration.operations",
+    "orchestration.tasks.batch",
+    "orchestration.tasks.local_pulling",
+    "orchestration.tasks.catalogues",
+    "orchestration.tasks.cloud",
+    "orchestration.tasks.cloud_actions",
+    "orchestration.tasks.storage",
+    "orchestration.tasks.system",
+    "orchestration.tasks.workflows",
+)
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Unacknowledged tasks of a dead worker are redelivered after this long.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _int("CELERY_VISIBILITY_TIMEOUT", 3600, 60)}
@@ -223,7 +236,7 @@ CELERY_TASK_ROUTES = {
     "orchestration.tasks.cloud.sync_project": {"queue": "sync"},
     "orchestration.tasks.batch.refresh_batch": {"queue": "sync"},
     "orchestration.tasks.catalogues.extract_catalogue_ccd": {"queue": "ccd"},
-    "orchestration.tasks.batch_local.pull_local_jobs": {"queue": BATCH_QUEUE},
+    "orchestration.tasks.local_pulling.pull_local_jobs": {"queue": BATCH_QUEUE},
 }
 _CPUS = os.cpu_count() or 1
 # Worker slots per lane started by `make run` (prefork processes).

@@ -19,3 +19,9 @@ class Wait(Exception):  # noqa: N818 (a control-flow signal, not an error)
         super().__init__(message)
         self.seconds = seconds
         self.message = message
+
+
+def portal_fault(reference: str) -> str:
+    """What the user sees of a bug (never its traceback, never as an outage of an outside system); the
+    same reference is in the log line that holds the traceback, so the operators can find it."""
+    return f"Something went wrong on the portal's side (reference {reference}). It has been logged for the portal's operators."

@@ -1,29 +1,34 @@
-"""Running operations on Celery workers.
+"""Starting operations and running them on Celery workers.
 
-Each operation kind has one handler, registered with ``@handler("kind")``.
-``run_operation`` claims the row with a conditional update, so a redelivered
-message (late acknowledgement after a worker died) or a repair by beat never
-runs one operation twice at the same time.
+``start_operation`` records an ``Operation`` row in the request's transaction and
+sends it to a worker once that transaction commits. Each operation kind has one
+handler, named in the table of ``orchestration/kinds.py``. ``run_operation`` claims the row
+with a conditional update, so a redelivered message (late acknowledgement after a
+worker died) or a repair by beat never runs one operation twice at the same time.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any, cast
 
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
-from orchestration.errors import TransientError, UserFacingError, Wait
+from orchestration.errors import TransientError, UserFacingError, Wait, portal_fault
+from orchestration.kinds import HANDLERS
 from portal.models import Operation
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Operation, "Progress"], None]
-HANDLERS: dict[str, Handler] = {}
 
 # A running operation whose row has not moved for this long is taken to be
 # orphaned by a dead worker and is queued again by ``repair_operations``.
@@ -31,12 +36,43 @@ LEASE = timedelta(seconds=getattr(settings, "OPERATION_LEASE_SECONDS", 120))
 MAX_ATTEMPTS = 5
 
 
-def handler(kind: str) -> Callable[[Handler], Handler]:
-    def register(func: Handler) -> Handler:
-        HANDLERS[kind] = func
-        return func
+def operation_reference(op: Operation) -> str:
+    """How a crash of this operation is named to the user and in the log."""
+    return f"op-{op.pk}"
 
-    return register
+
+@functools.cache
+def handler_for(kind: str) -> Handler | None:
+    """The function that runs operations of this kind (``orchestration/kinds.py``), or None."""
+    path = HANDLERS.get(kind)
+    return None if path is None else cast(Handler, import_string(path))
+
+
+def start_operation(
+    *,
+    owner: Any,
+    kind: str,
+    title: str,
+    project: Any = None,
+    target: str = "",
+    params: dict[str, Any] | None = None,
+) -> Operation:
+    """Record an operation and send it to a worker once the surrounding transaction commits."""
+    op = Operation.objects.create(
+        owner=owner, project=project, kind=kind, title=title, target=target, params=params or {}
+    )
+    dispatch_operation(op.pk)
+    return op
+
+
+def dispatch_operation(op_id: int) -> None:
+    """Send an operation to a worker once the surrounding transaction commits."""
+
+    def send() -> None:
+        result = run_operation.apply_async(args=[op_id])
+        Operation.objects.filter(pk=op_id, celery_task_id="").update(celery_task_id=result.id)
+
+    transaction.on_commit(send)
 
 
 class Progress:
@@ -83,7 +119,7 @@ def run_operation(self, op_id: int) -> str:  # type: ignore[no-untyped-def]
     op = _claim(op_id)
     if op is None:
         return "not claimable"
-    func = HANDLERS.get(op.kind)
+    func = handler_for(op.kind)
     if func is None:
         _finish(op, Operation.FAILED, f"This portal does not know how to run “{op.kind}”.")
         return "unknown kind"
@@ -109,13 +145,9 @@ def run_operation(self, op_id: int) -> str:  # type: ignore[no-untyped-def]
         _finish(op, Operation.FAILED, str(exc))
         return "failed"
     except Exception:
-        log.exception("operation %s (%s) crashed", op.pk, op.kind)
-        _finish(
-            op,
-            Operation.FAILED,
-            f"An unexpected error stopped this operation (reference op-{op.pk}). "
-            "It has been logged for the portal's operators.",
-        )
+        reference = operation_reference(op)
+        log.exception("operation %s (%s) crashed: reference %s", op.pk, op.kind, reference)
+        _finish(op, Operation.FAILED, portal_fault(reference))
         return "crashed"
     op.refresh_from_db(fields=["state"])
     if op.state == Operation.RUNNING:

@@ -19,6 +19,7 @@ from django.contrib import messages
 from django.http import HttpRequest
 from django.utils import timezone
 
+from orchestration.errors import UserFacingError
 from orchestration.identity.cadc import (
     IdentityError,
     IdentityServiceUnavailable,
@@ -105,6 +106,25 @@ def problem_for_jobs(user: Any, needed: dt.timedelta, now: dt.datetime | None = 
             f"could finish (allowing {_human(needed)}). Renew it from the user menu, then submit again."
         )
     return None
+
+
+def proxy_needed() -> dt.timedelta:
+    """How long a proxy certificate must still be valid when jobs are sent: they may wait, then run."""
+    return dt.timedelta(seconds=settings.BATCH_PROXY_MIN_SECONDS)
+
+
+def proxy_for_jobs(user: Any) -> bytes | None:
+    """The user's proxy certificate for their jobs (None without the cadc identity backend).
+
+    UserFacingError when the certificate is missing or would expire before the jobs could run.
+    """
+    if settings.IDENTITY_BACKEND != "cadc":
+        return None
+    problem = problem_for_jobs(user, proxy_needed())
+    proxy = get_proxy_for(user)
+    if problem or proxy is None:
+        raise UserFacingError(problem or "You have no valid CADC proxy certificate.")
+    return proxy[0]
 
 
 def proxy_file_for(user: Any) -> Path | None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest
 
-from orchestration.cloud import CloudError, CredentialsRejected, connect_with_password
+from orchestration import backends
+from orchestration.cloud.errors import CloudError, CredentialsRejected
 from orchestration.errors import TransientError
+from orchestration.operations import start_operation
 from portal.models import Credential, Operation
 
 log = logging.getLogger(__name__)
@@ -24,15 +25,7 @@ SIGN_IN_TIMEOUT = 15
 
 def start_cloud_connection(request: HttpRequest, user: Any, password: str) -> Operation | None:
     try:
-        client = connect_with_password(
-            settings.OPENSTACK_AUTH_URL,
-            user.username,
-            password,
-            user_domain=settings.OPENSTACK_USER_DOMAIN,
-            project_domain=settings.OPENSTACK_PROJECT_DOMAIN,
-            region=settings.OPENSTACK_REGION or None,
-            interface=settings.OPENSTACK_INTERFACE,
-        )
+        client = backends.cloud_with_password(user.username, password)
         with client:  # a one-off session: its sockets close here
             token, expires = client.token, client.token_expiry()
     except CredentialsRejected:
@@ -55,4 +48,4 @@ def start_cloud_connection(request: HttpRequest, user: Any, password: str) -> Op
     ).first() or Credential(user=user, kind="keystone_token")
     row.secret, row.expires_at, row.revoked = token, expires, False
     row.save()
-    return Operation.start(owner=user, kind="cloud_connect", title="Connect to the cloud", target="keystone")
+    return start_operation(owner=user, kind="cloud_connect", title="Connect to the cloud", target="keystone")

@@ -1,4 +1,4 @@
-"""Sign-in: local Django accounts or CADC credentials, chosen by IDENTITY_BACKEND.
+"""Sign-in: local Django accounts or CADC credentials, chosen by IDENTITY_BACKEND (orchestration.backends).
 
 With ``cadc`` the username and password are checked once against the CADC login
 service; the local user is created on first sign-in with an unusable password,
@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest
+
+from orchestration import backends
+from orchestration.identity.base import IdentityProvider
+from orchestration.identity.cadc import IdentityServiceUnavailable, InvalidCredentials
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +39,14 @@ class PortalIdentityBackend(ModelBackend):
     ) -> Any:
         if not username or not password:
             return None
-        if settings.IDENTITY_BACKEND == "local":
+        provider = backends.identity_provider()
+        if provider is None:
             return super().authenticate(request, username=username, password=password, **kwargs)
-        return self._authenticate_cadc(username, password)
+        return self._authenticate_with(provider, username, password)
 
-    def _authenticate_cadc(self, username: str, password: str) -> Any:
-        from orchestration.identity.cadc import (
-            IdentityServiceUnavailable,
-            InvalidCredentials,
-            cadc_login,
-        )
-
+    def _authenticate_with(self, provider: IdentityProvider, username: str, password: str) -> Any:
         try:
-            cadc_login(
-                username,
-                password,
-                registry_url=settings.CADC_REGISTRY_URL or None,
-                timeout=settings.CADC_TIMEOUT,
-            )
+            provider.check_password(username, password)
         except InvalidCredentials:
             return None
         except IdentityServiceUnavailable as exc:

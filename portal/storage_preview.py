@@ -1,4 +1,8 @@
-"""What the storage page can preview: FITS headers and thumbnails, catalogue heads, text and logs."""
+"""What the storage page can preview: FITS headers and thumbnails, catalogue heads, text and logs.
+
+astropy and numpy are imported by the functions that use them (a folder listing needs neither); the
+settings keep astropy off the network from its first import.
+"""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Plain Python: the portal's views and tasks call these and store what they return
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +28,10 @@ class BatchValidationError(BatchError):
 
 class ExecutorUnavailable(BatchError):
     """The batch system cannot be reached now; worth retrying later."""
+
+
+class ClusterGone(BatchError):
+    """The batch system knows nothing of the cluster any more (its jobs and their files are gone)."""
 
 
 class SubmissionLost(BatchError):
@@ -58,6 +62,28 @@ class WorkerTarget:
     image_name: str = ""
     image_id: str = ""
     flavor: str = ""
+
+
+@dataclass(frozen=True)
+class LocalServices:
+    """The archive and storage of a portal whose backends are local folders, offered to its jobs with
+    stand-ins for the CADC tools (``jobtools/``: cadcget, vcp, vls, vmkdir), so the tutorial's scripts
+    run unchanged. Inside bubblewrap the archive and, of all users' storage, only the job owner's own
+    folder are visible, both read-only: vcp writes to an outbox the portal stores when the job ends."""
+
+    tools_dir: Path
+    archive_dir: Path
+    storage_dir: Path  # the owner's own space
+    vos_uri: str  # how the owner's space is named in vos: paths, e.g. vos:alice
+
+    def to_json(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> LocalServices:
+        return cls(
+            Path(data["tools_dir"]), Path(data["archive_dir"]), Path(data["storage_dir"]), data["vos_uri"]
+        )
 
 
 @dataclass(frozen=True)
@@ -166,7 +192,12 @@ class Executor(Protocol):
         files: dict[str, bytes],
         key: str,
         proxy: bytes | None = None,
-    ) -> SubmitHandle: ...
+        target: WorkerTarget | None = None,
+        services: LocalServices | None = None,
+    ) -> SubmitHandle:
+        """Send the jobs; `target` is where a cloud pool boots its workers, `services` the local
+        archive and storage offered to jobs run here (each executor ignores what does not apply)."""
+        ...
 
     def find(self, key: str) -> int | None: ...
 
@@ -176,8 +207,16 @@ class Executor(Protocol):
 
     def release(self, cluster: int, procs: list[int] | None = None) -> None: ...
 
-    def remove(self, cluster: int, procs: list[int] | None = None) -> None: ...
+    def remove(self, cluster: int, procs: list[int] | None = None, reason: str = "") -> None: ...
 
-    def retrieve(self, cluster: int) -> Path:
+    def retrieve(self, cluster: int, procs: list[int] | None = None) -> Path:
         """Fetch finished jobs' .out, .err, .log (and output files) into a local directory; return it."""
+        ...
+
+    def explain_idle(self, cluster: int) -> IdleExplanation | None:
+        """Why the cluster's idle jobs are not matched (None when there is nothing to explain)."""
+        ...
+
+    def discard_proxy(self, cluster: int) -> None:
+        """Delete the copies of the proxy certificate kept for the cluster's jobs (if any)."""
         ...

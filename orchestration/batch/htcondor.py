@@ -18,10 +18,12 @@ import htcondor2
 
 from orchestration.batch.base import (
     BatchError,
+    ClusterGone,
     ExecutorUnavailable,
     IdleExplanation,
     JobState,
     JobStatus,
+    LocalServices,
     ParsedSubmit,
     PoolProfile,
     SubmissionLost,
@@ -151,6 +153,7 @@ class HTCondorExecutor:
         key: str,
         proxy: bytes | None = None,
         target: WorkerTarget | None = None,
+        services: LocalServices | None = None,  # unused: pool jobs use the real CADC tools
     ) -> SubmitHandle:
         """Stage the files, submit on hold with spooling, then upload the files. Idempotent per key.
 
@@ -310,7 +313,7 @@ class HTCondorExecutor:
         except htcondor2.HTCondorException as exc:
             raise _unavailable(exc) from exc
         if not ads or KEY_ATTR not in ads[0]:
-            raise BatchError(f"The schedd knows no cluster {cluster}.")
+            raise ClusterGone(f"The schedd knows no cluster {cluster}.")
         return self._stage_dir(str(ads[0][KEY_ATTR]))
 
     def explain_idle(self, cluster: int) -> IdleExplanation | None:
@@ -331,6 +334,9 @@ class HTCondorExecutor:
         if not ads:
             return None
         return analyze_requirements(ads[0], slots)
+
+    def discard_proxy(self, cluster: int) -> None:
+        """Nothing to do: the proxy certificate is spooled with the jobs and no copy is kept here."""
 
     def forget(self, key: str) -> None:
         """Delete a submission's staging directory once its output is stored elsewhere."""

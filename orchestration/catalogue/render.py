@@ -71,6 +71,14 @@ def scale_to_uint8(
     return (v * 255.0 + 0.5).astype(np.uint8)
 
 
+def ccd_png(small: np.ndarray, stretch: str = "linear", contrast: float = 0.25) -> bytes:
+    """The CCD preview PNG from its downsampled image (FITS row 0 at the bottom)."""
+    grey = scale_to_uint8(small, stretch, contrast)[::-1]
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(grey), mode="L").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
 def _ellipse_points(
     x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray, theta_deg: np.ndarray
 ) -> np.ndarray:

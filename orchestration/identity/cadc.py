@@ -65,6 +65,17 @@ class _PasswordSubject(net.Subject):
         return (self.username, self.__password)
 
 
+@dataclass(frozen=True)
+class CadcIdentity:
+    """The ``IdentityProvider`` of CADC accounts: the CADC login service checks the password."""
+
+    registry_url: str | None = None
+    timeout: float = 20
+
+    def check_password(self, username: str, password: str) -> None:
+        cadc_login(username, password, registry_url=self.registry_url, timeout=self.timeout)
+
+
 def cadc_login(username: str, password: str, registry_url: str | None = None, timeout: float = 20) -> str:
     """Return a CADC SSO token for the credentials (usable as Bearer token or CADC_SSO cookie)."""
     _check_credentials(username, password)

@@ -1,3 +1,5 @@
-"""Celery tasks, one module per area; importing this package registers them."""
+"""Celery tasks and operation handlers, one module per area.
 
-from orchestration.tasks import batch, catalogues, cloud, cloud_actions, storage, system  # noqa: F401
+Importing this package imports none of them: workers load the modules named by the ``imports``
+setting (``CELERY_IMPORTS`` in config/settings.py), and everything else imports what it uses.
+"""

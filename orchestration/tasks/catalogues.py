@@ -6,7 +6,6 @@
   storage and renders the mosaic. Every step checks what is already there, so a rerun never duplicates.
 - ``extract_catalogue_ccd``: one CCD on one worker; claims its row with a conditional update and writes
   its rows, a downsampled copy of the image, the default PNG and the sources JSON (the preview cache).
-- ``fill_demo_archive``: the bootstrap step that puts synthetic images in the local archive.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import threading
 import time
 from datetime import timedelta
@@ -33,9 +31,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from PIL import Image
 
-from orchestration.archive import CadcArchive, LocalArchive
+from orchestration import backends
 from orchestration.catalogue.errors import CatalogueInputError
 from orchestration.catalogue.extract import (
     ExtractionParams,
@@ -47,12 +44,14 @@ from orchestration.catalogue.extract import (
 from orchestration.catalogue.fitsindex import scan_hdus
 from orchestration.catalogue.fitsread import read_ccd
 from orchestration.catalogue.formats import PROVENANCE_SUFFIX, SUFFIXES, write_all
-from orchestration.catalogue.render import _detsec, downsample, render_mosaic, scale_to_uint8
+from orchestration.catalogue.render import _detsec, ccd_png, downsample, render_mosaic
 from orchestration.catalogue.validate import CcdInfo, validate_image
-from orchestration.errors import TransientError, UserFacingError, Wait
-from orchestration.operations import Progress, handler, run_operation
+from orchestration.errors import TransientError, UserFacingError, Wait, portal_fault
+from orchestration.operations import Progress, operation_reference, run_operation
 from orchestration.storage.base import NotFound, makedirs
+from orchestration.tasks.storage import refresh_usage
 from portal.models import Catalogue, CatalogueCcd, Operation
+from portal.models.catalogues import input_path, preview_path, rows_path
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +70,6 @@ def _tune_worker(**_: Any) -> None:
 # ---------------------------------------------------------------------------- work files
 
 
-def input_path(cat: Catalogue) -> Path:
-    return cat.work_dir / "input.fits"
-
-
-def rows_path(cat: Catalogue, hdu_index: int | None = None) -> Path:
-    """Merged rows (``None``) or one CCD's rows, as .npy."""
-    return cat.work_dir / ("rows.npy" if hdu_index is None else f"ccd-{hdu_index}.rows.npy")
-
-
-def preview_path(cat: Catalogue, hdu_index: int, kind: str) -> Path:
-    """kind: 'small.npy' (downsampled image), 'png' (default stretch) or 'json' (sources)."""
-    return cat.work_dir / f"ccd-{hdu_index}.{kind}"
-
-
 def _save_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + f".{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(data)
@@ -94,14 +79,6 @@ def _save_atomic(path: Path, data: bytes) -> None:
 def _npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
-def ccd_png(small: np.ndarray, stretch: str = "linear", contrast: float = 0.25) -> bytes:
-    """The CCD preview PNG from its downsampled image (FITS row 0 at the bottom)."""
-    grey = scale_to_uint8(small, stretch, contrast)[::-1]
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(grey), mode="L").save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
@@ -164,26 +141,13 @@ def mosaic_layout(path: Path, ccds: list[CcdInfo]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------- inputs
 
 
-def archive_for(user: Any) -> Any:
-    if settings.ARCHIVE_BACKEND == "local":
-        return LocalArchive(settings.ARCHIVE_DIR)
-    from portal.certificates import proxy_file_for
-
-    certfile = proxy_file_for(user)
-    return CadcArchive(
-        certfile=str(certfile) if certfile else None, registry_url=settings.CADC_REGISTRY_URL or None
-    )
-
-
 def _fetch(cat: Catalogue, target: Path) -> None:
     part = target.with_name("fetch.part")
     if cat.source == Catalogue.ARCHIVE:
-        fetched = archive_for(cat.owner).fetch(cat.source_ref, part)
+        fetched = backends.archive_for(cat.owner).fetch(cat.source_ref, part)
         os.replace(fetched, target)
     elif cat.source == Catalogue.STORAGE:
-        from portal.storage_backend import storage_for
-
-        with storage_for(cat.owner).open_read(cat.source_ref) as src, part.open("wb") as dest:
+        with backends.storage_for(cat.owner).open_read(cat.source_ref) as src, part.open("wb") as dest:
             shutil.copyfileobj(src, dest, 1024 * 1024)
         os.replace(part, target)
     else:  # an upload is saved by the view before the operation starts; without it there is nothing
@@ -232,7 +196,6 @@ def _send_ccds(cat: Catalogue) -> int:
     return sent
 
 
-@handler("catalogue_run")
 def catalogue_run(op: Operation, progress: Progress) -> None:
     cat = Catalogue.objects.select_related("owner").filter(pk=op.params["catalogue"], owner=op.owner).first()
     if cat is None:
@@ -251,7 +214,7 @@ def catalogue_run(op: Operation, progress: Progress) -> None:
         _fail(cat, str(exc))
         raise
     except Exception:
-        _fail(cat, f"An unexpected error stopped this catalogue (reference op-{op.pk}).")
+        _fail(cat, portal_fault(operation_reference(op)))  # run_operation logs it with this reference
         raise
 
 
@@ -341,15 +304,13 @@ def _merge_and_store(
     cat: Catalogue, image: Path, params: ExtractionParams, ccds: list[CcdInfo], progress: Progress
 ) -> None:
     """Each progress step also renews the operation's lease, so a long merge is never started twice."""
-    from portal.storage_backend import refresh_usage, storage_for
-
     parts = {c.index: np.load(rows_path(cat, c.index), allow_pickle=False) for c in ccds}
     catalogue = build_catalogue(image, params, ccds, parts)
     catalogue.provenance["input"] = f"{cat.source}:{cat.source_ref}"
     catalogue.provenance["portal_catalogue"] = cat.key
     _save_atomic(rows_path(cat), _npy_bytes(catalogue.rows))
     out_dir = cat.work_dir / "out"
-    storage = storage_for(cat.owner)
+    storage = backends.storage_for(cat.owner)
     makedirs(storage, cat.output_dir)
     outputs = _reserve_outputs(cat, storage)
     files = write_all(catalogue, out_dir, cat.stem)
@@ -412,10 +373,10 @@ def _extract_and_record(cat: Catalogue, row: CatalogueCcd, started: float) -> st
         )
         return "failed"
     except Exception:
-        log.exception("catalogue %s CCD %s crashed", cat.pk, row.name)
+        reference = f"ccd-{ccd_id}"
+        log.exception("catalogue %s CCD %s crashed: reference %s", cat.pk, row.name, reference)
         CatalogueCcd.objects.filter(pk=ccd_id).update(
-            state=CatalogueCcd.FAILED,
-            error=f"An unexpected error stopped the extraction (reference ccd-{ccd_id}); it has been logged.",
+            state=CatalogueCcd.FAILED, error=portal_fault(reference)
         )
         return "crashed"
     CatalogueCcd.objects.filter(pk=ccd_id).update(
@@ -449,36 +410,3 @@ def _extract_one(cat: Catalogue, row: CatalogueCcd) -> int:
     _save_atomic(preview_path(cat, row.hdu_index, "json"), json.dumps(doc).encode())
     _save_atomic(rows_path(cat, row.hdu_index), _npy_bytes(rows))  # last: its presence means done
     return len(rows)
-
-
-# ---------------------------------------------------------------------------- demo archive
-
-DEMO_OBSERVATIONS = ("1056215p", "1056216p", "1056217p", "1056218p")
-DEMO_SHAPE = (1153, 512)  # a quarter of MegaCam's 4612 x 2048 on each side: 36 CCDs in about a second
-
-
-def fill_demo_archive(stdout: Any) -> None:
-    """Bootstrap step: synthetic MegaCam-like images named after the tutorial's observation IDs."""
-    from orchestration.catalogue.synth import SynthConfig, make_megacam_image
-
-    if settings.ARCHIVE_BACKEND != "local":
-        return
-    folder = Path(settings.ARCHIVE_DIR) / "CFHT"
-    folder.mkdir(parents=True, exist_ok=True)
-    # Four times MegaCam's density, so the small demo CCDs hold a few hundred sources each.
-    config = SynthConfig(stars_per_ccd=1200, galaxies_per_ccd=3600, cosmics_per_ccd=400)
-    made = []
-    for seed, obs in enumerate(DEMO_OBSERVATIONS[: settings.CATALOGUE_DEMO_IMAGES], start=1):
-        target = folder / f"{obs}.fits.fz"
-        if target.is_file():
-            continue
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:
-            part = Path(tmp) / target.name
-            make_megacam_image(part, seed=seed, n_ccds=36, shape=DEMO_SHAPE, obs_id=obs, config=config)
-            os.replace(part, target)
-        made.append(obs)
-    if made:
-        stdout.write(
-            f"Local archive: made SYNTHETIC MegaCam-like images {', '.join(made)} "
-            f"(36 CCDs of {DEMO_SHAPE[1]} x {DEMO_SHAPE[0]} px) in {folder}"
-        )

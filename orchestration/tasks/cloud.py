@@ -18,9 +18,9 @@ from django.utils import timezone
 from orchestration.cloud import CloudClient, CredentialsRejected
 from orchestration.cloud.client import forget_session
 from orchestration.cloud.types import ServerInfo
-from orchestration.errors import UserFacingError
-from orchestration.operations import Progress, handler
-from orchestration.tasks.cloud_access import client_for, revoke_on_rejection, token_client, usable_credentials
+from orchestration.cloud_access import client_for, revoke_on_rejection, token_client, usable_credentials
+from orchestration.errors import TransientError, UserFacingError, portal_fault
+from orchestration.operations import Progress
 from portal.models import (
     Credential,
     Flavor,
@@ -54,7 +54,6 @@ def acting_for(op: Operation) -> Iterator[CloudClient]:
 # sign-in ------------------------------------------------------------------
 
 
-@handler("cloud_connect")
 def cloud_connect(op: Operation, progress: Progress) -> None:
     """Turn the sign-in token into one application credential per project, then sync them."""
     token_row = Credential.objects.filter(user=op.owner, kind="keystone_token").order_by("-created").first()
@@ -209,10 +208,15 @@ def sync_project_now(project: Project, force: bool = False) -> str:
     except UserFacingError as exc:
         Project.objects.filter(pk=project.pk).update(sync_error=str(exc)[:500])
         return "failed"
-    except Exception as exc:  # a transient fault: the next beat tries again
+    except TransientError as exc:  # the cloud did not answer: the next beat tries again
         log.warning("sync of project %s failed: %s", project.name, exc)
         Project.objects.filter(pk=project.pk).update(sync_error="The cloud did not answer the last refresh.")
         return "failed"
+    except Exception:  # a bug of the portal's, not an outage of the cloud
+        reference = f"sync-{uuid.uuid4().hex[:8]}"
+        log.exception("sync of project %s crashed: reference %s", project.name, reference)
+        Project.objects.filter(pk=project.pk).update(sync_error=portal_fault(reference)[:500])
+        return "crashed"
     finally:
         Project.objects.filter(pk=project.pk).update(sync_claimed_until=None)
 

@@ -12,7 +12,7 @@ from orchestration.cloud import CloudClient, CloudNotFound, CredentialsRejected,
 from orchestration.cloud.images import revoke_share, set_member_status, share_image
 from orchestration.cloud.readiness import parse_console
 from orchestration.errors import UserFacingError, Wait
-from orchestration.operations import Progress, handler
+from orchestration.operations import Progress
 from orchestration.tasks.cloud import POLL, acting_for, refresh_after, sync_project_now
 from portal.models import FloatingIP, Image, ImageShare, KeyPair, Operation, Project, Server
 
@@ -82,7 +82,6 @@ def _refused(servers: list[Server], reason: str) -> None:
 # key pairs ----------------------------------------------------------------
 
 
-@handler("keypair_import")
 def keypair_import(op: Operation, progress: Progress) -> None:
     name, public_key = op.params["name"], op.params["public_key"]
     try:
@@ -97,7 +96,6 @@ def keypair_import(op: Operation, progress: Progress) -> None:
     progress(100, f"Imported {name} ({info.fingerprint})")
 
 
-@handler("keypair_delete")
 def keypair_delete(op: Operation, progress: Progress) -> None:
     name = op.params["name"]
     with acting_for(op) as cloud:
@@ -108,7 +106,6 @@ def keypair_delete(op: Operation, progress: Progress) -> None:
 # floating IPs -------------------------------------------------------------
 
 
-@handler("fip_allocate")
 def fip_allocate(op: Operation, progress: Progress) -> None:
     if "ip_id" not in op.params:
         with acting_for(op) as cloud:
@@ -125,7 +122,6 @@ def _fip(op: Operation) -> FloatingIP:
     return fip
 
 
-@handler("fip_associate")
 def fip_associate(op: Operation, progress: Progress) -> None:
     fip, server = _fip(op), _server(op, op.params["server_id"])
     with acting_for(op) as cloud:
@@ -140,7 +136,6 @@ def fip_associate(op: Operation, progress: Progress) -> None:
     progress(100, f"{server.name} is reachable at {fip.address}")
 
 
-@handler("fip_disassociate")
 def fip_disassociate(op: Operation, progress: Progress) -> None:
     fip = _fip(op)
     with acting_for(op) as cloud:
@@ -148,7 +143,6 @@ def fip_disassociate(op: Operation, progress: Progress) -> None:
     refresh_after(op)
 
 
-@handler("fip_release")
 def fip_release(op: Operation, progress: Progress) -> None:
     fip = _fip(op)
     with acting_for(op) as cloud:
@@ -160,7 +154,6 @@ def fip_release(op: Operation, progress: Progress) -> None:
 # servers --------------------------------------------------------------------
 
 
-@handler("vm_launch")
 def vm_launch(op: Operation, progress: Progress) -> None:
     p = op.params
     servers = list(Server.objects.filter(pk__in=p["server_ids"], project=op.project).order_by("pk"))
@@ -216,7 +209,6 @@ ACTIONS = {
 }
 
 
-@handler("vm_action")
 def vm_action(op: Operation, progress: Progress) -> None:
     server, action = _server(op, op.params["server_id"]), op.params["action"]
     target, call = ACTIONS[action]
@@ -233,7 +225,6 @@ def vm_action(op: Operation, progress: Progress) -> None:
     progress(100, f"{server.name} is {info.status.lower()}")
 
 
-@handler("vm_delete")
 def vm_delete(op: Operation, progress: Progress) -> None:
     servers = list(Server.objects.filter(pk__in=op.params["server_ids"], project=op.project))
     remaining = []
@@ -258,7 +249,6 @@ def vm_delete(op: Operation, progress: Progress) -> None:
     progress(100, "Deleted")
 
 
-@handler("vm_snapshot")
 def vm_snapshot(op: Operation, progress: Progress) -> None:
     server, name = _server(op, op.params["server_id"]), op.params["name"]
     with acting_for(op) as cloud:
@@ -296,7 +286,6 @@ def vm_snapshot(op: Operation, progress: Progress) -> None:
     progress(100, f"Snapshot {name} is ready")
 
 
-@handler("image_delete")
 def image_delete(op: Operation, progress: Progress) -> None:
     image = Image.objects.filter(pk=op.params["image_id"], project=op.project).first()
     if image is None:
@@ -311,7 +300,6 @@ def image_delete(op: Operation, progress: Progress) -> None:
         sync_project_now(member, force=True)
 
 
-@handler("vm_console")
 def vm_console(op: Operation, progress: Progress) -> None:
     server = _server(op, op.params["server_id"])
     with acting_for(op) as cloud:
@@ -338,7 +326,6 @@ def _readiness_too_long(op: Operation, server: Server) -> None:
         )
 
 
-@handler("vm_readiness")
 def vm_readiness(op: Operation, progress: Progress) -> None:
     """Follow "prepare for batch" in the console until it reports done or failed."""
     server = _server(op, op.params["server_id"])
@@ -389,7 +376,6 @@ def _share(op: Operation) -> ImageShare:
     return share
 
 
-@handler("image_share")
 def image_share(op: Operation, progress: Progress) -> None:
     """share and revoke act in the owner's project; accept and reject in the member's (``op.project``)."""
     share, action = _share(op), op.params["action"]

@@ -8,14 +8,13 @@ import uuid
 from django.conf import settings
 from django.db import connection
 
+from orchestration.backends import sandbox_config
 from orchestration.batch.sandbox import TRUSTED, sandbox_problem
 from orchestration.errors import UserFacingError
-from orchestration.operations import Progress, handler
-from orchestration.tasks.batch import sandbox_config
+from orchestration.operations import Progress
 from portal.models import Operation
 
 
-@handler("system_check")
 def system_check(op: Operation, progress: Progress) -> None:
     step_seconds = float(op.params.get("step_seconds", 0.4))
     checks = [

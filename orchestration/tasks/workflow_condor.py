@@ -11,12 +11,12 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from orchestration import backends
 from orchestration.batch import dagman
 from orchestration.batch.base import BatchError, ExecutorUnavailable, PoolProfile
 from orchestration.batch.dag import uses_retry
 from orchestration.batch.submit import profile_lines
 from orchestration.errors import TransientError, UserFacingError
-from orchestration.tasks import batch as batch_tasks
 from portal.models import Workflow, WorkflowNode
 from portal.models.workflows import node_script
 
@@ -25,7 +25,7 @@ N = WorkflowNode
 
 
 def _schedd() -> Any:
-    return batch_tasks.SCHEDD_FACTORY()
+    return backends.SCHEDD_FACTORY()
 
 
 def dag_dir(wf: Workflow) -> Any:

@@ -24,11 +24,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from orchestration.backends import executor_for, local_services
 from orchestration.batch.base import BatchError, ExecutorUnavailable, ParsedJob, ParsedSubmit
 from orchestration.batch.dag import with_retry
 from orchestration.errors import TransientError, UserFacingError
-from orchestration.operations import Progress, handler
-from orchestration.tasks.batch import executor_for, local_services, proxy_for_jobs
+from orchestration.operations import Progress
+from orchestration.tasks.workflow_condor import control_dag, refresh_dags, submit_dag
+from portal.certificates import proxy_for_jobs
 from portal.models import Job, Operation, Submission, Workflow, WorkflowNode
 from portal.models.workflows import make_node_submission, node_script
 
@@ -169,7 +171,7 @@ def _send_all(wf: Workflow, chosen: list[WorkflowNode], from_worker: bool) -> in
         sent += _send_or_fail(wf, node)
     extra = sent - (1 if from_worker else 0)  # a worker that just ended a job pulls the next itself
     if extra > 0:
-        from orchestration.tasks.batch_local import wake_local_workers
+        from orchestration.tasks.local_pulling import wake_local_workers
 
         wake_local_workers(extra)
     return len(chosen)
@@ -358,19 +360,16 @@ def _act_on_queued(wf: Workflow, action: str) -> int:
         subs.add(sub_id)
     for cluster, procs in by_cluster.items():
         getattr(executor, action)(cluster, procs)
-    from orchestration.tasks.batch import sync_submission
+    from orchestration.batch_sync import sync_submission
 
     for sub in Submission.objects.filter(pk__in=subs):
         sync_submission(sub)
     return sum(len(p) for p in by_cluster.values())
 
 
-@handler("workflow_submit")
 def workflow_submit(op: Operation, progress: Progress) -> None:
     wf = Workflow.objects.get(pk=op.params["workflow"], owner=op.owner)
     if wf.executor == "htcondor":
-        from orchestration.tasks.workflow_condor import submit_dag
-
         submit_dag(wf, progress)
         return
     progress(10, f"Starting {wf.num_nodes} node{'s' if wf.num_nodes != 1 else ''} on the local workers")
@@ -381,14 +380,11 @@ def workflow_submit(op: Operation, progress: Progress) -> None:
     progress(100, f"Started: {sent} node{'s' if sent != 1 else ''} queued, the others wait for their parents")
 
 
-@handler("workflow_control")
 def workflow_control(op: Operation, progress: Progress) -> None:
     """Hold, release or remove a whole workflow."""
     wf = Workflow.objects.get(pk=op.params["workflow"], owner=op.owner)
     action = op.params["action"]
     if wf.executor == "htcondor":
-        from orchestration.tasks.workflow_condor import control_dag
-
         control_dag(wf, action)
         progress(100, {"hold": "Held", "release": "Released", "remove": "Removed"}[action])
         return
@@ -400,7 +396,7 @@ def workflow_control(op: Operation, progress: Progress) -> None:
             Workflow.objects.filter(pk=wf.pk).update(held=False)
             released = _act_on_queued(wf, "release")
             if released:
-                from orchestration.tasks.batch_local import wake_local_workers
+                from orchestration.tasks.local_pulling import wake_local_workers
 
                 wake_local_workers(released)
             advance(wf.pk, from_worker=False)
@@ -438,6 +434,4 @@ def refresh_workflows(limit: int = 100) -> int:
             moved += advance(wf.pk, from_worker=False)
         except Exception:
             log.exception("workflow %s: refresh failed", wf.pk)
-    from orchestration.tasks.workflow_condor import refresh_dags
-
     return moved + refresh_dags()

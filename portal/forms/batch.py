@@ -18,6 +18,7 @@ from orchestration.batch.base import BatchSpec, BatchValidationError, ParsedSubm
 from orchestration.batch.submit import PROXY_FILE_NAME, build_submit, parse_spec, parse_submit
 from orchestration.batch.validate import check_file_name, validate_items, validate_script
 from orchestration.storage.base import InvalidPath, normalize
+from portal.certificates import problem_for_jobs, proxy_needed
 from portal.models import Flavor, Image, shared_from
 
 # The CANFAR batch tutorial's pipeline script; the form starts from it. On a portal with a local archive
@@ -86,9 +87,6 @@ def proxy_problem(user: Any) -> str | None:
     """Why the user's jobs cannot get a proxy certificate now (cadc identity only), or None."""
     if settings.IDENTITY_BACKEND != "cadc" or user is None:
         return None
-    from orchestration.tasks.batch import proxy_needed
-    from portal.certificates import problem_for_jobs
-
     return problem_for_jobs(user, proxy_needed())
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -274,6 +275,36 @@ def _signal_name(number: int) -> str:
 
 
 STATE_NAMES = [s for s, _ in Job.STATES]
+
+# What each action on jobs applies to (the pages offer it for these jobs only).
+CONTROL_APPLIES = {
+    "hold": (Job.UNSENT, Job.IDLE, Job.RUNNING),
+    "release": (Job.HELD,),
+    "remove": (Job.UNSENT, Job.IDLE, Job.RUNNING, Job.HELD),
+}
+
+
+def job_dir(job: Job) -> Path | None:
+    """Where a job's .out, .err and .log are on this machine (None before it was sent)."""
+    if job.cluster is None:
+        return None
+    if job.submission.executor == "local":
+        return Path(settings.BATCH_ROOT) / "local" / str(job.cluster) / "out"
+    return Path(settings.BATCH_ROOT) / "htcondor" / job.submission.submit_key(job.part)
+
+
+SUMMARY_WORDS = {
+    Job.DONE: "done",
+    Job.NO_OUTPUT: "completed without output",
+    Job.FAILED: "failed",
+    Job.REMOVED: "removed",
+}
+
+
+def summary_text(counts: dict[str, int]) -> str:
+    """A submission's finished jobs in words, e.g. "3 done · 1 failed"."""
+    parts = [f"{counts.get(s, 0)} {word}" for s, word in SUMMARY_WORDS.items() if counts.get(s)]
+    return " · ".join(parts) or "no jobs"
 
 
 def empty_counts() -> dict[str, int]:

@@ -131,3 +131,20 @@ class CatalogueCcd(models.Model):
 
     def __str__(self) -> str:
         return f"{self.catalogue_id}:{self.name} ({self.state})"
+
+
+# The files of a catalogue's run, in its work folder.
+
+
+def input_path(cat: Catalogue) -> Path:
+    return cat.work_dir / "input.fits"
+
+
+def rows_path(cat: Catalogue, hdu_index: int | None = None) -> Path:
+    """Merged rows (``None``) or one CCD's rows, as .npy."""
+    return cat.work_dir / ("rows.npy" if hdu_index is None else f"ccd-{hdu_index}.rows.npy")
+
+
+def preview_path(cat: Catalogue, hdu_index: int, kind: str) -> Path:
+    """kind: 'small.npy' (downsampled image), 'png' (default stretch) or 'json' (sources)."""
+    return cat.work_dir / f"ccd-{hdu_index}.{kind}"

@@ -6,7 +6,7 @@ from functools import cached_property
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
@@ -86,32 +86,3 @@ class Operation(models.Model):
         return {"queued": "secondary", "running": "primary", "succeeded": "success", "failed": "danger"}[
             self.state
         ]
-
-    def dispatch(self) -> None:
-        """Send the operation to a worker once the surrounding transaction commits."""
-        from orchestration.operations import run_operation
-
-        op_id = self.pk
-
-        def send() -> None:
-            result = run_operation.apply_async(args=[op_id])
-            Operation.objects.filter(pk=op_id, celery_task_id="").update(celery_task_id=result.id)
-
-        transaction.on_commit(send)
-
-    @classmethod
-    def start(
-        cls,
-        *,
-        owner: Any,
-        kind: str,
-        title: str,
-        project: Any = None,
-        target: str = "",
-        params: dict[str, Any] | None = None,
-    ) -> Operation:
-        op = cls.objects.create(
-            owner=owner, project=project, kind=kind, title=title, target=target, params=params or {}
-        )
-        op.dispatch()
-        return op

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -16,3 +18,8 @@ class StorageUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {self.bytes_used} bytes"
+
+    @classmethod
+    def record(cls, user: Any, used: int) -> None:
+        """Keep what a measurement found (the dashboard reads this, never the storage)."""
+        cls.objects.update_or_create(user=user, defaults={"bytes_used": used, "measured_at": timezone.now()})

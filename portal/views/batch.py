@@ -19,16 +19,25 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from orchestration.backends import sandbox_config
 from orchestration.batch.base import ParsedJob, ParsedSubmit
 from orchestration.batch.sandbox import TRUSTED
 from orchestration.batch.sandbox import describe as describe_sandbox
 from orchestration.batch.submit import render as render_submit
-from orchestration.tasks.batch import CONTROL_APPLIES, job_dir, sandbox_config, summary_text
+from orchestration.operations import start_operation
 from portal.forms.batch import BatchForm, BatchPlan, ResubmitForm, UploadForm, proxy_problem
 from portal.http import posted_ids
 from portal.job_files import file_in, files_context
 from portal.models import Job, Operation, Submission
-from portal.models.batch import STATE_NAMES, counts_for, empty_counts, record_submission
+from portal.models.batch import (
+    CONTROL_APPLIES,
+    STATE_NAMES,
+    counts_for,
+    empty_counts,
+    job_dir,
+    record_submission,
+    summary_text,
+)
 from portal.views.workflows import workflows_with_counts
 
 SUBMISSIONS_PER_PAGE = 15
@@ -45,7 +54,7 @@ def get_job_for_user(request: HttpRequest, pk: int) -> Job:
 
 
 def _dispatch(sub: Submission, part: str, title: str) -> Operation:
-    return Operation.start(
+    return start_operation(
         owner=sub.owner,
         project=sub.project,
         kind="batch_submit",
@@ -318,7 +327,7 @@ def batch_control(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         messages.info(request, f"Nothing to {action}: {nothing}.")
         return redirect("batch_submission", pk=sub.pk)
     with transaction.atomic():
-        Operation.start(
+        start_operation(
             owner=request.user,
             project=sub.project,
             kind="batch_control",

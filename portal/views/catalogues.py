@@ -30,17 +30,19 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
 from orchestration.archive import LocalArchive
+from orchestration.backends import storage_for
 from orchestration.catalogue.errors import CatalogueInputError
 from orchestration.catalogue.extract import Catalogue as CatalogueRows
 from orchestration.catalogue.formats import TABLEDATA_SUFFIX, read_catalogue, write_votable
+from orchestration.catalogue.render import ccd_png
 from orchestration.catalogue.validate import validate_image
+from orchestration.operations import start_operation
 from orchestration.storage.base import NotFound, StorageError
-from orchestration.tasks.catalogues import ccd_png, input_path, preview_path, rows_path
-from portal import storage_backend
+from orchestration.tasks.storage import refresh_usage
 from portal.catalogue_table import plots, table_context
 from portal.forms.catalogues import ManyObservationsForm, NewCatalogueForm
-from portal.models import Catalogue, CatalogueCcd, Operation
-from portal.storage_backend import storage_for
+from portal.models import Catalogue, CatalogueCcd
+from portal.models.catalogues import input_path, preview_path, rows_path
 
 CATALOGUES_PER_PAGE = 20
 STORAGE_CATALOGUE_MAX_BYTES = 512 * 1024**2
@@ -58,7 +60,7 @@ def _start(request: HttpRequest, cat: Catalogue) -> Catalogue:
     cat.owner = request.user  # type: ignore[assignment]  # login_required: never anonymous
     cat.project = getattr(request, "project", None)
     cat.save()
-    op = Operation.start(
+    op = start_operation(
         owner=request.user,
         project=cat.project,
         kind="catalogue_run",
@@ -325,7 +327,7 @@ def catalogue_delete(request: HttpRequest, pk: int) -> HttpResponse:
                 pass  # already gone: nothing to do
             except StorageError as exc:
                 problems.append(str(exc))
-        storage_backend.refresh_usage(request.user, storage)
+        refresh_usage(request.user, storage)
     if problems:  # the record stays, so the user can try again and nothing is half forgotten
         messages.error(request, "The stored files could not all be deleted: " + " ".join(problems))
         return redirect("catalogue_detail", pk=cat.pk)

@@ -10,6 +10,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from orchestration.operations import start_operation
 from portal.forms.cloud import KeyPairForm
 from portal.http import ProjectRequest, posted_id, project_required
 from portal.models import FloatingIP, Image, KeyPair, Operation, Project, Quota, Server
@@ -73,7 +74,7 @@ def image_delete(request: ProjectRequest, pk: int) -> HttpResponse:
         messages.error(request, f"{image.name} cannot be deleted: {reason}")
         return redirect("images")
     Image.objects.filter(pk=image.pk).update(status="deleting")
-    Operation.start(
+    start_operation(
         owner=request.user,
         project=image.project,
         kind="image_delete",
@@ -97,7 +98,7 @@ def keypair_list(request: ProjectRequest) -> HttpResponse:
                 KeyPair.objects.create(
                     project=project, owner=request.user, name=name, public_key=key, pending=True
                 )
-                Operation.start(
+                start_operation(
                     owner=request.user,
                     project=project,
                     kind="keypair_import",
@@ -122,7 +123,7 @@ def keypair_list(request: ProjectRequest) -> HttpResponse:
 def keypair_delete(request: ProjectRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(KeyPair, pk=pk, owner=request.user, project=request.project)
     KeyPair.objects.filter(pk=key.pk).update(pending=True)
-    Operation.start(
+    start_operation(
         owner=request.user,
         project=key.project,
         kind="keypair_delete",
@@ -180,7 +181,7 @@ def ip_allocate(request: ProjectRequest) -> HttpResponse:
                 "release an address before allocating another.",
             )
             return redirect("ips")
-        Operation.start(
+        start_operation(
             owner=request.user,
             project=project,
             kind="fip_allocate",
@@ -200,7 +201,7 @@ def ip_action(request: ProjectRequest, pk: int, action: str) -> HttpResponse:
         if server is None:
             messages.error(request, "Choose a running VM of this project.")
             return redirect("ips")
-        Operation.start(
+        start_operation(
             owner=request.user,
             project=fip.project,
             kind="fip_associate",
@@ -209,7 +210,7 @@ def ip_action(request: ProjectRequest, pk: int, action: str) -> HttpResponse:
             params={"fip_id": fip.pk, "server_id": server.pk},
         )
     elif action == "disassociate":
-        Operation.start(
+        start_operation(
             owner=request.user,
             project=fip.project,
             kind="fip_disassociate",
@@ -218,7 +219,7 @@ def ip_action(request: ProjectRequest, pk: int, action: str) -> HttpResponse:
             params={"fip_id": fip.pk},
         )
     elif action == "release":
-        Operation.start(
+        start_operation(
             owner=request.user,
             project=fip.project,
             kind="fip_release",

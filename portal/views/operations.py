@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from orchestration.operations import start_operation
 from portal.models import Operation
 
 PANEL_SIZE = 8
@@ -46,7 +47,7 @@ def operation_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def start_system_check(request: HttpRequest) -> HttpResponse:
-    Operation.start(
+    start_operation(
         owner=request.user,
         project=request.project,  # type: ignore[attr-defined]
         kind="system_check",

@@ -22,6 +22,8 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from orchestration import backends
+from orchestration.backends import storage_for
 from orchestration.storage.base import (
     AlreadyExists,
     InvalidPath,
@@ -30,10 +32,9 @@ from orchestration.storage.base import (
     StorageError,
     StorageUnavailable,
 )
-from portal import storage_backend
+from orchestration.tasks.storage import refresh_usage
 from portal.forms.storage import DeleteForm, MkdirForm, MoveForm, UploadForm
 from portal.request_body import request_body
-from portal.storage_backend import storage_for
 from portal.storage_preview import (
     looks_like_text,
     preview_kind,
@@ -124,8 +125,8 @@ def browse(request: HttpRequest, path: str = "") -> HttpResponse:
         for n in page.object_list
     ]
     usage = getattr(request.user, "storage_usage", None)
-    if usage is None and not storage_backend.is_remote():
-        storage_backend.refresh_usage(request.user, storage)  # first visit: measure once
+    if usage is None and not backends.storage_is_remote():
+        refresh_usage(request.user, storage)  # first visit: measure once
         usage = getattr(request.user, "storage_usage", None)
     ctx: dict[str, Any] = {
         "path": node.path,
@@ -137,7 +138,7 @@ def browse(request: HttpRequest, path: str = "") -> HttpResponse:
         "usage": usage,
         "mkdir_form": MkdirForm(initial={"folder": node.path}),
         "max_bytes": settings.STORAGE_UPLOAD_MAX_BYTES,
-        "remote": storage_backend.is_remote(),
+        "remote": backends.storage_is_remote(),
     }
     return render(request, "storage/browse.html", ctx)
 
@@ -168,7 +169,7 @@ def file_detail(request: HttpRequest, path: str) -> HttpResponse:
                 if ctx["table"] is None:
                     fh.seek(0)
                     ctx["text"] = read_text(fh, node.size)
-        elif node.size <= settings.STORAGE_PREVIEW_MAX_BYTES or not storage_backend.is_remote():
+        elif node.size <= settings.STORAGE_PREVIEW_MAX_BYTES or not backends.storage_is_remote():
             # (VOSpace reads fetch the whole file first, so big files get no preview there)
             with storage.open_read(node.path) as fh:
                 if kind == "text" or looks_like_text(fh):
@@ -255,7 +256,7 @@ def _upload_checked(request: HttpRequest, length: int, multipart: bool) -> HttpR
             )
         except StorageError as exc:
             return _refused(request, exc, form.cleaned_data["folder"])
-        storage_backend.refresh_usage(request.user)
+        refresh_usage(request.user)
         messages.success(request, f"Uploaded {node.name} ({filesizeformat(node.size)}).")
         return redirect(_browse_url(form.cleaned_data["folder"]))
     if length < 0:
@@ -272,7 +273,7 @@ def _upload_checked(request: HttpRequest, length: int, multipart: bool) -> HttpR
             409 if isinstance(exc, AlreadyExists) else 503 if isinstance(exc, StorageUnavailable) else 400
         )
         return _upload_error(str(exc), status)
-    storage_backend.refresh_usage(request.user, storage)
+    refresh_usage(request.user, storage)
     return JsonResponse({"ok": True, "name": node.name, "path": node.path, "size": node.size})
 
 
@@ -362,7 +363,7 @@ def delete(request: HttpRequest) -> HttpResponse:
                     storage.delete(node.path, recursive=recursive)
                 except StorageError as exc:
                     return _refused(request, exc, _parent(node.path))
-                storage_backend.refresh_usage(request.user, storage)
+                refresh_usage(request.user, storage)
                 messages.success(request, f"Deleted '{plain_name(node.path)}'.")
                 return redirect(_browse_url(_parent(node.path)))
     ctx = {"action": "delete", "node": node, "count": count, "breadcrumbs": _breadcrumbs(node.path)}

@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from orchestration.operations import start_operation
 from portal.forms.cloud import LaunchForm, ShareForm, SnapshotForm
 from portal.http import ProjectRequest, posted_id, posted_ids, project_required
 from portal.models import FloatingIP, Image, ImageShare, Operation, Project, Quota, Server, shared_from
@@ -127,7 +128,7 @@ def vm_launch(request: ProjectRequest) -> HttpResponse:
                 )
                 for name in names
             ]
-            Operation.start(
+            start_operation(
                 owner=request.user,
                 project=project,
                 kind="vm_launch",
@@ -205,7 +206,7 @@ def vm_detail(request: ProjectRequest, pk: int) -> HttpResponse:
 
 
 def _start(request: ProjectRequest, server: Server, kind: str, title: str, **params: Any) -> None:
-    Operation.start(
+    start_operation(
         owner=request.user,
         project=server.project,
         kind=kind,
@@ -310,7 +311,7 @@ def vm_delete(request: ProjectRequest) -> HttpResponse:
     names = ", ".join(s.name for s in servers)
     with transaction.atomic():
         Server.objects.filter(pk__in=[s.pk for s in servers]).update(status="DELETING")
-        Operation.start(
+        start_operation(
             owner=request.user,
             project=project,
             kind="vm_delete",
@@ -383,7 +384,7 @@ def image_share(request: ProjectRequest, pk: int) -> HttpResponse:
         )
         if not created and share.project_id != project.pk:
             return HttpResponseBadRequest("This sharing belongs to another project.")
-        Operation.start(
+        start_operation(
             owner=request.user,
             project=project,
             kind="image_share",
@@ -416,7 +417,7 @@ def image_share_action(request: ProjectRequest, pk: int, action: str) -> HttpRes
             ImageShare.objects.filter(member_project_id__in=mine.values("external_id")), pk=pk
         )
         project = mine.get(external_id=share.member_project_id)
-    Operation.start(
+    start_operation(
         owner=request.user,
         project=project,
         kind="image_share",

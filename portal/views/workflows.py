@@ -21,12 +21,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from orchestration.batch.base import BatchValidationError
 from orchestration.batch.dag import WRAPPER_PREFIX, check_workflow
-from orchestration.tasks.batch import job_dir
+from orchestration.operations import start_operation
 from orchestration.tasks.workflow_condor import dag_dir
 from portal import workflow_graph
 from portal.forms.workflows import DagUploadForm, StagesForm, _WorkflowForm
 from portal.job_files import files_context
 from portal.models import Job, Operation, Workflow, WorkflowNode
+from portal.models.batch import job_dir
 from portal.models.workflows import NODE_STATES, empty_node_counts, node_counts_for, record_workflow
 
 NODES_PER_PAGE = 100
@@ -53,7 +54,7 @@ def _start(
             rescue_of=rescue_of,
             done_names=done,
         )
-        Operation.start(
+        start_operation(
             owner=request.user,
             project=wf.project,
             kind="workflow_submit",
@@ -262,7 +263,7 @@ def workflow_control(request: HttpRequest, pk: int, action: str) -> HttpResponse
         messages.info(request, f"Workflow {wf.name} has ended; nothing to {action}.")
         return redirect("workflow", pk=wf.pk)
     with transaction.atomic():
-        Operation.start(
+        start_operation(
             owner=request.user,
             project=wf.project,
             kind="workflow_control",

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from orchestration import backends
 from orchestration.batch import dagman
 from orchestration.batch.dag import check_workflow
 from orchestration.operations import Progress
-from orchestration.tasks import batch as tasks
 from orchestration.tasks import workflow_condor, workflows
 from portal.models import Operation, Workflow, WorkflowNode
 from portal.models.workflows import record_workflow
@@ -34,7 +34,7 @@ N = WorkflowNode
 def fake(settings: Any, tmp_path: Path, monkeypatch: Any) -> FakeSchedd:
     settings.BATCH_ROOT = tmp_path / "batch"
     schedd = FakeSchedd()
-    monkeypatch.setattr(tasks, "SCHEDD_FACTORY", lambda: schedd)
+    monkeypatch.setattr(backends, "SCHEDD_FACTORY", lambda: schedd)
     # No condor_dagman on this machine (the htcondor wheel has no daemons): DAGMan is the schedd's.
     return schedd
 

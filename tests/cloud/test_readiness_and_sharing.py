@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from orchestration.operations import start_operation
 from portal.models import Flavor, Image, ImageShare, Operation, Project, Server
 from tests.cloud.conftest import drive, last_op, project, public_key, sync
 
@@ -235,7 +236,7 @@ def test_it_gives_up_when_cloud_init_never_reports(demo_client: Any, demo: User)
     assert _post_launch(demo_client, "silent", "canfar-ubuntu-20.04").status_code == 302  # no user-data
     drive(last_op("vm_launch"))
     server = Server.objects.get(name="silent")
-    op = Operation.start(
+    op = start_operation(
         owner=demo, project=project(), kind="vm_readiness", title="t", params={"server_id": server.pk}
     )
     Operation.objects.filter(pk=op.pk).update(started=timezone.now() - timedelta(hours=1))

@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.utils.html import escape
 
 from orchestration.cloud.client import close_sessions
+from orchestration.operations import start_operation
 from portal.crypto import encrypt
 from portal.models import Credential, Flavor, FloatingIP, Image, KeyPair, Operation, Project, Quota, Server
 from tests.cloud.conftest import Target, demo_sdk, drive, last_op, project, public_key, sync
@@ -121,7 +122,7 @@ def test_it_attaches_the_projects_one_ip_and_shows_the_ssh_command(demo_client: 
     )  # a stale tab: refused at once, from the database
     assert "floating IP quota (1) is used up" in stale.content.decode()
     assert Operation.objects.filter(kind="fip_allocate").count() == 1
-    race = Operation.start(  # a race past that check: the cloud refuses it
+    race = start_operation(  # a race past that check: the cloud refuses it
         owner=server.launched_by, project=project(), kind="fip_allocate", title="Allocate", target="fip:new"
     )
     op = drive(race)

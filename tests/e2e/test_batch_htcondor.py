@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from orchestration import backends
 from orchestration.tasks import batch as tasks
 from portal.models import Job, Submission
 from tests.batch.fake_schedd import FakeSchedd
@@ -31,8 +32,8 @@ def pool(settings: Any, tmp_path: Any, monkeypatch: Any) -> FakeSchedd:
     settings.BATCH_EXECUTORS = ["local", "htcondor"]
     settings.HTCONDOR_POOL_PROFILE = "none"
     fake = FakeSchedd()
-    monkeypatch.setattr(tasks, "SCHEDD_FACTORY", lambda: fake)
-    monkeypatch.setattr(tasks, "COLLECTOR_FACTORY", lambda: fake.collector)
+    monkeypatch.setattr(backends, "SCHEDD_FACTORY", lambda: fake)
+    monkeypatch.setattr(backends, "COLLECTOR_FACTORY", lambda: fake.collector)
     # A worker's part, done at once in the server's thread: the operation runs as Celery would run it.
     monkeypatch.setattr(run_operation, "apply_async", lambda args, **kw: run_operation.apply(args=args))
     return fake

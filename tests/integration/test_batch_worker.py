@@ -19,10 +19,10 @@ from django.test import override_settings
 from orchestration.batch.base import BatchSpec
 from orchestration.batch.submit import build_submit, parse_spec
 from orchestration.operations import Progress, run_operation
-from orchestration.tasks.batch import batch_control, batch_submit, job_dir, refresh_batch
-from orchestration.tasks.batch_local import _process_alive
+from orchestration.tasks.batch import batch_control, batch_submit, refresh_batch
+from orchestration.tasks.local_pulling import _process_alive
 from portal.models import Job, Operation, Submission
-from portal.models.batch import record_submission
+from portal.models.batch import job_dir, record_submission
 from tests.conftest import ROOT, make_user, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -125,7 +125,7 @@ def _jobs_on(queue: str) -> dict[str, dict[str, str]]:
     """The lanes' routes with local jobs sent to this test's own queue."""
     return {
         **settings.CELERY_TASK_ROUTES,
-        "orchestration.tasks.batch_local.pull_local_jobs": {"queue": queue},
+        "orchestration.tasks.local_pulling.pull_local_jobs": {"queue": queue},
     }
 
 

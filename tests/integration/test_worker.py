@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.db import transaction
 
-from portal.models import Operation
+from orchestration.operations import start_operation
 from tests.conftest import make_user
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -20,7 +20,7 @@ def test_it_runs_an_operation_on_a_worker_process_with_visible_progress(
     alice = make_user("alice", ["alice-lensing"])
     client.force_login(alice)
     with transaction.atomic():
-        op = Operation.start(
+        op = start_operation(
             owner=alice, kind="system_check", title="System check", params={"step_seconds": 0.6}
         )
     seen_states, seen_progress = set(), set()

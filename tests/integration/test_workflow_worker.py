@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from orchestration.tasks.batch import job_dir
 from portal.models import Job, Workflow, WorkflowNode
+from portal.models.batch import job_dir
 from tests.conftest import make_user
 from tests.integration.test_batch_worker import wait_for
 from tests.workflows.helpers import STEP, lsst_files, times

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ def op(alice: User) -> Operation:
 @pytest.fixture
 def register(monkeypatch: Any) -> Any:
     def _register(func: Any) -> None:
-        monkeypatch.setitem(operations.HANDLERS, "test_kind", func)
+        monkeypatch.setattr(operations, "handler_for", lambda kind: func if kind == "test_kind" else None)
 
     return _register
 
@@ -51,14 +52,33 @@ def test_it_shows_a_user_facing_error_as_is(op: Operation, register: Any) -> Non
     assert op.state == "failed" and op.error == "Flavor c2-7.5gb-31 does not exist in this project."
 
 
-def test_it_hides_a_crash_behind_a_reference(op: Operation, register: Any) -> None:
+def test_it_hides_a_crash_behind_a_reference_that_the_log_line_with_the_traceback_names(
+    op: Operation, register: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     def work(o: Operation, progress: Any) -> None:
         raise KeyError("internal detail")
 
     register(work)
+    with caplog.at_level(logging.ERROR, logger="orchestration.operations"):
+        operations.run_operation.apply(args=[op.pk])
+    op.refresh_from_db()
+    assert op.state == "failed"
+    assert op.error.startswith(f"Something went wrong on the portal's side (reference op-{op.pk}).")
+    assert "internal detail" not in op.error and "KeyError" not in op.error
+    (record,) = [r for r in caplog.records if f"reference op-{op.pk}" in r.getMessage()]
+    assert record.exc_info is not None and record.exc_info[0] is KeyError  # the traceback is logged
+    assert "internal detail" in caplog.text
+
+
+def test_it_never_shows_a_crash_as_an_outage(op: Operation, register: Any) -> None:
+    def work(o: Operation, progress: Any) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'id'")
+
+    register(work)
     operations.run_operation.apply(args=[op.pk])
     op.refresh_from_db()
-    assert op.state == "failed" and f"op-{op.pk}" in op.error and "internal detail" not in op.error
+    assert op.attempts == 1 and op.state == "failed"  # not retried as if the cloud were down
+    assert "portal's side" in op.error and "did not answer" not in op.error and "unavailable" not in op.error
 
 
 def test_it_retries_a_transient_fault_then_gives_up_with_the_reason(op: Operation, register: Any) -> None:

@@ -16,13 +16,14 @@ from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from orchestration import backends
 from orchestration.batch.base import BatchSpec
 from orchestration.batch.submit import build_submit, parse_spec
 from orchestration.errors import TransientError, UserFacingError
 from orchestration.operations import Progress
 from orchestration.tasks import batch as tasks
 from portal.models import Image, Job, Operation, Submission
-from portal.models.batch import record_submission
+from portal.models.batch import job_dir, record_submission
 from tests.batch.conftest import SEED_SCRIPT, SEED_SUBMIT
 from tests.batch.fake_schedd import FakeSchedd, Killed
 
@@ -35,8 +36,8 @@ def schedd(settings: Any, tmp_path: Any, monkeypatch: Any) -> FakeSchedd:
     settings.BATCH_ROOT = tmp_path / "batch"
     settings.HTCONDOR_POOL_PROFILE = "none"
     fake = FakeSchedd()
-    monkeypatch.setattr(tasks, "SCHEDD_FACTORY", lambda: fake)
-    monkeypatch.setattr(tasks, "COLLECTOR_FACTORY", lambda: fake.collector)
+    monkeypatch.setattr(backends, "SCHEDD_FACTORY", lambda: fake)
+    monkeypatch.setattr(backends, "COLLECTOR_FACTORY", lambda: fake.collector)
     monkeypatch.chdir(tmp_path)  # the worker's own directory: nothing of the user's is here
     return fake
 
@@ -112,7 +113,7 @@ def _spool_fails(schedd: FakeSchedd, monkeypatch: Any) -> None:
 
 
 def _kill_before_recording(schedd: FakeSchedd, monkeypatch: Any) -> None:
-    real = tasks.executor_for
+    real = backends.executor_for
 
     def dying(name: str) -> Any:
         executor = real(name)
@@ -120,13 +121,13 @@ def _kill_before_recording(schedd: FakeSchedd, monkeypatch: Any) -> None:
 
         def submit_then_die(*args: Any, **kwargs: Any) -> Any:
             submit(*args, **kwargs)
-            monkeypatch.setattr(tasks, "executor_for", real)
+            monkeypatch.setattr(backends, "executor_for", real)
             raise Killed("the worker died before it recorded the cluster")
 
         executor.submit = submit_then_die
         return executor
 
-    monkeypatch.setattr(tasks, "executor_for", dying)
+    monkeypatch.setattr(backends, "executor_for", dying)
 
 
 def _kill_after_removing_the_lost_cluster(schedd: FakeSchedd, monkeypatch: Any) -> None:
@@ -186,7 +187,7 @@ def test_a_worker_killed_at_any_moment_of_a_50_job_submission_runs_every_job_onc
     jobs = list(Job.objects.filter(submission=sub).order_by("index"))
     assert [j.state for j in jobs] == ["done"] * 50 and {j.cluster for j in jobs} == {cluster}
     for job in jobs:  # each item ran once, in the recorded cluster, and its output came back
-        assert (tasks.job_dir(job) / job.output).read_text() == f"ran {job.item}\n"
+        assert (job_dir(job) / job.output).read_text() == f"ran {job.item}\n"
     assert Submission.objects.get(pk=sub.pk).state == Submission.FINISHED
     assert Operation.objects.get(kind="batch_finished").message == "50 jobs: 50 done"
 
@@ -261,8 +262,8 @@ def test_it_shows_the_hold_reason_and_the_removal_reason_in_words(
 ) -> None:
     sub = recorded(alice, ITEMS[:2])
     cluster = run_submit(sub).result["cluster"]
-    tasks.executor_for("htcondor").hold(cluster, [0], reason="Held from the portal by alice")
-    tasks.executor_for("htcondor").remove(cluster, [1])
+    backends.executor_for("htcondor").hold(cluster, [0], reason="Held from the portal by alice")
+    backends.executor_for("htcondor").remove(cluster, [1])
     tasks.refresh_batch()
     held, removed = Job.objects.filter(submission=sub).order_by("index")
     assert held.state == Job.HELD and held.failure_reason == "Held from the portal by alice."
@@ -309,7 +310,7 @@ def test_it_repairs_a_batch_stuck_in_submitting_or_fails_it_with_a_message(
     never = recorded(alice, ITEMS[:2])
     # the first got through, then its operation gave up before recording it; the second never did
     cluster = (
-        tasks.executor_for("htcondor")
+        backends.executor_for("htcondor")
         .submit(
             tasks._parsed(through, list(through.jobs.all())),
             {"do_catalogue.bash": SCRIPT.encode()},
@@ -374,8 +375,8 @@ def test_the_seeds_submit_file_runs_through_the_portal_and_brings_each_output_ba
         schedd.run(cluster, proc, out=f"catalogue of {item}\n", err="")
         tasks.refresh_batch()  # each job's output is here once that job ends
         job = Job.objects.get(submission=sub, proc=proc)
-        assert (tasks.job_dir(job) / f"do_catalogue-{item}.out").read_text() == f"catalogue of {item}\n"
-        assert (tasks.job_dir(job) / f"do_catalogue-{item}.log").is_file()
+        assert (job_dir(job) / f"do_catalogue-{item}.out").read_text() == f"catalogue of {item}\n"
+        assert (job_dir(job) / f"do_catalogue-{item}.log").is_file()
     assert Submission.objects.get(pk=sub.pk).state == Submission.FINISHED
 
 
@@ -403,5 +404,5 @@ def test_it_still_brings_back_the_output_of_jobs_recorded_done_before_it_came_ba
     Job.objects.filter(submission=sub, proc=0).update(state=Job.DONE)  # as an older portal left it
     tasks.refresh_batch()
     job = Job.objects.get(submission=sub, proc=0)
-    assert job.retrieved and (tasks.job_dir(job) / job.output).read_text() == "ran early\n"
+    assert job.retrieved and (job_dir(job) / job.output).read_text() == "ran early\n"
     assert (cluster, 0) not in schedd.jobs  # retrieved, so it left the queue

@@ -8,11 +8,12 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
+from orchestration import backends
 from orchestration.identity.cadc import read_proxy_certificate
 from orchestration.operations import Progress
 from orchestration.storage.base import StorageUnavailable
 from orchestration.tasks import batch as tasks
-from orchestration.tasks import batch_local
+from orchestration.tasks import local_pulling
 from portal import certificates
 from portal.models import Job, Operation, Submission
 from tests.batch.fake_schedd import FakeSchedd
@@ -35,7 +36,7 @@ def local_batch(settings: Any, tmp_path: Any, monkeypatch: Any) -> Any:
     settings.BATCH_USE_BWRAP = False
     settings.STORAGE_BACKEND = "local"
     settings.STORAGE_ROOT = tmp_path / "storage"
-    monkeypatch.setattr(batch_local, "wake_local_workers", lambda n: None)  # the test pulls itself
+    monkeypatch.setattr(local_pulling, "wake_local_workers", lambda n: None)  # the test pulls itself
     from orchestration.operations import run_operation
 
     monkeypatch.setattr(run_operation, "apply_async", lambda args: type("R", (), {"id": "t"}))
@@ -60,7 +61,7 @@ def test_it_stores_the_declared_outputs_and_links_them_from_the_job_page(
 ) -> None:
     sub = submit(alice_client, django_capture_on_commit_callbacks)
     assert sub.output_folder == FOLDER
-    assert batch_local.pull_local_jobs() == 4
+    assert local_pulling.pull_local_jobs() == 4
     stored = local_batch / "alice" / "results" / "run 1"
     assert (stored / "1056215p.cat").read_text() == "NUMBER MAG_AUTO 1056215p\n"
     assert (stored / "do_catalogue-1056215p.out").read_text() == "Detecting sources in 1056215p.fits\n"
@@ -93,7 +94,7 @@ def test_it_explains_outputs_that_cannot_be_stored(
     (local_batch / "alice").mkdir(parents=True)
     (local_batch / "alice" / "results").write_text("a file where the folder should be")
     submit(alice_client, django_capture_on_commit_callbacks)
-    batch_local.pull_local_jobs()
+    local_pulling.pull_local_jobs()
     job = Job.objects.get(item="1056215p")
     assert (job.state, job.outputs_state) == (Job.NO_OUTPUT, Job.OUTPUTS_FAILED)
     assert (
@@ -108,19 +109,18 @@ def test_it_keeps_outputs_pending_while_storage_is_down_and_stores_them_later(
     django_capture_on_commit_callbacks: Any,
     monkeypatch: Any,
 ) -> None:
-    import portal.storage_backend
 
-    real = portal.storage_backend.storage_for
+    real = backends.storage_for
 
     def down(user: Any) -> Any:
         raise StorageUnavailable("VOSpace is not answering.")
 
-    monkeypatch.setattr(portal.storage_backend, "storage_for", down)
+    monkeypatch.setattr(backends, "storage_for", down)
     submit(alice_client, django_capture_on_commit_callbacks)
-    batch_local.pull_local_jobs()
+    local_pulling.pull_local_jobs()
     job = Job.objects.get(item="1056215p")
     assert (job.state, job.outputs_state) == (Job.DONE, Job.OUTPUTS_PENDING)
-    monkeypatch.setattr(portal.storage_backend, "storage_for", real)
+    monkeypatch.setattr(backends, "storage_for", real)
     tasks.refresh_batch()  # beat tries again
     job.refresh_from_db()
     assert job.outputs_state == Job.OUTPUTS_STORED
@@ -178,7 +178,7 @@ def test_it_gives_local_jobs_the_users_proxy_certificate(
     sub = submit(
         alice_client, django_capture_on_commit_callbacks, script=script, items="a\n", output_files=""
     )
-    batch_local.pull_local_jobs()
+    local_pulling.pull_local_jobs()
     job = Job.objects.get(submission=sub)
     assert job.state == Job.DONE
     path, mode, digest = (
@@ -200,7 +200,7 @@ def test_it_sends_the_proxy_and_stores_htcondor_outputs_after_retrieval(
 ) -> None:
     settings.HTCONDOR_POOL_PROFILE = "csv2"
     schedd = FakeSchedd()
-    monkeypatch.setattr(tasks, "SCHEDD_FACTORY", lambda: schedd)
+    monkeypatch.setattr(backends, "SCHEDD_FACTORY", lambda: schedd)
     pem = give_certificate(cadc, alice, days=10)
     from orchestration.batch.base import BatchSpec
     from orchestration.batch.submit import build_submit, parse_spec

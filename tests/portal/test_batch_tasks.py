@@ -7,12 +7,13 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from orchestration import backends
 from orchestration.batch.base import BatchSpec
 from orchestration.batch.submit import build_submit, parse_spec
 from orchestration.operations import Progress
 from orchestration.tasks import batch as tasks
 from portal.models import Image, Job, Operation, Submission
-from portal.models.batch import record_submission
+from portal.models.batch import job_dir, record_submission
 from tests.batch.fake_schedd import FakeSchedd
 
 ITEMS = ["1056215p", "1056216p", "1056217p", "1056218p"]
@@ -55,7 +56,7 @@ def test_it_sends_a_submission_once_even_when_the_task_runs_twice(
     alice: User, batch_root: Any, monkeypatch: Any
 ) -> None:
     woken: list[int] = []
-    monkeypatch.setattr(tasks.batch_local, "wake_local_workers", woken.append)
+    monkeypatch.setattr(tasks.local_pulling, "wake_local_workers", woken.append)
     sub = recorded(alice, "local")
     first = run_submit(sub).result
     second = run_submit(sub).result  # a redelivered message, or a repair after a crash
@@ -72,7 +73,7 @@ def test_it_follows_htcondor_jobs_retrieves_output_and_announces_the_end(
     alice: User, batch_root: Any, monkeypatch: Any
 ) -> None:
     schedd = FakeSchedd()
-    monkeypatch.setattr(tasks, "SCHEDD_FACTORY", lambda: schedd)
+    monkeypatch.setattr(backends, "SCHEDD_FACTORY", lambda: schedd)
     image = Image.objects.create(
         project=alice.projects.first(),
         external_id="img-1",
@@ -95,7 +96,7 @@ def test_it_follows_htcondor_jobs_retrieves_output_and_announces_the_end(
     assert "exited with code 2" in jobs[0].failure_reason
     sub.refresh_from_db()
     assert sub.state == Submission.FINISHED and all(j.retrieved for j in jobs)
-    assert (tasks.job_dir(jobs[1]) / jobs[1].output).read_text() == "catalogue 1\n"
+    assert (job_dir(jobs[1]) / jobs[1].output).read_text() == "catalogue 1\n"
     note = Operation.objects.get(kind="batch_finished")
     assert note.state == "failed" and note.message == "4 jobs: 3 done · 1 failed"
 
@@ -105,7 +106,7 @@ def test_it_retries_when_the_schedd_is_down_and_keeps_the_jobs_unsent(
 ) -> None:
     schedd = FakeSchedd()
     schedd.down = True
-    monkeypatch.setattr(tasks, "SCHEDD_FACTORY", lambda: schedd)
+    monkeypatch.setattr(backends, "SCHEDD_FACTORY", lambda: schedd)
     sub = recorded(alice, "htcondor")
     with pytest.raises(tasks.TransientError, match="cannot be reached"):
         run_submit(sub)

@@ -9,7 +9,7 @@ from typing import Any
 from astropy.io import fits
 
 from orchestration.archive import LocalArchive
-from orchestration.tasks import catalogues as catalogue_tasks
+from portal import demo as catalogue_tasks
 
 
 def test_it_fills_the_local_archive_once_with_labelled_synthetic_images(

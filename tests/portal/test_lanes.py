@@ -9,9 +9,9 @@ from celery import current_app
 from django.contrib.auth.models import User
 
 from config.celery import app
+from orchestration import backends
 from orchestration.operations import run_operation
-from orchestration.tasks import batch as tasks
-from orchestration.tasks import batch_local
+from orchestration.tasks import local_pulling
 from portal.models import Job, Operation
 from tests.portal.test_batch_tasks import recorded, run_submit
 
@@ -23,7 +23,7 @@ EXPECTED = {
     "orchestration.tasks.cloud.sync_project": "sync",
     "orchestration.tasks.batch.refresh_batch": "sync",
     "orchestration.tasks.catalogues.extract_catalogue_ccd": "ccd",
-    "orchestration.tasks.batch_local.pull_local_jobs": "jobs",
+    "orchestration.tasks.local_pulling.pull_local_jobs": "jobs",
 }
 
 
@@ -102,7 +102,7 @@ def local_batch(settings: Any, tmp_path: Any, monkeypatch: Any) -> list[int]:
     settings.BATCH_SCRATCH_ROOT = tmp_path / "scratch"
     settings.BATCH_USE_BWRAP = False
     woken: list[int] = []
-    monkeypatch.setattr(batch_local, "wake_local_workers", woken.append)
+    monkeypatch.setattr(local_pulling, "wake_local_workers", woken.append)
     return woken
 
 
@@ -131,7 +131,7 @@ def _control(sub: Any, action: str, jobs: list[int] | None = None) -> Operation:
 def test_a_remove_that_arrives_after_the_job_ended_says_so(alice: User, local_batch: Any) -> None:
     sub = recorded(alice, "local")
     run_submit(sub)
-    assert batch_local.pull_local_jobs() == 4
+    assert local_pulling.pull_local_jobs() == 4
     job = Job.objects.get(index=2)
     Job.objects.filter(pk=job.pk).update(state=Job.RUNNING)  # what the page showed when Remove was clicked
     op = _control(sub, "remove", [job.pk])
@@ -143,7 +143,7 @@ def test_a_remove_reports_what_it_removed_and_what_had_ended(alice: User, local_
     sub = recorded(alice, "local")
     run_submit(sub)
     first = Job.objects.get(index=0)
-    tasks.local_executor().run(first.cluster or 0, first.proc)  # the first job ran to the end
+    backends.local_executor().run(first.cluster or 0, first.proc)  # the first job ran to the end
     ticked = list(Job.objects.filter(index__in=[0, 1, 2]).order_by("index").values_list("pk", flat=True))
     op = _control(sub, "remove", ticked)
     assert op.state == "succeeded"

@@ -94,9 +94,9 @@ def tls_vault(cadc_tls_server: CadcTestServer, settings: Any, tmp_path: Any) -> 
 def test_it_uses_the_users_proxy_certificate(
     alice_client: Any, alice: User, tls_vault: CadcTestServer
 ) -> None:
+    from orchestration.backends import storage_for
     from orchestration.identity.cadc import read_proxy_certificate
     from orchestration.storage.vospace import VOSpaceStorage
-    from portal.storage_backend import storage_for
 
     certificates.store(alice, read_proxy_certificate(tls_vault.make_proxy_pem("alice", 5)))
     storage = storage_for(alice)

@@ -183,7 +183,8 @@ def test_rescue_marks_done_nodes_done_and_takes_edited_scripts(
 def test_a_nodes_page_shows_its_files_with_the_batch_job_pages_view(
     client: Any, alice_client: Any, alice: User, bob: User, settings: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:
-    from orchestration.tasks import batch_local, workflows
+    from orchestration.tasks import local_pulling as batch_local
+    from orchestration.tasks import workflows
 
     settings.BATCH_ROOT = tmp_path / "batch"
     settings.BATCH_SCRATCH_ROOT = tmp_path / "scratch"

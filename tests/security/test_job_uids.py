@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from orchestration.batch.base import JobState
-from orchestration.batch.local import JobResult
+from orchestration.batch.local_runner import JobResult
 from orchestration.batch.sandbox import SandboxConfig, job_identity, sandbox_problem, tool, uid_range_problem
 from tests.conftest import host_pids
 from tests.security.test_sandbox import Probe, batch_here, wait_for

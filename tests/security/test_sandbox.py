@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from orchestration.backends import local_executor, local_services
 from orchestration.batch.base import JobState
-from orchestration.batch.local import JobResult
-from orchestration.batch.localexec import LocalExecutor
+from orchestration.batch.local_executor import LocalExecutor
+from orchestration.batch.local_runner import JobResult
 from orchestration.batch.sandbox import SandboxConfig, sandbox_problem
 from orchestration.batch.submit import parse_submit
-from orchestration.tasks.batch import local_executor, local_services
 from tests.conftest import host_pids
 
 SUBMIT = "executable = probe.sh\noutput = probe.out\nerror = probe.err\nlog = probe.log\narguments = {args}\n{extra}queue\n"

@@ -120,7 +120,7 @@ def test_what_a_job_writes_is_shown_escaped_and_stored_only_in_its_owners_space(
     settings: Any,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    from orchestration.tasks import batch_local
+    from orchestration.tasks import local_pulling
     from portal.models import Job
     from tests.portal.test_batch_outputs import submit
 
@@ -128,7 +128,7 @@ def test_what_a_job_writes_is_shown_escaped_and_stored_only_in_its_owners_space(
     bob = local_batch / "bob"
     bob.mkdir(parents=True)
     submit(alice_client, django_capture_on_commit_callbacks, script=_HOSTILE_OUTPUTS, items="1056215p\n")
-    assert batch_local.pull_local_jobs() == 1
+    assert local_pulling.pull_local_jobs() == 1
     job = Job.objects.get()
     page = alice_client.get(f"/batch/jobs/{job.pk}/")
     assert page.status_code == 200

@@ -14,6 +14,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from hypothesis import HealthCheck, example, given, settings
 
+from orchestration import backends
 from orchestration.batch.base import BatchValidationError, PoolProfile
 from orchestration.batch.htcondor import HTCondorExecutor
 from orchestration.batch.submit import check_body, parse_submit
@@ -406,7 +407,7 @@ def test_a_submission_recorded_with_an_unvetted_body_never_reaches_the_schedd(
 
     settings.BATCH_ROOT = tmp_path / "batch"
     schedd = FakeSchedd()
-    monkeypatch.setattr(tasks, "SCHEDD_FACTORY", lambda: schedd)
+    monkeypatch.setattr(backends, "SCHEDD_FACTORY", lambda: schedd)
     sub = recorded(alice, "htcondor")
     Submission.objects.filter(pk=sub.pk).update(body={**sub.body, "MY.TransferInput": '"/etc/passwd"'})
     with pytest.raises(tasks.UserFacingError, match="recorded before the current checks"):

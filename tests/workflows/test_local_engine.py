@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from orchestration import backends
 from orchestration.batch.dag import check_workflow
-from orchestration.tasks import batch_local, workflows
-from orchestration.tasks.batch import job_dir
+from orchestration.tasks import local_pulling, workflows
 from portal.models import Job, Operation, Workflow, WorkflowNode
+from portal.models.batch import job_dir
 from portal.models.workflows import record_workflow
 from tests.workflows.helpers import lsst_files, record, times
 
@@ -22,13 +23,13 @@ def woken(settings: Any, tmp_path: Any, monkeypatch: Any) -> list[int]:
     settings.BATCH_ROOT = tmp_path / "batch"
     settings.BATCH_SCRATCH_ROOT = tmp_path / "scratch"
     out: list[int] = []
-    monkeypatch.setattr(batch_local, "wake_local_workers", out.append)
+    monkeypatch.setattr(local_pulling, "wake_local_workers", out.append)
     return out
 
 
 def run_all() -> int:
     ran = 0
-    while (n := batch_local.pull_local_jobs()) > 0:
+    while (n := local_pulling.pull_local_jobs()) > 0:
         ran += n
     return ran
 
@@ -157,10 +158,10 @@ def test_hold_stops_new_nodes_release_goes_on_and_remove_ends_it(alice: User, wo
     assert run_all() == 0
     _control(wf, "release")
     assert Workflow.objects.get(pk=wf.pk).held is False
-    token = batch_local.claim_token()
-    job = batch_local._claim_next(token)
+    token = local_pulling.claim_token()
+    job = local_pulling._claim_next(token)
     assert job is not None and job.pk == init.pk
-    batch_local._run_claimed(batch_local.local_executor(), job, token)  # init only
+    local_pulling._run_claimed(backends.local_executor(), job, token)  # init only
     assert states(wf)["init"] == N.DONE
     assert list(wf.nodes.filter(state=N.QUEUED).values_list("name", flat=True)) == ["step1_a", "step1_b"]
     _control(wf, "remove")

@@ -12,8 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from orchestration.tasks.catalogues import fill_demo_archive
-from portal.demo import DEMO_PASSWORD, DEMO_PROJECTS, DEMO_USERNAME
+from portal.demo import DEMO_PASSWORD, DEMO_PROJECTS, DEMO_USERNAME, fill_demo_archive
 from portal.models import Membership, Project
 
 

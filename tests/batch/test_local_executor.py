@@ -9,8 +9,8 @@ from pathlib import Path
 import htcondor2
 
 from orchestration.batch.base import JobState
-from orchestration.batch.local import Limits
-from orchestration.batch.localexec import LocalExecutor
+from orchestration.batch.local_executor import LocalExecutor
+from orchestration.batch.local_runner import Limits
 from orchestration.batch.submit import parse_submit
 
 SCRIPT = '#!/bin/sh\necho "catalogue for $1"\n[ "$1" != 1056217p ] || exit 4\n'

@@ -23,15 +23,17 @@ from pathlib import Path
 
 from orchestration.batch.base import (
     BatchError,
+    IdleExplanation,
     JobState,
     JobStatus,
+    LocalServices,
     ParsedJob,
     ParsedSubmit,
     SubmitHandle,
     WorkerTarget,
 )
 from orchestration.batch.eventlog import HOLD_FAILED_TO_START, EventLogWriter, JobEvent, read_events
-from orchestration.batch.local import JobResult, Limits, LocalJob, LocalServices, OnStart, kill_job, run_job
+from orchestration.batch.local_runner import JobResult, Limits, LocalJob, OnStart, kill_job, run_job
 from orchestration.batch.sandbox import SandboxConfig
 from orchestration.batch.submit import PROXY_FILE_NAME
 from orchestration.batch.validate import check_file_name
@@ -298,7 +300,8 @@ class LocalExecutor:
                 (base / "claims" / str(job.proc)).unlink(missing_ok=True)
                 EventLogWriter(base / "out" / self._log_name(job), cluster, job.proc).released()
 
-    def remove(self, cluster: int, procs: list[int] | None = None) -> None:
+    def remove(self, cluster: int, procs: list[int] | None = None, reason: str = "") -> None:
+        """Remove the jobs (the event log says "via condor_rm (by the portal)", whatever `reason`)."""
         for job, status in zip(self._select(cluster, procs), self._statuses(cluster, procs), strict=True):
             if status.state in (JobState.IDLE, JobState.RUNNING, JobState.HELD):
                 log = EventLogWriter(self._dir(cluster) / "out" / self._log_name(job), cluster, job.proc)
@@ -335,6 +338,10 @@ class LocalExecutor:
             claim_path.unlink(missing_ok=True)  # never started: free for the next worker
         return status, self._status_of(cluster, job)
 
-    def retrieve(self, cluster: int) -> Path:
+    def retrieve(self, cluster: int, procs: list[int] | None = None) -> Path:
         """The jobs write straight into this directory: nothing to fetch."""
         return self._dir(cluster) / "out"
+
+    def explain_idle(self, cluster: int) -> IdleExplanation | None:
+        """Idle local jobs wait for a free worker slot, not for a match: nothing to explain."""
+        return None

@@ -6,12 +6,12 @@ import logging
 from typing import Any
 
 from celery.signals import worker_process_shutdown
-from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from orchestration.cloud import CloudClient, CredentialsRejected, connect_with_app_credential
-from orchestration.cloud.client import close_sessions, connect_with_token, forget_session
+from orchestration import backends
+from orchestration.cloud import CloudClient, CredentialsRejected
+from orchestration.cloud.client import close_sessions, forget_session
 from orchestration.errors import UserFacingError
 from portal.models import Credential, Project
 
@@ -21,10 +21,6 @@ NO_CREDENTIAL = (
     "The portal holds no valid cloud credentials for you in project {project}. "
     "Sign out and sign in again to renew them."
 )
-
-
-def _cloud_kwargs() -> dict[str, Any]:
-    return {"region": settings.OPENSTACK_REGION or None, "interface": settings.OPENSTACK_INTERFACE}
 
 
 def usable_credentials(project: Project, user: Any = None) -> Any:
@@ -41,15 +37,13 @@ def client_for(project: Project, user: Any = None) -> tuple[CloudClient, Credent
     credential = usable_credentials(project, user).first()
     if credential is None:
         raise UserFacingError(NO_CREDENTIAL.format(project=project.name))
-    client = connect_with_app_credential(
-        settings.OPENSTACK_AUTH_URL, credential.identifier, credential.secret, **_cloud_kwargs()
-    )
+    client = backends.cloud_with_app_credential(credential.identifier, credential.secret)
     return client, credential
 
 
 def token_client(token: str, project_id: str | None = None) -> CloudClient:
     """A one-off client for the sign-in token: use it in a ``with`` block so its sockets close."""
-    return connect_with_token(settings.OPENSTACK_AUTH_URL, token, project_id=project_id, **_cloud_kwargs())
+    return backends.cloud_with_token(token, project_id)
 
 
 def revoke_on_rejection(credential: Credential, exc: CredentialsRejected) -> None:

@@ -22,11 +22,11 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from orchestration.batch import cgroups
-from orchestration.batch.base import JobState
+from orchestration.batch.base import JobState, LocalServices
 from orchestration.batch.eventlog import (
     HOLD_DURATION_EXCEEDED,
     HOLD_FAILED_TO_START,
@@ -73,28 +73,6 @@ class Limits:
     scratch_mb: int = 10240  # what its scratch folder may hold (on the worker's disk)
     scratch_files: int = 100_000  # files and folders in it
     scratch_check_seconds: float = 1.0  # how often a running job's scratch folder is measured
-
-
-@dataclass(frozen=True)
-class LocalServices:
-    """The archive and storage of a portal whose backends are local folders, offered to its jobs with
-    stand-ins for the CADC tools (``jobtools/``: cadcget, vcp, vls, vmkdir), so the tutorial's scripts
-    run unchanged. Inside bubblewrap the archive and, of all users' storage, only the job owner's own
-    folder are visible, both read-only: vcp writes to an outbox the portal stores when the job ends."""
-
-    tools_dir: Path
-    archive_dir: Path
-    storage_dir: Path  # the owner's own space
-    vos_uri: str  # how the owner's space is named in vos: paths, e.g. vos:alice
-
-    def to_json(self) -> dict[str, str]:
-        return {k: str(v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_json(cls, data: dict[str, str]) -> LocalServices:
-        return cls(
-            Path(data["tools_dir"]), Path(data["archive_dir"]), Path(data["storage_dir"]), data["vos_uri"]
-        )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from orchestration.tasks import batch_local
+from orchestration.tasks import local_pulling
 from portal.models import Job, Submission
 from tests.portal.test_batch_tasks import recorded, run_submit
 
@@ -23,12 +23,12 @@ def woken(settings: Any, tmp_path: Any, monkeypatch: Any) -> list[int]:
     settings.BATCH_SCRATCH_ROOT = tmp_path / "scratch"
     settings.BATCH_USE_BWRAP = False
     out: list[int] = []
-    monkeypatch.setattr(batch_local, "wake_local_workers", out.append)
+    monkeypatch.setattr(local_pulling, "wake_local_workers", out.append)
     return out
 
 
 def _executions(job: Job) -> int:
-    from orchestration.tasks.batch import job_dir
+    from portal.models.batch import job_dir
 
     return (job_dir(job) / job.log).read_text().count("Job executing")  # type: ignore[operator]
 
@@ -37,8 +37,8 @@ def test_it_runs_every_job_once_from_a_few_pull_messages(alice: User, woken: lis
     sub = recorded(alice, "local")
     run_submit(sub)
     assert woken == [4]  # one message per worker slot asked, not one per job
-    assert batch_local.pull_local_jobs() == 4  # a slot runs jobs until none is left
-    assert batch_local.pull_local_jobs() == 0
+    assert local_pulling.pull_local_jobs() == 4  # a slot runs jobs until none is left
+    assert local_pulling.pull_local_jobs() == 0
     jobs = list(Job.objects.order_by("index"))
     assert [(j.state, j.exit_code, j.claimed_by) for j in jobs] == [("done", 0, "")] * 4
     assert [_executions(j) for j in jobs] == [1, 1, 1, 1]
@@ -54,21 +54,22 @@ def test_it_frees_a_job_claimed_by_a_worker_that_died_before_starting_it(
     # A claim by a process that no longer exists: this pid with another start time (pids are reused).
     dead = f"{socket.gethostname()}:{os.getpid()}:1"
     Job.objects.filter(pk=job.pk).update(claimed_by=dead, claimed_at=timezone.now())
-    from orchestration.tasks.batch import job_dir, local_executor
+    from orchestration.backends import local_executor
+    from portal.models.batch import job_dir
 
     claims = job_dir(job).parent / "claims"  # type: ignore[union-attr]
     (claims / str(job.proc)).touch()  # it had claimed the job in the executor too
     alive = Job.objects.get(index=2)
-    Job.objects.filter(pk=alive.pk).update(claimed_by=batch_local.claim_token())  # this process: alive
+    Job.objects.filter(pk=alive.pk).update(claimed_by=local_pulling.claim_token())  # this process: alive
 
-    assert batch_local.repair_local_claims(local_executor()) == 1
-    assert batch_local.repair_local_claims(local_executor()) == 0  # idempotent
+    assert local_pulling.repair_local_claims(local_executor()) == 1
+    assert local_pulling.repair_local_claims(local_executor()) == 0  # idempotent
     job.refresh_from_db()
     assert (job.state, job.claimed_by, job.restarts) == (Job.IDLE, "", 0)
-    assert Job.objects.get(pk=alive.pk).claimed_by == batch_local.claim_token()
+    assert Job.objects.get(pk=alive.pk).claimed_by == local_pulling.claim_token()
     assert woken[-1] == 1
     Job.objects.filter(pk=alive.pk).update(claimed_by="")
-    assert batch_local.pull_local_jobs() == 4
+    assert local_pulling.pull_local_jobs() == 4
     assert set(Job.objects.values_list("state", flat=True)) == {Job.DONE}
 
 
@@ -77,11 +78,11 @@ def test_it_wakes_workers_again_when_idle_jobs_have_nobody_pulling_them(
 ) -> None:
     sub = recorded(alice, "local")
     run_submit(sub)  # its pull messages are lost: nobody runs them
-    assert batch_local.wake_if_stalled() is False  # asked just now: the messages may be queued
+    assert local_pulling.wake_if_stalled() is False  # asked just now: the messages may be queued
     Submission.objects.update(woken_at=timezone.now() - timedelta(minutes=5))
-    Job.objects.filter(index=0).update(claimed_by=batch_local.claim_token())
-    assert batch_local.wake_if_stalled() is False  # a live worker holds a job: it pulls the next one
+    Job.objects.filter(index=0).update(claimed_by=local_pulling.claim_token())
+    assert local_pulling.wake_if_stalled() is False  # a live worker holds a job: it pulls the next one
     Job.objects.filter(index=0).update(claimed_by="")
-    assert batch_local.wake_if_stalled() is True
+    assert local_pulling.wake_if_stalled() is True
     assert woken == [4, 4]
-    assert batch_local.wake_if_stalled() is False  # not again until BATCH_WAKE_SECONDS passed
+    assert local_pulling.wake_if_stalled() is False  # not again until BATCH_WAKE_SECONDS passed

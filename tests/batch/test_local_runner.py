@@ -14,7 +14,7 @@ import pytest
 
 from orchestration.batch.base import JobState
 from orchestration.batch.eventlog import read_events
-from orchestration.batch.local import Limits, LocalJob, kill_job, run_job
+from orchestration.batch.local_runner import Limits, LocalJob, kill_job, run_job
 from orchestration.batch.sandbox import SandboxConfig
 from tests.conftest import host_pids
 
@@ -206,8 +206,9 @@ def test_the_tutorials_cadc_commands_use_the_local_archive_and_the_owners_storag
     """With local backends, cadcget reads the archive and vls/vcp the owner's space, both read-only
     inside bubblewrap (other users' storage stays hidden); what vcp sends to vos: waits in an outbox,
     taken out of scratch without following links, for the portal to store."""
-    from orchestration.batch.local import LocalServices, outbox_dir
-    from orchestration.tasks.batch import JOB_TOOLS
+    from orchestration.backends import JOB_TOOLS
+    from orchestration.batch.base import LocalServices
+    from orchestration.batch.local_runner import outbox_dir
 
     # Outside /tmp (which the sandbox replaces by a private tmpfs), like the portal's var/.
     portal_data = Path(__file__).resolve().parents[2] / "var" / "test" / f"tools-{uuid.uuid4().hex}"

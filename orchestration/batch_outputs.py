@@ -1,32 +1,23 @@
 """Finished jobs' outputs: "completed without output" and the copy into the user's storage folder.
 
-Used by the batch tasks (orchestration/tasks/batch.py) on the worker that follows the jobs:
+Used by the batch sync (orchestration/batch_sync.py) on the worker that follows the jobs:
 the local worker that ran the job, or beat for HTCondor after each job's output was retrieved.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
-from django.conf import settings
-
+from orchestration import backends
 from orchestration.batch.outputs import ensure_folder, missing_outputs, no_output_note, store_outputs
 from orchestration.storage.base import StorageError, StorageUnavailable
+from orchestration.tasks.storage import refresh_usage
 from portal.models import Job, Submission
+from portal.models.batch import job_dir
 
 log = logging.getLogger(__name__)
 STORE_BATCH = 200  # jobs copied per call; beat picks up the rest
 STORED_FROM = (Job.DONE, Job.NO_OUTPUT, Job.FAILED)  # a removed job has no outputs worth keeping
-
-
-def job_dir(job: Job) -> Path | None:
-    """Where a job's .out, .err and .log are on this machine (None before it was sent)."""
-    if job.cluster is None:
-        return None
-    if job.submission.executor == "local":
-        return Path(settings.BATCH_ROOT) / "local" / str(job.cluster) / "out"
-    return Path(settings.BATCH_ROOT) / "htcondor" / job.submission.submit_key(job.part)
 
 
 def outputs_arrived(job: Job) -> bool:
@@ -69,10 +60,8 @@ def store_pending(sub: Submission, limit: int = STORE_BATCH) -> int:
     pending = list(jobs.order_by("index")[:limit])
     if not pending:
         return 0
-    from portal.storage_backend import refresh_usage, storage_for
-
     try:
-        storage = storage_for(sub.owner)
+        storage = backends.storage_for(sub.owner)
         folder = ensure_folder(storage, sub.output_folder)
     except StorageUnavailable as exc:
         log.warning("batch %s: storage unavailable, outputs stay pending (%s)", sub.pk, type(exc).__name__)

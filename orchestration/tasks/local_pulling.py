@@ -22,12 +22,15 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from orchestration import backends
 from orchestration.batch.base import BatchError, JobState
-from orchestration.batch.local import outbox_dir
-from orchestration.batch.localexec import LocalExecutor
+from orchestration.batch.local_executor import LocalExecutor
+from orchestration.batch.local_runner import outbox_dir
+from orchestration.batch_sync import sync_submission
 from orchestration.storage.base import StorageError, makedirs
-from orchestration.tasks.batch import job_dir, local_executor, sync_submission
+from orchestration.tasks.storage import refresh_usage
 from portal.models import Job, Submission
+from portal.models.batch import job_dir
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +77,9 @@ def store_vos_outbox(job: Job) -> int:
     outbox = outbox_dir(directory, job.proc) if directory else None
     if outbox is None or not outbox.is_dir():
         return 0
-    from portal.storage_backend import refresh_usage, storage_for
-
     stored, problems = 0, []
     try:
-        storage = storage_for(job.submission.owner)
+        storage = backends.storage_for(job.submission.owner)
         for dirpath, dirnames, filenames in os.walk(outbox):
             rel = Path(dirpath).relative_to(outbox).as_posix()
             prefix = "" if rel == "." else f"{rel}/"
@@ -164,7 +165,7 @@ def pull_local_jobs() -> int:
     After BATCH_PULL_SECONDS it queues its own successor and returns, so other tasks get the slot
     in turn and a worker's warm shutdown waits for one job, not for a whole batch.
     """
-    token, executor = claim_token(), local_executor()
+    token, executor = claim_token(), backends.local_executor()
     started, ran = time.monotonic(), 0
     while (job := _claim_next(token)) is not None:
         _run_claimed(executor, job, token)
@@ -210,7 +211,7 @@ def repair_local_claims(executor: LocalExecutor | None = None) -> int:
     host = socket.gethostname()
     claimed = Job.objects.filter(claimed_by__startswith=f"{host}:", submission__executor="local")
     lost = [j for j in claimed.select_related("submission") if not _claimer_alive(j.claimed_by)]
-    executor = executor or local_executor()
+    executor = executor or backends.local_executor()
     woken = 0
     for job in lost:
         retry = job.restarts < settings.BATCH_JOB_RETRIES
