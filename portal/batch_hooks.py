@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from portal.models.batch import Submission
+
 
 def snapshots_in_use(snapshots: list[Any]) -> dict[int, str]:
     """Map image pk -> reason, for snapshots that unfinished batch submissions boot workers from."""
-    from portal.models.batch import Submission
-
     ids = {s.external_id: s.pk for s in snapshots}
     busy: dict[int, str] = {}
     unfinished = Submission.objects.filter(state__in=[*Submission.ACTIVE_STATES, Submission.PAUSED])

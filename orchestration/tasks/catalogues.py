@@ -48,7 +48,7 @@ from orchestration.catalogue.render import _detsec, ccd_png, downsample, render_
 from orchestration.catalogue.validate import CcdInfo, validate_image
 from orchestration.errors import TransientError, UserFacingError, Wait, portal_fault
 from orchestration.operations import Progress, operation_reference, run_operation
-from orchestration.storage.base import NotFound, makedirs
+from orchestration.storage.base import NotFound, Storage, makedirs
 from orchestration.tasks.storage import refresh_usage
 from portal.models import Catalogue, CatalogueCcd, Operation
 from portal.models.catalogues import input_path, preview_path, rows_path
@@ -260,7 +260,7 @@ def _output_paths(cat: Catalogue, stem: str) -> dict[str, str]:
     return {fmt: f"{cat.output_dir}/{n}" if cat.output_dir else n for fmt, n in names.items()}
 
 
-def _exists(storage: Any, path: str) -> bool:
+def _exists(storage: Storage, path: str) -> bool:
     try:
         storage.info(path)
     except NotFound:
@@ -268,7 +268,7 @@ def _exists(storage: Any, path: str) -> bool:
     return True
 
 
-def _reserve_outputs(cat: Catalogue, storage: Any) -> dict[str, str]:
+def _reserve_outputs(cat: Catalogue, storage: Storage) -> dict[str, str]:
     """Storage paths that belong to this catalogue alone: named after the image (1056215p.cat), or
     1056215p-2.cat, -3... when another catalogue of the user has that name or any file is already
     there (an earlier run's, a batch job's, an upload): a run never overwrites files it does not own.

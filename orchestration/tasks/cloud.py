@@ -21,6 +21,7 @@ from orchestration.cloud.types import ServerInfo
 from orchestration.cloud_access import client_for, revoke_on_rejection, token_client, usable_credentials
 from orchestration.errors import TransientError, UserFacingError, portal_fault
 from orchestration.operations import Progress
+from portal.crypto import encrypt
 from portal.models import (
     Credential,
     Flavor,
@@ -115,8 +116,6 @@ def cloud_connect(op: Operation, progress: Progress) -> None:
 
 
 def _encrypt(secret: str) -> bytes:
-    from portal.crypto import encrypt
-
     return encrypt(secret)
 
 

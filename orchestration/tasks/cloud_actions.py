@@ -11,6 +11,7 @@ from django.utils import timezone
 from orchestration.cloud import CloudClient, CloudNotFound, CredentialsRejected, InvalidRequest
 from orchestration.cloud.images import revoke_share, set_member_status, share_image
 from orchestration.cloud.readiness import parse_console
+from orchestration.cloud.types import ServerInfo
 from orchestration.errors import UserFacingError, Wait
 from orchestration.operations import Progress
 from orchestration.tasks.cloud import POLL, acting_for, refresh_after, sync_project_now
@@ -46,7 +47,7 @@ def _get_or_none(cloud: CloudClient, server_id: str) -> Any:
         return None
 
 
-def _launched_before(op: Operation, cloud: CloudClient, server: Server) -> Any:
+def _launched_before(op: Operation, cloud: CloudClient, server: Server) -> ServerInfo | None:
     """The cloud server an earlier attempt created for this row, if the worker died before recording it.
 
     The launch form keeps names unique within a project, so a same-named server that no other row

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from orchestration.operations import start_operation
+from portal import batch_hooks
 from portal.forms.cloud import KeyPairForm
 from portal.http import ProjectRequest, posted_id, project_required
 from portal.models import FloatingIP, Image, KeyPair, Operation, Project, Quota, Server
@@ -57,8 +58,6 @@ def image_list(request: ProjectRequest) -> HttpResponse:
 
 def _snapshots_in_use(snapshots: list[Image]) -> dict[int, str]:
     """Snapshots that running batch submissions boot their workers from: they cannot be deleted."""
-    from portal import batch_hooks
-
     return batch_hooks.snapshots_in_use(snapshots)
 
 
