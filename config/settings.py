@@ -10,26 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import environ
-import wrapt
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from orchestration.catalogue.offline import keep_astropy_offline
 
-# astropy opens URLs it is given (a table "file name", a FITS path, IERS tables): in every process
-# of the portal it may not reach the network at all. Readers get bytes; this is the second wall. It is
-# set the moment astropy's modules are first imported, by whoever imports them (importing astropy here
-# would cost every process of the portal 0.4 s of start-up, and most never read a table).
-@wrapt.when_imported("astropy.utils.data")
-def _astropy_offline(module: Any) -> None:
-    module.conf.allow_internet = False
-
-
-@wrapt.when_imported("astropy.utils.iers")
-def _astropy_no_iers_download(module: Any) -> None:
-    module.conf.auto_download = False
+keep_astropy_offline()  # from astropy's first import, whoever imports it (orchestration/catalogue/offline.py)
 
 
 BASE_DIR = Path(__file__).resolve().parent.parent

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from io import StringIO
 from pathlib import Path
 
@@ -63,3 +66,66 @@ def test_it_writes_votable_tabledata_when_asked(small_image, tmp_path: Path) -> 
     assert b"<BINARY2>" in (tmp_path / "1056215p.cat.vot").read_bytes()
     assert len(read_catalogue(tabledata)) == len(read_catalogue(tmp_path / "1056215p.cat.fits"))
     assert "votable_tabledata:" in out.getvalue() and "DETECT_MINAREA" not in out.getvalue()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _manage(*args: str) -> subprocess.CompletedProcess[str]:
+    # manage.py runs this command before Django is set up: a settings module that cannot load shows it
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "no.such.settings"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "extract_catalogue", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_manage_py_runs_it_without_django_and_writes_what_call_command_writes(
+    small_image, tmp_path: Path
+) -> None:
+    path, _ = small_image
+    done = _manage(str(path), "--output", str(tmp_path / "fast"), "--jobs", "2", "--detect-minarea", "5")
+    assert done.returncode == 0, done.stderr
+    assert "done (3/3)" in done.stdout and "fits:" in done.stdout
+    call_command(
+        "extract_catalogue", str(path), output=str(tmp_path / "django"), detect_minarea=5, stdout=StringIO()
+    )
+    fast = read_catalogue(tmp_path / "fast" / "1056215p.cat.fits")
+    slow = read_catalogue(tmp_path / "django" / "1056215p.cat.fits")
+    assert len(fast) == len(slow) > 0
+    assert fast.provenance["parameters"] == slow.provenance["parameters"]
+    assert sorted(p.name for p in (tmp_path / "fast").iterdir()) == sorted(
+        p.name for p in (tmp_path / "django").iterdir()
+    )
+
+
+def test_manage_py_reports_bad_input_and_bad_limits_without_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "x.fits"
+    bad.write_text("not fits")
+    done = _manage(str(bad), "--output", str(tmp_path / "out"))
+    assert done.returncode == 1
+    assert "CommandError:" in done.stderr and "not a FITS file" in done.stderr
+    assert "Traceback" not in done.stderr
+    env_bad = {**os.environ, "CATALOGUE_MAX_CCD_PIXELS": "lots"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "extract_catalogue", str(bad), "--output", str(tmp_path)],
+        env=env_bad,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1 and "CATALOGUE_MAX_CCD_PIXELS must be an integer" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_limits_are_the_settings_own(settings) -> None:
+    from orchestration.catalogue.command import limits_from_environment
+
+    assert limits_from_environment({}) == {
+        "max_decompressed_bytes": settings.CATALOGUE_MAX_DECOMPRESSED_BYTES,
+        "max_ccd_pixels": settings.CATALOGUE_MAX_CCD_PIXELS,
+    }
+    assert limits_from_environment({"CATALOGUE_MAX_CCD_PIXELS": "2048"})["max_ccd_pixels"] == 2048
