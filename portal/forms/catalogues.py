@@ -106,8 +106,17 @@ class ParametersForm(forms.Form):
         return data
 
 
+MAX_OBSERVATION_CHARS = 200  # the catalogue's name and stem are kept in 200 characters
+
+
+def _clip(text: str, length: int = 40) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
 def _clean_observation(value: str) -> str:
     value = value.strip()
+    if len(value) > MAX_OBSERVATION_CHARS:
+        raise forms.ValidationError(f"An observation ID is at most {MAX_OBSERVATION_CHARS} characters.")
     try:
         observation_uri(value)
     except InvalidObservation as exc:
@@ -128,7 +137,7 @@ class NewCatalogueForm(ParametersForm):
     )
     observation = forms.CharField(
         required=False,
-        max_length=200,
+        max_length=MAX_OBSERVATION_CHARS,
         widget=forms.TextInput(
             attrs={"class": "form-control mono", "placeholder": "1056215p", "list": "archive-observations"}
         ),
@@ -202,7 +211,7 @@ class ManyObservationsForm(ParametersForm):
                 unique.append(clean)
         if problems:
             raise forms.ValidationError(
-                f"Not observation IDs: {', '.join(problems[:5])}{' …' if len(problems) > 5 else ''}"
+                f"Not observation IDs: {', '.join(_clip(p) for p in problems[:5])}{' …' if len(problems) > 5 else ''}"
                 " (expected e.g. 1056215p or cadc:CFHT/1056215p.fits.fz)."
             )
         return unique

@@ -274,3 +274,14 @@ def test_ids_past_the_databases_integers_are_404(alice_client: Any, pk: str) -> 
         assert alice_client.get(url).status_code == 404, url
     assert alice_client.get(f"/catalogues/new/?again={pk}").status_code == 404
     assert alice_client.post(f"/workflows/{pk}/hold/").status_code == 404
+
+
+def test_an_observation_id_too_long_for_the_database_is_a_form_error(alice_client: Any, spaces: Any) -> None:
+    # found on PostgreSQL, which enforces varchar(200) where SQLite does not: the many-IDs form gave a 500
+    from portal.models import Catalogue
+    from tests.portal.test_catalogue_views import form_defaults
+
+    response = alice_client.post("/catalogues/many/", {**form_defaults(), "observations": "x" * 201})
+    assert response.status_code == 400
+    assert f"Not observation IDs: {'x' * 39}…" in response.content.decode()
+    assert not Catalogue.objects.exists()
