@@ -27,10 +27,11 @@ def main(n: int) -> None:
 
     from django.contrib.auth.models import User
 
+    from orchestration import local_wake, workflow_engine
     from orchestration.batch.dag import StageSpec, check_workflow, form_dag
     from orchestration.batch.submit import parse_submit
     from orchestration.tasks import batch as batch_tasks
-    from orchestration.tasks import local_pulling, workflows
+    from orchestration.tasks import local_pulling
     from portal.models import Job, Submission, Workflow
     from portal.models.batch import record_submission
     from portal.models.workflows import record_workflow
@@ -99,7 +100,7 @@ def main(n: int) -> None:
             ran += k
         return ran
 
-    with mock.patch.object(local_pulling, "wake_local_workers", lambda n: None):
+    with mock.patch.object(local_wake, "wake_local_workers", lambda n: None):
         flat_text = (
             "executable = t.sh\noutput = t-$(arguments).out\nerror = t-$(arguments).err\nlog = t-$(arguments).log\n"
             "queue arguments from (\n" + "\n".join(f"  j{i}" for i in range(n)) + "\n)\n"
@@ -139,7 +140,7 @@ def main(n: int) -> None:
             files=wf_files,
         )
         start = time.perf_counter()
-        workflows.start_local(wf)
+        workflow_engine.start_local(wf)
         wf_ran = run_until_idle()
         chained = time.perf_counter() - start
     wf.refresh_from_db()

@@ -16,12 +16,11 @@ from typing import Any
 
 from django.utils import timezone
 
-from orchestration import backends
+from orchestration import backends, workflow_engine
 from orchestration.batch.base import ClusterGone, Executor, ExecutorUnavailable, JobState, JobStatus
 from orchestration.batch.eventlog import read_events
 from orchestration.batch.local_executor import state_from_events
 from orchestration.batch_outputs import mark_missing_outputs, store_pending
-from orchestration.tasks import workflows
 from portal.models import Job, Operation, Submission
 from portal.models.batch import counts_for, job_dir, summary_text
 
@@ -125,7 +124,7 @@ def after_sync(sub: Submission, executor: Executor) -> None:
     ):
         _discard_proxies(sub, executor)
         if sub.workflow_id is not None:  # a workflow's node: its children may start now
-            workflows.node_finished(sub.pk, counts)
+            workflow_engine.node_finished(sub.pk, counts, sync=sync_submission)
         else:
             _notify(sub, counts, test=False)
 

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from orchestration import backends
+from orchestration import backends, local_wake
 from orchestration.batch.base import (
     BatchError,
     ExecutorUnavailable,
@@ -112,7 +112,7 @@ def batch_submit(op: Operation, progress: Progress) -> None:
     Submission.objects.filter(pk=sub.pk).update(state=Submission.ACTIVE, error="")
     if sub.executor == "local":  # the jobs are in the database now: workers can pull them
         Submission.objects.filter(pk=sub.pk).update(woken_at=timezone.now())
-        local_pulling.wake_local_workers(handle.num_jobs)
+        local_wake.wake_local_workers(handle.num_jobs)
     op.result = {"cluster": handle.cluster, "jobs": handle.num_jobs}
     op.save(update_fields=["result"])
     sent = f"Sent {handle.num_jobs} job{'s' if handle.num_jobs != 1 else ''} as cluster {handle.cluster}"
@@ -232,7 +232,7 @@ def batch_control(op: Operation, progress: Progress) -> None:
         )
     sync_submission(sub)
     if action == "release" and sub.executor == "local":
-        local_pulling.wake_local_workers(sum(len(p) for p in by_cluster.values()))
+        local_wake.wake_local_workers(sum(len(p) for p in by_cluster.values()))
     after = {j.pk: j for j in Job.objects.filter(pk__in=[j.pk for j in jobs])}
     done = [after[j.pk] for j in acting if after[j.pk].state in CONTROL_DONE[action]]
     missed = [after[j.pk] for j in jobs if j.pk not in {d.pk for d in done}]
@@ -331,6 +331,3 @@ def refresh_batch() -> int:
         except Exception:
             log.exception("batch outputs of submission %s not stored", sub.pk)
     return changed
-
-
-# Last: local_pulling uses this module's functions, and importing it registers pull_local_jobs;

@@ -22,7 +22,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from orchestration import backends
+from orchestration import backends, local_wake
 from orchestration.batch.base import BatchError, JobState
 from orchestration.batch.local_executor import LocalExecutor
 from orchestration.batch.local_runner import outbox_dir
@@ -33,12 +33,6 @@ from portal.models import Job, Submission
 from portal.models.batch import job_dir
 
 log = logging.getLogger(__name__)
-
-
-def wake_local_workers(num_jobs: int) -> None:
-    """Ask up to BATCH_PULLERS worker slots to pull idle local jobs (one message each, not one per job)."""
-    for _ in range(min(num_jobs, settings.BATCH_PULLERS)):
-        pull_local_jobs.apply_async()
 
 
 def _start_time(pid: int) -> str:
@@ -229,7 +223,7 @@ def repair_local_claims(executor: LocalExecutor | None = None) -> int:
             woken += after.state == JobState.IDLE
         log.info("batch: freed job %s.%s after its worker died (%s)", job.cluster, job.proc, after.state)
     if woken:
-        wake_local_workers(woken)
+        local_wake.wake_local_workers(woken)
     return len(lost)
 
 
@@ -246,5 +240,5 @@ def wake_if_stalled() -> bool:
     if subs.filter(woken_at__gte=cutoff).exists():
         return False  # workers were asked recently; their messages may still be queued
     subs.update(woken_at=timezone.now())
-    wake_local_workers(pullable.count())
+    local_wake.wake_local_workers(pullable.count())
     return True

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from orchestration import backends
+from orchestration import backends, local_wake
 from orchestration.identity.cadc import read_proxy_certificate
 from orchestration.operations import Progress
 from orchestration.storage.base import StorageUnavailable
@@ -36,7 +36,7 @@ def local_batch(settings: Any, tmp_path: Any, monkeypatch: Any) -> Any:
     settings.BATCH_USE_BWRAP = False
     settings.STORAGE_BACKEND = "local"
     settings.STORAGE_ROOT = tmp_path / "storage"
-    monkeypatch.setattr(local_pulling, "wake_local_workers", lambda n: None)  # the test pulls itself
+    monkeypatch.setattr(local_wake, "wake_local_workers", lambda n: None)  # the test pulls itself
     from orchestration.operations import run_operation
 
     monkeypatch.setattr(run_operation, "apply_async", lambda args: type("R", (), {"id": "t"}))

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from orchestration import backends
+from orchestration import backends, local_wake
 from orchestration.batch.base import BatchSpec
 from orchestration.batch.submit import build_submit, parse_spec
 from orchestration.operations import Progress
@@ -56,7 +56,7 @@ def test_it_sends_a_submission_once_even_when_the_task_runs_twice(
     alice: User, batch_root: Any, monkeypatch: Any
 ) -> None:
     woken: list[int] = []
-    monkeypatch.setattr(tasks.local_pulling, "wake_local_workers", woken.append)
+    monkeypatch.setattr(local_wake, "wake_local_workers", woken.append)
     sub = recorded(alice, "local")
     first = run_submit(sub).result
     second = run_submit(sub).result  # a redelivered message, or a repair after a crash

@@ -9,7 +9,7 @@ from celery import current_app
 from django.contrib.auth.models import User
 
 from config.celery import app
-from orchestration import backends
+from orchestration import backends, local_wake
 from orchestration.operations import run_operation
 from orchestration.tasks import local_pulling
 from portal.models import Job, Operation
@@ -102,7 +102,7 @@ def local_batch(settings: Any, tmp_path: Any, monkeypatch: Any) -> list[int]:
     settings.BATCH_SCRATCH_ROOT = tmp_path / "scratch"
     settings.BATCH_USE_BWRAP = False
     woken: list[int] = []
-    monkeypatch.setattr(local_pulling, "wake_local_workers", woken.append)
+    monkeypatch.setattr(local_wake, "wake_local_workers", woken.append)
     return woken
 
 

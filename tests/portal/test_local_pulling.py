@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from orchestration import local_wake
 from orchestration.tasks import local_pulling
 from portal.models import Job, Submission
 from tests.portal.test_batch_tasks import recorded, run_submit
@@ -23,7 +24,7 @@ def woken(settings: Any, tmp_path: Any, monkeypatch: Any) -> list[int]:
     settings.BATCH_SCRATCH_ROOT = tmp_path / "scratch"
     settings.BATCH_USE_BWRAP = False
     out: list[int] = []
-    monkeypatch.setattr(local_pulling, "wake_local_workers", out.append)
+    monkeypatch.setattr(local_wake, "wake_local_workers", out.append)
     return out
 
 
@@ -86,3 +87,27 @@ def test_it_wakes_workers_again_when_idle_jobs_have_nobody_pulling_them(
     assert local_pulling.wake_if_stalled() is True
     assert woken == [4, 4]
     assert local_pulling.wake_if_stalled() is False  # not again until BATCH_WAKE_SECONDS passed
+
+
+def test_waking_sends_one_pull_message_per_worker_slot_to_the_jobs_lane(settings: Any) -> None:
+    """The pull task is named by its path where workers are woken: the name must be the task's, and
+    the messages go through the broker to the lane the routes give it."""
+    from kombu.simple import SimpleQueue
+
+    from config.celery import app
+
+    assert local_pulling.pull_local_jobs.name == local_wake.PULL_TASK
+    queue = f"wake-{os.getpid()}-{socket.gethostname()}"
+    settings.CELERY_TASK_ROUTES = {**settings.CELERY_TASK_ROUTES, local_wake.PULL_TASK: {"queue": queue}}
+    settings.BATCH_PULLERS = 2
+    local_wake.wake_local_workers(5)
+    with app.connection_for_read() as conn, SimpleQueue(conn, queue) as q:
+        tasks = []
+        while len(tasks) < 3:
+            try:
+                message = q.get(block=False)
+            except q.Empty:
+                break
+            tasks.append(message.headers["task"])
+            message.ack()
+    assert tasks == [local_pulling.pull_local_jobs.name] * 2

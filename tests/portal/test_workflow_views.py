@@ -183,18 +183,18 @@ def test_rescue_marks_done_nodes_done_and_takes_edited_scripts(
 def test_a_nodes_page_shows_its_files_with_the_batch_job_pages_view(
     client: Any, alice_client: Any, alice: User, bob: User, settings: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:
-    from orchestration.tasks import local_pulling as batch_local
-    from orchestration.tasks import workflows
+    from orchestration import local_wake, workflow_engine
+    from orchestration.tasks import local_pulling
 
     settings.BATCH_ROOT = tmp_path / "batch"
     settings.BATCH_SCRATCH_ROOT = tmp_path / "scratch"
-    monkeypatch.setattr(batch_local, "wake_local_workers", lambda n: None)
+    monkeypatch.setattr(local_wake, "wake_local_workers", lambda n: None)
     text, files = lsst_files(["a"])
     wf = record(alice, text, files)
     before = alice_client.get(f"/workflows/{wf.pk}/nodes/0/").content.decode()
     assert "init-all.out" in before and "Nothing yet." in before
-    workflows.start_local(wf)
-    while batch_local.pull_local_jobs() > 0:
+    workflow_engine.start_local(wf)
+    while local_pulling.pull_local_jobs() > 0:
         pass
     assert f'href="/workflows/{wf.pk}/nodes/0/"' in alice_client.get(f"/workflows/{wf.pk}/").content.decode()
     page = alice_client.get(f"/workflows/{wf.pk}/nodes/0/").content.decode()

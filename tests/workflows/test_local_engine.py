@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from orchestration import backends
+from orchestration import backends, local_wake, workflow_engine
 from orchestration.batch.dag import check_workflow
 from orchestration.tasks import local_pulling, workflows
 from portal.models import Job, Operation, Workflow, WorkflowNode
@@ -23,7 +23,7 @@ def woken(settings: Any, tmp_path: Any, monkeypatch: Any) -> list[int]:
     settings.BATCH_ROOT = tmp_path / "batch"
     settings.BATCH_SCRATCH_ROOT = tmp_path / "scratch"
     out: list[int] = []
-    monkeypatch.setattr(local_pulling, "wake_local_workers", out.append)
+    monkeypatch.setattr(local_wake, "wake_local_workers", out.append)
     return out
 
 
@@ -46,7 +46,7 @@ def out_of(wf: Workflow, name: str) -> str:
 def test_it_runs_nodes_in_dependency_order(alice: User, woken: list[int]) -> None:
     text, files = lsst_files(["a", "b"])
     wf = record(alice, text, files)
-    assert workflows.start_local(wf) == 1  # only init is ready
+    assert workflow_engine.start_local(wf) == 1  # only init is ready
     assert set(states(wf).values()) == {N.QUEUED, N.WAITING}
     assert run_all() == 7
     wf.refresh_from_db()
@@ -65,7 +65,7 @@ def test_a_failed_node_stops_its_descendants_and_a_rescue_finishes_the_rest(
 ) -> None:
     text, files = lsst_files(["a", "b", "c"], bad="b")
     wf = record(alice, text, files)
-    workflows.start_local(wf)
+    workflow_engine.start_local(wf)
     run_all()
     wf.refresh_from_db()
     got = states(wf)
@@ -78,7 +78,7 @@ def test_a_failed_node_stops_its_descendants_and_a_rescue_finishes_the_rest(
     fixed = dict(files, **{"step2.sh": lsst_files(["x"])[1]["step2.sh"]})
     done = {name for name, state in got.items() if state == N.DONE}
     rescue = record(alice, text, fixed, name="lsst-rescue", rescue_of=wf, done_names=done)
-    workflows.start_local(rescue)
+    workflow_engine.start_local(rescue)
     assert run_all() == 2
     rescue.refresh_from_db()
     assert rescue.state == Workflow.DONE
@@ -105,7 +105,7 @@ def test_retry_unless_exit_priority_category_and_abort(alice: User, woken: list[
         ]
     )
     wf = record(alice, text, files)
-    workflows.start_local(wf)
+    workflow_engine.start_local(wf)
     queued = dict(wf.nodes.values_list("name", "state"))
     assert [queued[f"n{i}"] for i in (1, 2, 3)].count(N.QUEUED) == 1  # MAXJOBS light 1
     assert queued["n3"] == N.QUEUED  # the highest priority first
@@ -116,7 +116,7 @@ def test_retry_unless_exit_priority_category_and_abort(alice: User, woken: list[
     # UNLESS-EXIT stops the retries, ABORT-DAG-ON stops the workflow; FINAL still runs.
     text2 = 'JOB flaky flaky.sub\nRETRY flaky 5 UNLESS-EXIT 4\nABORT-DAG-ON flaky 4\nJOB later ok.sub\nVARS later n="later"\nPARENT flaky CHILD later\nFINAL cleanup ok.sub\nVARS cleanup n="cleanup"\n'
     wf2 = record(alice, text2, files, name="abort")
-    workflows.start_local(wf2)
+    workflow_engine.start_local(wf2)
     run_all()
     wf2.refresh_from_db()
     got = states(wf2)
@@ -151,7 +151,7 @@ def _control(wf: Workflow, action: str) -> None:
 def test_hold_stops_new_nodes_release_goes_on_and_remove_ends_it(alice: User, woken: list[int]) -> None:
     text, files = lsst_files(["a", "b"])
     wf = record(alice, text, files)
-    workflows.start_local(wf)
+    workflow_engine.start_local(wf)
     _control(wf, "hold")
     init = Job.objects.get(submission__workflow_node__name="init")
     assert init.state == Job.HELD  # its job is held in the executor too
@@ -180,7 +180,7 @@ def test_a_script_gets_each_attempts_retry_number(alice: User, woken: list[int])
         "post.sh": '#!/bin/sh\necho "post try $1 of $2 after $3"\n[ "$1" = 2 ]\n',
     }
     wf = record(alice, "JOB n n.sub\nRETRY n 3\nSCRIPT POST n post.sh $RETRY $MAX_RETRIES $RETURN\n", files)
-    workflows.start_local(wf)
+    workflow_engine.start_local(wf)
     run_all()
     node = WorkflowNode.objects.get(workflow=wf, name="n")
     assert (node.state, node.attempts) == (N.DONE, 3)
