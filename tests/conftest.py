@@ -32,6 +32,31 @@ def _fresh_user_data() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _flush_survives_a_worker_deadlock() -> Iterator[None]:
+    """The tests' real Celery workers live for the whole session and may still be finishing a task
+    (a pull, a sync) when a test that used them ends. On PostgreSQL the flush that empties the
+    tables (TRUNCATE, exclusive locks) can then deadlock with that task's transaction, and
+    PostgreSQL may end the flush rather than the task: it is run again, as a later flush would be."""
+    from django.db import OperationalError
+    from django.db.backends.base.operations import BaseDatabaseOperations
+
+    plain = BaseDatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self: BaseDatabaseOperations, sql_list: list[str]) -> None:
+        for attempt in range(5):
+            try:
+                return plain(self, sql_list)
+            except OperationalError as exc:
+                if "deadlock detected" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]
+    yield
+    BaseDatabaseOperations.execute_sql_flush = plain  # type: ignore[method-assign]
+
+
 def archive_catalogue(owner: User, observation: str = "1056215p", **fields: Any) -> Any:
     """A catalogue record of an archive observation, in any state the test gives, made without a run."""
     from portal.models import Catalogue
