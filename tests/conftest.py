@@ -57,6 +57,16 @@ def _flush_survives_a_worker_deadlock() -> Iterator[None]:
     BaseDatabaseOperations.execute_sql_flush = plain  # type: ignore[method-assign]
 
 
+@pytest.fixture
+def home(settings: Any, tmp_path: Path) -> Path:
+    """alice's folder with the local storage backend, in this test's own directory."""
+    settings.STORAGE_BACKEND = "local"
+    settings.STORAGE_ROOT = tmp_path / "storage"
+    path = settings.STORAGE_ROOT / "alice"
+    path.mkdir(parents=True)
+    return path
+
+
 def archive_catalogue(owner: User, observation: str = "1056215p", **fields: Any) -> Any:
     """A catalogue record of an archive observation, in any state the test gives, made without a run."""
     from portal.models import Catalogue

@@ -12,15 +12,6 @@ from astropy.io import fits
 from PIL import Image
 
 
-@pytest.fixture
-def home(settings: Any, tmp_path: Path) -> Path:
-    settings.STORAGE_BACKEND = "local"
-    settings.STORAGE_ROOT = tmp_path / "storage"
-    path = settings.STORAGE_ROOT / "alice"
-    path.mkdir(parents=True)
-    return path
-
-
 def write_mef(path: Path, compressed: bool = False) -> np.ndarray:
     rng = np.random.default_rng(1)
     data = rng.normal(1000, 20, (400, 600)).astype(np.float32)

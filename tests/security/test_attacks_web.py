@@ -8,17 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from astropy.io import fits
-
-
-@pytest.fixture
-def home(settings: Any, tmp_path: Path) -> Path:
-    settings.STORAGE_BACKEND = "local"
-    settings.STORAGE_ROOT = tmp_path / "storage"
-    path = settings.STORAGE_ROOT / "alice"
-    path.mkdir(parents=True)
-    return path
 
 
 def compressed(shape: tuple[int, int], tile: tuple[int, int]) -> bytes:

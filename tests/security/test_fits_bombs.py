@@ -207,15 +207,6 @@ def test_a_gzipped_fits_file_is_refused_clearly_everywhere(
         call_command("extract_catalogue", str(path), output=str(tmp_path / "out"), stdout=StringIO())
 
 
-@pytest.fixture
-def home(settings: Any, tmp_path: Path) -> Path:
-    settings.STORAGE_BACKEND = "local"
-    settings.STORAGE_ROOT = tmp_path / "storage"
-    path = settings.STORAGE_ROOT / "alice"
-    path.mkdir(parents=True)
-    return path
-
-
 def test_a_gzip_tile_bomb_gets_no_thumbnail_and_no_memory(
     alice_client: Any, home: Path, zeros_gz: bytes
 ) -> None:
