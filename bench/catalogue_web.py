@@ -60,7 +60,13 @@ def main() -> None:
     from django.contrib.auth.models import User
 
     from orchestration.catalogue.extract import ExtractionParams
-    from orchestration.catalogue.render import ccd_png, downsample, render_ccd_file, render_mosaic
+    from orchestration.catalogue.render import (
+        ccd_png,
+        downsample,
+        mosaic_layout,
+        render_ccd_file,
+        render_mosaic,
+    )
     from orchestration.catalogue.synth import FULL_SHAPE, make_megacam_image
     from orchestration.catalogue.validate import validate_image
     from orchestration.tasks import catalogues as tasks
@@ -126,7 +132,7 @@ def main() -> None:
 
     # -- served ------------------------------------------------------------------------------------
     (cat.work_dir / "mosaic.png").write_bytes(png)
-    (cat.work_dir / "mosaic.json").write_text(json.dumps(tasks.mosaic_layout(image, ccds)))
+    (cat.work_dir / "mosaic.json").write_text(json.dumps(mosaic_layout(image, ccds)))
     np.save(rows_path(cat), rows)
     CatalogueCcd.objects.filter(pk=row.pk).update(state="done", n_sources=n)
     Catalogue.objects.filter(pk=cat.pk).update(state="done", n_sources=n)

@@ -28,6 +28,7 @@ import sep
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
+from orchestration.catalogue import textcols
 from orchestration.catalogue.fitsread import read_ccd
 from orchestration.catalogue.sexdefaults import BUILT_IN, BUILT_IN_KERNEL, tutorial_defaults
 from orchestration.catalogue.validate import (
@@ -141,6 +142,9 @@ class Catalogue:
     provenance: dict[str, Any] = field(default_factory=dict)
     # per CCD: (ccd number, EXTNAME, (ny, nx), number of sources)
     ccds: list[tuple[int, str, tuple[int, int], int]] = field(default_factory=list)
+    # the text formats' rows, made per CCD by the workers, in the order of ``rows``; for a format
+    # missing here the writer formats ``rows`` itself
+    text: dict[str, bytes] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -417,11 +421,13 @@ def tune_malloc() -> bool:
 
 def _extract_hdu_with_peak(
     path: str, index: int, params: ExtractionParams, max_pixels: int = DEFAULT_MAX_CCD_PIXELS
-) -> tuple[np.ndarray, float, int, float]:
-    """Worker entry point: rows, this process's peak RSS (MB), its pid and CPU seconds so far."""
+) -> tuple[np.ndarray, dict[str, bytes], float, int, float]:
+    """Worker entry point: rows, their text formats (made here, in parallel, rather than by the parent
+    afterwards), this process's peak RSS (MB), its pid and CPU seconds so far."""
     rows = extract_hdu(path, index, params, max_pixels)
+    text = textcols.text_formats(rows)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return rows, usage.ru_maxrss / 1024.0, os.getpid(), usage.ru_utime + usage.ru_stime
+    return rows, text, usage.ru_maxrss / 1024.0, os.getpid(), usage.ru_utime + usage.ru_stime
 
 
 def merge_ccds(parts: list[np.ndarray]) -> np.ndarray:
@@ -444,13 +450,16 @@ def extract_file(
     params = params or ExtractionParams.defaults()
     ccds = validate_image(path, max_decompressed_bytes, max_ccd_pixels)
     parts: dict[int, np.ndarray] = {}
+    texts: dict[int, dict[str, bytes]] = {}
     done = 0
     peak_mb = 0.0
     cpu: dict[int, float] = {}  # cumulative CPU seconds per worker process
     if jobs <= 1 or len(ccds) == 1:
         start = resource.getrusage(resource.RUSAGE_SELF)
         for c in ccds:
-            parts[c.index], peak, _, used = _extract_hdu_with_peak(str(path), c.index, params, max_ccd_pixels)
+            parts[c.index], texts[c.index], peak, _, used = _extract_hdu_with_peak(
+                str(path), c.index, params, max_ccd_pixels
+            )
             peak_mb = max(peak_mb, peak)
             cpu[0] = used - start.ru_utime - start.ru_stime
             done += 1
@@ -476,13 +485,13 @@ def extract_file(
             }
             for fut in concurrent.futures.as_completed(futures):
                 c = futures[fut]
-                parts[c.index], peak, pid, used = fut.result()
+                parts[c.index], texts[c.index], peak, pid, used = fut.result()
                 peak_mb = max(peak_mb, peak)
                 cpu[pid] = max(cpu.get(pid, 0.0), used)
                 done += 1
                 if progress:
                     progress(done, len(ccds), c.name)
-    catalogue = build_catalogue(path, params, ccds, parts, peak_mb)
+    catalogue = build_catalogue(path, params, ccds, parts, peak_mb, texts)
     catalogue.provenance["cpu_seconds"] = round(sum(cpu.values()), 2)
     return catalogue
 
@@ -493,9 +502,11 @@ def build_catalogue(
     ccds: list[CcdInfo],
     parts: dict[int, np.ndarray],
     peak_mb: float | None = None,
+    texts: dict[int, dict[str, bytes]] | None = None,
 ) -> Catalogue:
     """Merge per-CCD results ({HDU index: rows}, e.g. one Celery task per CCD) into a Catalogue
-    with provenance; ``ccds`` is what ``validate_image`` returned."""
+    with provenance; ``ccds`` is what ``validate_image`` returned; ``texts`` ({HDU index: the
+    CCD's ``textcols.text_formats``}) are joined in the same order as the rows."""
     missing = [c.name for c in ccds if c.index not in parts]
     if missing:
         raise ValueError(f"no result for CCD(s) {', '.join(missing)}")
@@ -518,4 +529,25 @@ def build_catalogue(
     }
     if peak_mb is not None:
         provenance["worker_peak_rss_mb"] = round(peak_mb, 1)
-    return Catalogue(rows=merge_ccds(ordered), provenance=provenance, ccds=ccd_list)
+    text = _join_texts(ccds, parts, ccd_list, texts or {})
+    return Catalogue(rows=merge_ccds(ordered), provenance=provenance, ccds=ccd_list, text=text)
+
+
+def _join_texts(
+    ccds: list[CcdInfo],
+    parts: dict[int, np.ndarray],
+    ccd_list: list[tuple[int, str, tuple[int, int], int]],
+    texts: dict[int, dict[str, bytes]],
+) -> dict[str, bytes]:
+    """Each text format's rows for the whole catalogue: the CCDs' in ``merge_ccds``'s order (a stable
+    sort of the CCDs by number), for a format that every CCD has, one line per row."""
+    order = sorted(range(len(ccds)), key=lambda i: ccd_list[i][0])
+    joined = {}
+    for fmt in ("ascii_head", "csv"):
+        chunks = [texts.get(ccds[i].index, {}).get(fmt) for i in order]
+        if all(
+            chunk is not None and chunk.count(b"\n") == len(parts[ccds[i].index])
+            for i, chunk in zip(order, chunks, strict=True)
+        ):
+            joined[fmt] = b"".join(chunks)  # type: ignore[arg-type]
+    return joined

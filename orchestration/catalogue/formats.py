@@ -35,64 +35,8 @@ REQUIRED_COLUMNS = ("NUMBER", "X_IMAGE", "Y_IMAGE", "MAG_AUTO")
 SUFFIXES = {"ascii_head": ".cat", "fits": ".cat.fits", "csv": ".cat.csv", "votable": ".cat.vot"}
 TABLEDATA_SUFFIX = ".tabledata.cat.vot"
 PROVENANCE_SUFFIX = ".provenance.json"
-# printf formats close to SExtractor's own, so the ASCII file reads like one it wrote
-_FORMATS = {
-    "NUMBER": "%10d",
-    "ccd": "%3d",
-    "EXT_NUMBER": "%3d",
-    "X_IMAGE": "%11.4f",
-    "Y_IMAGE": "%11.4f",
-    "ALPHA_J2000": "%11.7f",
-    "DELTA_J2000": "%+11.7f",
-    "FLUX_AUTO": "%13.6e",
-    "FLUXERR_AUTO": "%13.6e",
-    "MAG_AUTO": "%8.4f",
-    "MAGERR_AUTO": "%8.4f",
-    "KRON_RADIUS": "%5.2f",
-    "FLUX_MAX": "%13.6e",
-    "ISOAREA_IMAGE": "%9d",
-    "A_IMAGE": "%9.3f",
-    "B_IMAGE": "%9.3f",
-    "THETA_IMAGE": "%5.1f",
-    "FWHM_IMAGE": "%8.2f",
-    "FLAGS": "%3d",
-}
-_PRINTF = re.compile(r"%(\d*)(?:\.(\d+))?([dfe])")
 _VOTABLE_TYPES = {"i": {1: "unsignedByte", 2: "short", 4: "int", 8: "long"}, "f": {4: "float", 8: "double"}}
 _HEAD_LINE = re.compile(r"^#\s*(\d+)\s+(\S+)\s*(.*?)\s*(?:\[(.*)\])?\s*$")
-
-
-def _column_text(values: np.ndarray, printf: str, nan: bytes = b"nan") -> np.ndarray:
-    """One column as an (n, width) byte matrix, right-justified, as printf would write it."""
-    match = _PRINTF.fullmatch(printf)
-    if match is None:
-        texts = [(printf % v).encode() for v in np.asarray(values).tolist()]
-        return textcols._text_matrix(texts, max([0, *map(len, texts)]))
-    width, decimals, kind = int(match.group(1) or 0), int(match.group(2) or 0), match.group(3)
-    if kind == "d":
-        return textcols.integer(values, width)
-    if kind == "e":
-        return textcols.scientific(values, decimals, width, nan=nan)
-    return textcols.fixed(values, decimals, width, nan=nan)
-
-
-def _csv_format(rows: np.ndarray, name: str) -> str:
-    """Full precision for programs: 9 significant digits for float32 columns (which give the float32
-    back exactly), micro-pixels and nano-degrees for the double ones."""
-    kind = rows.dtype[name].kind
-    if kind in "iub":
-        return "%d"
-    if kind == "f" and rows.dtype[name].itemsize <= 4:
-        return "%.8e"
-    return "%.9f" if name.startswith(("ALPHA", "DELTA")) else "%.6f"
-
-
-def _text_rows(
-    rows: np.ndarray, formats: list[str], sep: bytes, start: bytes, end: bytes, nan: bytes
-) -> bytes:
-    names = list(rows.dtype.names or ())
-    columns = [_column_text(rows[n], f, nan) for n, f in zip(names, formats, strict=True)]
-    return textcols.join_rows(columns, sep, start, end)
 
 
 def write_ascii_head(cat: Catalogue, path: str | Path) -> Path:
@@ -105,7 +49,7 @@ def write_ascii_head(cat: Catalogue, path: str | Path) -> Path:
         lines.append(
             f"#{i:4d} {name:<22s} {DESCRIPTIONS.get(name, ''):<58s}{' [' + unit + ']' if unit else ''}"
         )
-    body = _text_rows(cat.rows, [_FORMATS.get(n, "%.7g") for n in names], b" ", b"", b"\n", b"nan")
+    body = cat.text.get("ascii_head") or textcols.ascii_rows(cat.rows)
     _write_atomic(path, ("\n".join(lines) + "\n").encode() + body)
     return path
 
@@ -220,8 +164,7 @@ def write_fits(cat: Catalogue, path: str | Path) -> Path:
 def write_csv(cat: Catalogue, path: str | Path) -> Path:
     path = Path(path)
     names = list(cat.rows.dtype.names or ())
-    formats = [_csv_format(cat.rows, n) for n in names]
-    body = _text_rows(cat.rows, formats, b",", b"", b"\n", b"nan").replace(b" ", b"")
+    body = cat.text.get("csv") or textcols.csv_rows(cat.rows)
     _write_atomic(path, (",".join(names) + "\n").encode() + body)
     return path
 
@@ -278,8 +221,8 @@ def write_votable(cat: Catalogue, path: str | Path, serialization: str = "binary
         body += b"</STREAM></BINARY2>"
     else:
         names = list(cat.rows.dtype.names or ())
-        formats = [_csv_format(cat.rows, n) for n in names]
-        text = _text_rows(cat.rows, formats, b"</TD><TD>", b"<TR><TD>", b"</TD></TR>\n", b"NaN")
+        formats = [textcols.csv_printf(cat.rows.dtype, n) for n in names]
+        text = textcols.text_rows(cat.rows, formats, b"</TD><TD>", b"<TR><TD>", b"</TD></TR>\n", b"NaN")
         body = b"<TABLEDATA>\n" + text.replace(b" ", b"") + b"</TABLEDATA>"
     _write_atomic(path, head + body + tail)
     return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,40 +151,58 @@ def _detsec(header_value: str) -> tuple[int, int, int, int] | None:
     return tuple(int(v) for v in m.groups()) if m else None  # type: ignore[return-value]
 
 
+def place_ccds(path: str | Path, ccds: list[CcdInfo]) -> list[tuple[CcdInfo, tuple[int, int, int, int]]]:
+    """Where each CCD sits on the focal plane: (x1, x2, y1, y2) from DETSEC, 1-based and possibly
+    flipped; a CCD without one goes into rows of 9 with 80-pixel gaps."""
+    entries = scan_hdus(path)
+    placed: list[tuple[CcdInfo, tuple[int, int, int, int]]] = []
+    for c in ccds:
+        sec = _detsec(str(entries[c.index].header.get("DETSEC", "")))
+        if sec is None:
+            row, col = divmod(len(placed), 9)
+            ny, nx = c.shape
+            sec = (col * (nx + 80) + 1, col * (nx + 80) + nx, row * (ny + 80) + 1, row * (ny + 80) + ny)
+        placed.append((c, sec))
+    return placed
+
+
+def _mosaic_tile(path: str | Path, c: CcdInfo, factor: int, preview: np.ndarray | None) -> np.ndarray:
+    """One CCD at 1/factor of its size: resampled from its cached preview (a downsampled copy of the
+    whole CCD), else decoded from the file, every factor-th row only and averaged along x."""
+    ny, nx = c.shape
+    height, width = math.ceil(ny / factor), max(1, nx // factor)
+    if preview is not None and preview.ndim == 2 and min(preview.shape) > 0:
+        tile = Image.fromarray(np.ascontiguousarray(preview, dtype=np.float32), mode="F")
+        return np.asarray(tile.resize((width, height), Image.Resampling.BOX), dtype=np.float32)
+    rows, _ = read_ccd(path, c.index, row_step=factor)  # decode only the rows the thumbnail needs
+    if factor == 1:
+        return rows
+    return rows[:, : (rows.shape[1] // factor) * factor].reshape(rows.shape[0], -1, factor).mean(axis=2)
+
+
 def render_mosaic(
     path: str | Path,
     counts: dict[str, int] | None = None,
     max_size: int = 1200,
     stretch: str = "linear",
     contrast: float = 0.25,
+    preview: Callable[[CcdInfo], np.ndarray | None] | None = None,
 ) -> bytes:
     """Focal-plane thumbnail of all CCDs (placed by DETSEC, else 9 per row) with source counts.
 
-    ``counts`` maps the CCD name (EXTNAME, as in ``Catalogue.ccds``) to its number of sources.
+    ``counts`` maps the CCD name (EXTNAME, as in ``Catalogue.ccds``) to its number of sources;
+    ``preview(ccd)`` gives a downsampled copy of a whole CCD where one is at hand (the catalogue's CCD
+    tasks cache one), which spares decoding the file again; None for a CCD it does not have.
     """
     ccds = validate_image(path)
     counts = counts or {}
-    placed: list[tuple[CcdInfo, tuple[int, int, int, int]]] = []
-    entries = scan_hdus(path)
-    detsecs = {c.index: str(entries[c.index].header.get("DETSEC", "")) for c in ccds}
-    for c in ccds:
-        sec = _detsec(detsecs[c.index])
-        if sec is None:
-            col, row = divmod(len(placed), 9)[::-1]
-            ny, nx = c.shape
-            sec = (col * (nx + 80) + 1, col * (nx + 80) + nx, row * (ny + 80) + 1, row * (ny + 80) + ny)
-        placed.append((c, sec))
+    placed = place_ccds(path, ccds)
     x_max = max(max(s[0], s[1]) for _, s in placed)
     y_max = max(max(s[2], s[3]) for _, s in placed)
     factor = max(1, math.ceil(max(x_max, y_max) / max_size))
     canvas = np.full((math.ceil(y_max / factor) + 1, math.ceil(x_max / factor) + 1), np.nan, np.float32)
     for c, (x1, x2, y1, y2) in placed:
-        rows, _ = read_ccd(path, c.index, row_step=factor)  # decode only the rows the thumbnail needs
-        small = rows
-        if factor > 1:  # rows are already thinned; average along x
-            small = (
-                rows[:, : (rows.shape[1] // factor) * factor].reshape(rows.shape[0], -1, factor).mean(axis=2)
-            )
+        small = _mosaic_tile(path, c, factor, preview(c) if preview else None)
         if x1 > x2:  # DETSEC may be flipped
             small, x1, x2 = small[:, ::-1], x2, x1
         if y1 > y2:
@@ -207,6 +226,24 @@ def render_mosaic(
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def mosaic_layout(path: str | Path, ccds: list[CcdInfo]) -> list[dict[str, Any]]:
+    """Where each CCD sits on the mosaic PNG, in percent (as ``render_mosaic`` places them)."""
+    placed = place_ccds(path, ccds)
+    x_max = max(max(s[0], s[1]) for _, s in placed)
+    y_max = max(max(s[2], s[3]) for _, s in placed)
+    return [
+        {
+            "hdu": c.index,
+            "name": c.name,
+            "left": round(100 * (min(x1, x2) - 1) / x_max, 3),
+            "width": round(100 * (abs(x2 - x1) + 1) / x_max, 3),
+            "top": round(100 * (y_max - max(y1, y2)) / y_max, 3),
+            "height": round(100 * (abs(y2 - y1) + 1) / y_max, 3),
+        }
+        for c, (x1, x2, y1, y2) in placed
+    ]
 
 
 def magnitude_histogram(rows: np.ndarray, bin_width: float = 0.25) -> dict[str, list[float]]:

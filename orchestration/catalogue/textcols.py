@@ -11,9 +11,11 @@ values do not fit in 18 digits is formatted by Python instead.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
-_SPACE, _MINUS, _DOT, _ZERO = 32, 45, 46, 48
+_SPACE, _PLUS, _MINUS, _DOT, _ZERO = 32, 43, 45, 46, 48
 MAX_DIGITS = 18  # int64 holds 18 decimal digits safely
 
 
@@ -58,8 +60,11 @@ def _special(values: np.ndarray, out: np.ndarray, bad: np.ndarray, nan: bytes) -
     return out
 
 
-def fixed(values: np.ndarray, decimals: int, width: int = 0, nan: bytes = b"nan") -> np.ndarray:
-    """printf ``%{width}.{decimals}f`` (``%{width}d`` with decimals 0) as an (n, w) matrix, w >= width."""
+def fixed(
+    values: np.ndarray, decimals: int, width: int = 0, nan: bytes = b"nan", plus: bool = False
+) -> np.ndarray:
+    """printf ``%{width}.{decimals}f`` (``%{width}d`` with decimals 0; ``%+...`` with ``plus``) as an
+    (n, w) matrix, w >= width."""
     x = np.asarray(values, dtype=np.float64)
     n = len(x)
     if n == 0:
@@ -68,7 +73,8 @@ def fixed(values: np.ndarray, decimals: int, width: int = 0, nan: bytes = b"nan"
     a = np.where(finite, np.abs(x), 0.0)
     scaled = a * 10.0**decimals
     if scaled.max() >= 10.0**MAX_DIGITS:
-        return _python_column(x, f"%{width}.{decimals}f" if decimals else f"%{width}.0f", width)
+        flag = "+" if plus else ""
+        return _python_column(x, f"%{flag}{width}.{decimals}f", width)
     k = np.rint(scaled).astype(np.int64)
     int_part = k // 10**decimals
     n_int = _ndigits(int_part)
@@ -82,9 +88,11 @@ def fixed(values: np.ndarray, decimals: int, width: int = 0, nan: bytes = b"nan"
     body[:, :d_int][cols < lead] = _SPACE
     negative = np.signbit(x) & finite & (x != 0)
     out = np.concatenate([np.full((n, 1), _SPACE, np.uint8), body], axis=1)
-    rows = np.nonzero(negative)[0]
-    out[rows, lead[rows, 0]] = _MINUS  # just left of the first digit (column 0 is the spare)
-    if not negative.any():
+    signed = finite if plus else negative
+    rows = np.nonzero(signed)[0]
+    # just left of the first digit (column 0 is the spare)
+    out[rows, lead[rows, 0]] = np.where(negative[rows], _MINUS, _PLUS)
+    if not signed.any():
         out = out[:, 1:]
     if out.shape[1] < width:
         out = np.concatenate([np.full((n, width - out.shape[1]), _SPACE, np.uint8), out], axis=1)
@@ -158,3 +166,80 @@ def join_rows(columns: list[np.ndarray], sep: bytes, start: bytes = b"", end: by
         parts.append(col)
     parts.append(const(end))
     return np.concatenate(parts, axis=1).tobytes()
+
+
+# printf formats close to SExtractor's own, so the ASCII file reads like one it wrote
+ASCII_FORMATS = {
+    "NUMBER": "%10d",
+    "ccd": "%3d",
+    "EXT_NUMBER": "%3d",
+    "X_IMAGE": "%11.4f",
+    "Y_IMAGE": "%11.4f",
+    "ALPHA_J2000": "%11.7f",
+    "DELTA_J2000": "%+11.7f",
+    "FLUX_AUTO": "%13.6e",
+    "FLUXERR_AUTO": "%13.6e",
+    "MAG_AUTO": "%8.4f",
+    "MAGERR_AUTO": "%8.4f",
+    "KRON_RADIUS": "%5.2f",
+    "FLUX_MAX": "%13.6e",
+    "ISOAREA_IMAGE": "%9d",
+    "A_IMAGE": "%9.3f",
+    "B_IMAGE": "%9.3f",
+    "THETA_IMAGE": "%5.1f",
+    "FWHM_IMAGE": "%8.2f",
+    "FLAGS": "%3d",
+}
+_PRINTF = re.compile(r"%(\+?)(\d*)(?:\.(\d+))?([dfe])")
+
+
+def column_text(values: np.ndarray, printf: str, nan: bytes = b"nan") -> np.ndarray:
+    """One column as an (n, width) byte matrix, right-justified, as printf would write it."""
+    match = _PRINTF.fullmatch(printf)
+    if match is None or (match.group(1) and match.group(4) != "f"):
+        texts = [(printf % v).encode() for v in np.asarray(values).tolist()]
+        return _text_matrix(texts, max([0, *map(len, texts)]))
+    plus, kind = bool(match.group(1)), match.group(4)
+    width, decimals = int(match.group(2) or 0), int(match.group(3) or 0)
+    if kind == "d":
+        return integer(values, width)
+    if kind == "e":
+        return scientific(values, decimals, width, nan=nan)
+    return fixed(values, decimals, width, nan=nan, plus=plus)
+
+
+def csv_printf(dtype: np.dtype, name: str) -> str:
+    """Full precision for programs: 9 significant digits for float32 columns (which give the float32
+    back exactly), micro-pixels and nano-degrees for the double ones."""
+    kind = dtype[name].kind
+    if kind in "iub":
+        return "%d"
+    if kind == "f" and dtype[name].itemsize <= 4:
+        return "%.8e"
+    return "%.9f" if name.startswith(("ALPHA", "DELTA")) else "%.6f"
+
+
+def text_rows(
+    rows: np.ndarray, formats: list[str], sep: bytes, start: bytes, end: bytes, nan: bytes
+) -> bytes:
+    names = list(rows.dtype.names or ())
+    columns = [column_text(rows[n], f, nan) for n, f in zip(names, formats, strict=True)]
+    return join_rows(columns, sep, start, end)
+
+
+def ascii_rows(rows: np.ndarray) -> bytes:
+    """The rows of an ASCII_HEAD catalogue (what follows its '#' header lines)."""
+    names = list(rows.dtype.names or ())
+    return text_rows(rows, [ASCII_FORMATS.get(n, "%.7g") for n in names], b" ", b"", b"\n", b"nan")
+
+
+def csv_rows(rows: np.ndarray) -> bytes:
+    """The rows of the CSV catalogue (what follows its line of column names)."""
+    formats = [csv_printf(rows.dtype, n) for n in rows.dtype.names or ()]
+    return text_rows(rows, formats, b",", b"", b"\n", b"nan").replace(b" ", b"")
+
+
+def text_formats(rows: np.ndarray) -> dict[str, bytes]:
+    """Both text formats' rows, as a worker makes them for its CCD (joined later in the catalogue's
+    order: their lines depend only on their own row)."""
+    return {"ascii_head": ascii_rows(rows), "csv": csv_rows(rows)}

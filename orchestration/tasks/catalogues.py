@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -33,6 +34,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from orchestration import backends
+from orchestration.catalogue import textcols
 from orchestration.catalogue.errors import CatalogueInputError
 from orchestration.catalogue.extract import (
     ExtractionParams,
@@ -41,17 +43,16 @@ from orchestration.catalogue.extract import (
     extract_ccd,
     tune_malloc,
 )
-from orchestration.catalogue.fitsindex import scan_hdus
 from orchestration.catalogue.fitsread import read_ccd
 from orchestration.catalogue.formats import PROVENANCE_SUFFIX, SUFFIXES, write_all
-from orchestration.catalogue.render import _detsec, ccd_png, downsample, render_mosaic
+from orchestration.catalogue.render import ccd_png, downsample, mosaic_layout, render_mosaic
 from orchestration.catalogue.validate import CcdInfo, validate_image
 from orchestration.errors import TransientError, UserFacingError, Wait, portal_fault
 from orchestration.operations import Progress, operation_reference, run_operation
 from orchestration.storage.base import NotFound, Storage, makedirs
 from orchestration.tasks.storage import refresh_usage
 from portal.models import Catalogue, CatalogueCcd, Operation
-from portal.models.catalogues import input_path, preview_path, rows_path
+from portal.models.catalogues import input_path, preview_path, rows_path, text_path
 
 log = logging.getLogger(__name__)
 
@@ -108,34 +109,6 @@ def sources_json(rows: np.ndarray, shape: tuple[int, int]) -> dict[str, Any]:
     keys = list(cols)
     out = [dict(zip(keys, values, strict=True)) for values in zip(*cols.values(), strict=True)]
     return {"width": shape[1], "height": ny, "sources": out}
-
-
-def mosaic_layout(path: Path, ccds: list[CcdInfo]) -> list[dict[str, Any]]:
-    """Where each CCD sits on the mosaic PNG, in percent (as ``render_mosaic`` places them)."""
-    entries = scan_hdus(path)
-    placed = []
-    for i, c in enumerate(ccds):
-        sec = _detsec(str(entries[c.index].header.get("DETSEC", "")))
-        if sec is None:
-            row, col = divmod(i, 9)
-            ny, nx = c.shape
-            sec = (col * (nx + 80) + 1, col * (nx + 80) + nx, row * (ny + 80) + 1, row * (ny + 80) + ny)
-        placed.append((c, sec))
-    x_max = max(max(s[0], s[1]) for _, s in placed)
-    y_max = max(max(s[2], s[3]) for _, s in placed)
-    boxes = []
-    for c, (x1, x2, y1, y2) in placed:
-        boxes.append(
-            {
-                "hdu": c.index,
-                "name": c.name,
-                "left": round(100 * (min(x1, x2) - 1) / x_max, 3),
-                "width": round(100 * (abs(x2 - x1) + 1) / x_max, 3),
-                "top": round(100 * (y_max - max(y1, y2)) / y_max, 3),
-                "height": round(100 * (abs(y2 - y1) + 1) / y_max, 3),
-            }
-        )
-    return boxes
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -305,7 +278,7 @@ def _merge_and_store(
 ) -> None:
     """Each progress step also renews the operation's lease, so a long merge is never started twice."""
     parts = {c.index: np.load(rows_path(cat, c.index), allow_pickle=False) for c in ccds}
-    catalogue = build_catalogue(image, params, ccds, parts)
+    catalogue = build_catalogue(image, params, ccds, parts, texts={c.index: _ccd_texts(cat, c) for c in ccds})
     catalogue.provenance["input"] = f"{cat.source}:{cat.source_ref}"
     catalogue.provenance["portal_catalogue"] = cat.key
     _save_atomic(rows_path(cat), _npy_bytes(catalogue.rows))
@@ -321,7 +294,8 @@ def _merge_and_store(
     refresh_usage(cat.owner, storage)
     progress(98, "Drawing the focal plane")
     counts = {name: n for _, name, _, n in catalogue.ccds}
-    _save_atomic(cat.work_dir / "mosaic.png", render_mosaic(image, counts, max_size=1200))
+    mosaic = render_mosaic(image, counts, max_size=1200, preview=lambda c: _cached_preview(cat, c))
+    _save_atomic(cat.work_dir / "mosaic.png", mosaic)
     layout = mosaic_layout(image, ccds)
     for box in layout:
         box["count"] = counts.get(box["name"], 0)
@@ -337,6 +311,23 @@ def _merge_and_store(
         error="",
     )
     image.unlink(missing_ok=True)  # previews are cached; the input copy (up to ~0.7 GB) is not needed
+
+
+def _ccd_texts(cat: Catalogue, ccd: CcdInfo) -> dict[str, bytes]:
+    """The text formats' rows its task made (a format missing is formatted by the merge)."""
+    texts = {}
+    for fmt in ("ascii_head", "csv"):
+        with contextlib.suppress(OSError):
+            texts[fmt] = text_path(cat, ccd.index, fmt).read_bytes()
+    return texts
+
+
+def _cached_preview(cat: Catalogue, ccd: CcdInfo) -> np.ndarray | None:
+    """The downsampled CCD its task cached, for the mosaic (None: the mosaic decodes that CCD)."""
+    try:
+        return np.load(preview_path(cat, ccd.index, "small.npy"), allow_pickle=False)  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------------------- one CCD
@@ -408,5 +399,7 @@ def _extract_one(cat: Catalogue, row: CatalogueCcd) -> int:
     _save_atomic(preview_path(cat, row.hdu_index, "png"), ccd_png(small))
     doc = sources_json(rows, (row.ny, row.nx))
     _save_atomic(preview_path(cat, row.hdu_index, "json"), json.dumps(doc).encode())
+    for fmt, text in textcols.text_formats(rows).items():  # here, in parallel, not in the merge
+        _save_atomic(text_path(cat, row.hdu_index, fmt), text)
     _save_atomic(rows_path(cat, row.hdu_index), _npy_bytes(rows))  # last: its presence means done
     return len(rows)

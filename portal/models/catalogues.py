@@ -145,6 +145,11 @@ def rows_path(cat: Catalogue, hdu_index: int | None = None) -> Path:
     return cat.work_dir / ("rows.npy" if hdu_index is None else f"ccd-{hdu_index}.rows.npy")
 
 
+def text_path(cat: Catalogue, hdu_index: int, fmt: str) -> Path:
+    """One CCD's rows in a text format ('ascii_head' or 'csv'), made by its task for the merge."""
+    return cat.work_dir / f"ccd-{hdu_index}.{fmt}.txt"
+
+
 def preview_path(cat: Catalogue, hdu_index: int, kind: str) -> Path:
     """kind: 'small.npy' (downsampled image), 'png' (default stretch) or 'json' (sources)."""
     return cat.work_dir / f"ccd-{hdu_index}.{kind}"

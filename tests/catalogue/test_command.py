@@ -129,3 +129,31 @@ def test_the_limits_are_the_settings_own(settings) -> None:
         "max_ccd_pixels": settings.CATALOGUE_MAX_CCD_PIXELS,
     }
     assert limits_from_environment({"CATALOGUE_MAX_CCD_PIXELS": "2048"})["max_ccd_pixels"] == 2048
+
+
+def test_manage_py_keeps_astropy_offline_and_exits_with_every_file_written(
+    small_image, tmp_path: Path
+) -> None:
+    # The fast path sets astropy's downloads off without the settings' import hook, and ends with
+    # os._exit: the settings as they stand when it exits, and the files it said it wrote.
+    path, _ = small_image
+    probe = (
+        "import os, runpy, sys\n"
+        "real_exit = os._exit\n"
+        "def report(status):\n"
+        "    from astropy.utils import iers\n"
+        "    from astropy.utils.data import conf\n"
+        "    print('offline', conf.allow_internet, iers.conf.auto_download, 'wrapt' in sys.modules, flush=True)\n"
+        "    real_exit(status)\n"
+        "os._exit = report\n"
+        f"sys.argv = ['manage.py', 'extract_catalogue', {str(path)!r}, '--output', {str(tmp_path)!r}]\n"
+        f"runpy.run_path({str(ROOT / 'manage.py')!r}, run_name='__main__')\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "no.such.settings"}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "offline False False False" in done.stdout
+    written = [
+        line.split(": ", 1)[1] for line in done.stdout.splitlines() if line.startswith("  ") and ": " in line
+    ]
+    assert len(written) == 5 and all(Path(p).stat().st_size > 0 for p in written)

@@ -160,6 +160,34 @@ def test_it_builds_the_catalogue_from_per_ccd_task_results(catalogue, small_imag
         build_catalogue(path, ExtractionParams(), ccds, {1: parts[1], 3: parts[3]})
 
 
+def test_the_workers_text_rows_are_the_merged_rows_formatted(catalogue, small_image) -> None:
+    # Each worker formats its own CCD's rows for the two text formats; joined, they must be exactly
+    # what formatting the merged catalogue gives, also when HDU order and CCD numbers disagree.
+    from orchestration.catalogue import textcols
+    from orchestration.catalogue.extract import build_catalogue
+    from orchestration.catalogue.validate import validate_image
+
+    path, _ = small_image
+    parallel = extract_file(path, jobs=2)
+    assert set(parallel.text) == {"ascii_head", "csv"}
+    assert parallel.text["csv"] == textcols.csv_rows(parallel.rows)
+    assert parallel.text["ascii_head"] == textcols.ascii_rows(parallel.rows)
+    ccds = validate_image(path)
+    parts = {c.index: extract_hdu(path, c.index) for c in ccds}
+    for c in ccds:  # the last HDU carries the lowest CCD number: it comes first in the catalogue
+        parts[c.index]["ccd"] = 10 * (len(ccds) - c.index)
+    texts = {i: textcols.text_formats(rows) for i, rows in parts.items()}
+    built = build_catalogue(path, ExtractionParams(), ccds, parts, texts=texts)
+    assert list(np.unique(built.rows["ccd"], return_index=True)[1]) == sorted(
+        np.unique(built.rows["ccd"], return_index=True)[1]
+    )
+    assert built.rows["ccd"][0] == 0 and built.text["csv"] == textcols.csv_rows(built.rows)
+    # a CCD without its text (or with text for other rows): that format is formatted from the rows
+    texts[2] = {"csv": texts[2]["csv"]}
+    texts[1]["csv"] = texts[1]["csv"] + b"1,2,3\n"
+    assert build_catalogue(path, ExtractionParams(), ccds, parts, texts=texts).text == {}
+
+
 def test_it_extracts_an_object_larger_than_sextractors_pixel_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     """SExtractor's MEMORY_PIXSTACK first (each worker's memory stays small); a CCD whose object
     fills it, e.g. a long bleed trail, is detected again with a larger stack instead of failing."""

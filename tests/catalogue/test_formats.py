@@ -12,12 +12,12 @@ from astropy.table import Table
 
 from orchestration.catalogue.extract import Catalogue, extract_file
 from orchestration.catalogue.formats import (
-    _FORMATS,
     read_ascii_head,
     read_catalogue,
     write_all,
     write_votable,
 )
+from orchestration.catalogue.textcols import ASCII_FORMATS
 from orchestration.catalogue.validate import CatalogueInputError
 
 
@@ -35,7 +35,7 @@ def test_it_round_trips_every_format(written, fmt: str) -> None:
     assert len(back) == len(cat)
     for name in cat.rows.dtype.names:
         # ASCII_HEAD keeps SExtractor's printed precision (e.g. %5.1f for THETA_IMAGE)
-        printf = _FORMATS.get(name, "%.7g") if fmt == "ascii_head" else "%.9g"
+        printf = ASCII_FORMATS.get(name, "%.7g") if fmt == "ascii_head" else "%.9g"
         decimals = int(printf.split(".")[1][0]) if "." in printf and printf.endswith("f") else None
         atol = 0.51 * 10.0**-decimals if decimals is not None else 0.0
         assert np.allclose(back.rows[name], cat.rows[name], rtol=2e-6, atol=atol, equal_nan=True), name

@@ -7,10 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from orchestration.catalogue import render
 from orchestration.catalogue.extract import extract_file, extract_hdu
+from orchestration.catalogue.fitsread import read_ccd
 from orchestration.catalogue.render import (
+    downsample,
     magnitude_errors,
     magnitude_histogram,
+    mosaic_layout,
     render_ccd,
     render_ccd_file,
     render_mosaic,
@@ -62,6 +66,28 @@ def test_it_renders_a_focal_plane_mosaic_with_counts(small_image, tmp_path: Path
     assert img.width > 2.5 * img.height * SMALL_SHAPE[1] / SMALL_SHAPE[0]
     labels = np.asarray(img.convert("RGB")).astype(int)
     assert ((labels[..., 0] > 200) & (labels[..., 2] < 60)).any()  # yellow labels are there
+
+
+def test_the_mosaic_from_cached_previews_matches_the_decoded_one_without_decoding_again(
+    small_image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The catalogue's CCD tasks cache a downsampled copy of each CCD: the mosaic is drawn from those
+    # instead of decoding the whole exposure a second time.
+    path, _ = small_image
+    cached = {i: downsample(read_ccd(path, i)[0], 3) for i in (1, 2, 3)}
+    decoded = np.asarray(Image.open(io.BytesIO(render_mosaic(path, max_size=300))).convert("L"), float)
+    reads: list[int] = []
+    real_read = render.read_ccd
+    monkeypatch.setattr(render, "read_ccd", lambda p, i, **kw: reads.append(i) or real_read(p, i, **kw))
+    png = render_mosaic(path, max_size=300, preview=lambda c: cached.get(c.index) if c.index != 3 else None)
+    assert reads == [3]  # only the CCD without a cached copy is decoded
+    from_cache = np.asarray(Image.open(io.BytesIO(png)).convert("L"), float)
+    assert from_cache.shape == decoded.shape
+    # the same picture: a block mean instead of every n-th row, so pixel noise differs a little
+    assert np.median(np.abs(from_cache - decoded)) <= 12
+    assert np.corrcoef(from_cache.ravel(), decoded.ravel())[0, 1] > 0.9
+    boxes = mosaic_layout(path, [c for c in render.validate_image(path)])
+    assert [b["hdu"] for b in boxes] == [1, 2, 3] and all(0 <= b["left"] < 100 for b in boxes)
 
 
 def test_it_gives_histogram_and_error_plot_data(small_image) -> None:

@@ -45,3 +45,17 @@ def test_it_writes_integers_as_printf() -> None:
 def test_it_joins_columns_into_rows() -> None:
     cols = [textcols.integer(np.array([1, 22]), 3), textcols.fixed(np.array([1.5, -2.25]), 2, 6)]
     assert textcols.join_rows(cols, b",", b"<", b">\n") == b"<  1,  1.50>\n< 22, -2.25>\n"
+
+
+@pytest.mark.parametrize(("decimals", "width"), [(7, 11), (2, 5), (0, 4)])
+def test_it_writes_a_sign_on_every_value_with_plus_as_printf(decimals: int, width: int) -> None:
+    # DELTA_J2000 is "%+11.7f" in the ASCII catalogue, as SExtractor writes it; without the huge
+    # values (which send the whole column to Python's printf) the digits are made by integer arithmetic
+    values = VALUES[np.abs(VALUES) < 1e9]
+    got = _rows(textcols.column_text(values, f"%+{width}.{decimals}f"))
+    expected = [f"%+{width}.{decimals}f" % v for v in values]
+    assert len({len(g) for g in got}) == 1
+    pairs = [(g.strip(), e.strip()) for g, e, v in zip(got, expected, values, strict=True) if np.isfinite(v)]
+    assert all(g[0] in "+-" for g, _ in pairs)
+    assert sum(g != e for g, e in pairs) <= len(pairs) // 100  # "rarely, in the last digit"
+    assert all(g[0] == e[0] and abs(float(g) - float(e)) <= 1.01 * 10.0**-decimals for g, e in pairs)

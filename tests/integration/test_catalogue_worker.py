@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from astropy.table import Table
 from django.conf import settings
 
+from orchestration.catalogue import textcols
 from orchestration.catalogue.synth import SynthConfig, make_megacam_image
 from portal.models import Catalogue, CatalogueCcd, Operation
 from tests.conftest import make_user
@@ -79,6 +81,13 @@ def test_it_extracts_each_ccd_on_the_workers_and_stores_the_catalogue(
         assert provenance["input"] == f"archive:{OBS}"
         assert provenance["parameters"]["MAG_ZEROPOINT"] == 30
         assert set(provenance["versions"]) >= {"sep", "astropy", "numpy"}
+        # The text formats are the CCD tasks' own rows, joined: exactly the merged rows formatted.
+        rows = np.asarray(table.as_array())
+        csv_lines = (stored / f"{OBS}.cat.csv").read_bytes().split(b"\n", 1)[1]
+        assert all((cat.work_dir / f"ccd-{c.hdu_index}.csv.txt").is_file() for c in ccds)
+        assert csv_lines == textcols.csv_rows(rows)
+        ascii_text = (stored / f"{OBS}.cat").read_bytes()
+        assert ascii_text.endswith(textcols.ascii_rows(rows)) and ascii_text.count(b"\n#") == 18
         # The previews the pages serve were rendered by the tasks.
         assert (cat.work_dir / "mosaic.png").stat().st_size > 1000
         assert all((cat.work_dir / f"ccd-{c.hdu_index}.png").is_file() for c in ccds)
