@@ -49,7 +49,7 @@ from orchestration.catalogue.validate import CcdInfo, validate_image
 from orchestration.errors import TransientError, UserFacingError, Wait, portal_fault
 from orchestration.operations import Progress, operation_reference, run_operation
 from orchestration.storage.base import NotFound, Storage, makedirs
-from orchestration.tasks.storage import refresh_usage
+from orchestration.storage_usage import refresh_usage
 from portal.models import Catalogue, CatalogueCcd, Operation
 from portal.models.catalogues import input_path, preview_path, rows_path
 
