@@ -20,7 +20,13 @@ from PIL import Image, ImageDraw
 
 from orchestration.catalogue.fitsindex import scan_hdus
 from orchestration.catalogue.fitsread import read_ccd
-from orchestration.catalogue.validate import CatalogueInputError, CcdInfo, validate_image
+from orchestration.catalogue.validate import (
+    DEFAULT_MAX_CCD_PIXELS,
+    DEFAULT_MAX_DECOMPRESSED_BYTES,
+    CatalogueInputError,
+    CcdInfo,
+    validate_image,
+)
 
 STRETCHES = ("linear", "sqrt", "log", "asinh")
 
@@ -138,10 +144,15 @@ def render_ccd(
 
 
 def render_ccd_file(
-    path: str | Path, hdu_index: int, rows: np.ndarray | None = None, max_size: int = 1024, **options: Any
+    path: str | Path,
+    hdu_index: int,
+    rows: np.ndarray | None = None,
+    max_size: int = 1024,
+    max_pixels: int = DEFAULT_MAX_CCD_PIXELS,
+    **options: Any,
 ) -> Preview:
     """Preview of one HDU of an image file, with the catalogue rows of that CCD."""
-    data, _ = read_ccd(path, hdu_index)
+    data, _ = read_ccd(path, hdu_index, max_pixels=max_pixels)
     return render_ccd(data, rows, max_size=max_size, **options)
 
 
@@ -156,12 +167,15 @@ def render_mosaic(
     max_size: int = 1200,
     stretch: str = "linear",
     contrast: float = 0.25,
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+    max_ccd_pixels: int = DEFAULT_MAX_CCD_PIXELS,
 ) -> bytes:
     """Focal-plane thumbnail of all CCDs (placed by DETSEC, else 9 per row) with source counts.
 
-    ``counts`` maps the CCD name (EXTNAME, as in ``Catalogue.ccds``) to its number of sources.
+    ``counts`` maps the CCD name (EXTNAME, as in ``Catalogue.ccds``) to its number of sources. The
+    limits are the extraction's (the portal passes its CATALOGUE_MAX_* settings).
     """
-    ccds = validate_image(path)
+    ccds = validate_image(path, max_decompressed_bytes, max_ccd_pixels)
     counts = counts or {}
     placed: list[tuple[CcdInfo, tuple[int, int, int, int]]] = []
     entries = scan_hdus(path)
@@ -178,7 +192,8 @@ def render_mosaic(
     factor = max(1, math.ceil(max(x_max, y_max) / max_size))
     canvas = np.full((math.ceil(y_max / factor) + 1, math.ceil(x_max / factor) + 1), np.nan, np.float32)
     for c, (x1, x2, y1, y2) in placed:
-        rows, _ = read_ccd(path, c.index, row_step=factor)  # decode only the rows the thumbnail needs
+        # decode only the rows the thumbnail needs
+        rows, _ = read_ccd(path, c.index, row_step=factor, max_pixels=max_ccd_pixels)
         small = rows
         if factor > 1:  # rows are already thinned; average along x
             small = (

@@ -321,7 +321,14 @@ def _merge_and_store(
     refresh_usage(cat.owner, storage)
     progress(98, "Drawing the focal plane")
     counts = {name: n for _, name, _, n in catalogue.ccds}
-    _save_atomic(cat.work_dir / "mosaic.png", render_mosaic(image, counts, max_size=1200))
+    mosaic = render_mosaic(
+        image,
+        counts,
+        max_size=1200,
+        max_decompressed_bytes=settings.CATALOGUE_MAX_DECOMPRESSED_BYTES,
+        max_ccd_pixels=settings.CATALOGUE_MAX_CCD_PIXELS,
+    )
+    _save_atomic(cat.work_dir / "mosaic.png", mosaic)
     layout = mosaic_layout(image, ccds)
     for box in layout:
         box["count"] = counts.get(box["name"], 0)
