@@ -11,7 +11,7 @@ import logging
 from orchestration import backends
 from orchestration.batch.outputs import ensure_folder, missing_outputs, no_output_note, store_outputs
 from orchestration.storage.base import StorageError, StorageUnavailable
-from orchestration.tasks.storage import refresh_usage
+from orchestration.storage_usage import refresh_usage
 from portal.models import Job, Submission
 from portal.models.batch import job_dir
 

@@ -7,11 +7,13 @@ settings keep astropy off the network from its first import.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import math
+import os
 import zlib
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class FitsPreview:
     shown_hdu: int
     image_hdu: int | None
     error: str = ""
+    ignored_bytes: int = 0  # after the last HDU: not FITS, not read
 
 
 @dataclass
@@ -88,6 +91,57 @@ def _first_image(hdul: Any) -> int | None:
         if hdu.is_image and len(getattr(hdu, "shape", ()) or ()) >= 2:
             return index
     return None
+
+
+class _Window(io.RawIOBase):
+    """The first ``length`` bytes of a file object, as a file: a reader given it cannot read on."""
+
+    def __init__(self, fh: BinaryIO, length: int) -> None:
+        super().__init__()
+        self._fh, self._length, self._pos = fh, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = max(0, self._length - self._pos)
+        size = left if size is None or size < 0 else min(size, left)
+        if not size:
+            return b""
+        self._fh.seek(self._pos)
+        data = self._fh.read(size)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer).cast("B")))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+
+def _fits_only(fh: BinaryIO) -> tuple[BinaryIO, int]:
+    """``fh`` cut at the end of its last HDU, and how many bytes that leaves out (plain FITS files;
+    others as they are). astropy reads what follows the last HDU as a header, to the end of the file
+    and twice over: a preview reads the headers and the data of the HDU it shows, nothing else."""
+    from orchestration.catalogue.fitsindex import fits_extent
+
+    extent = fits_extent(fh)
+    size = fh.seek(0, os.SEEK_END)
+    fh.seek(0)
+    if extent is None or extent >= size:
+        return fh, 0
+    return cast(BinaryIO, _Window(fh, extent)), size - extent
 
 
 def _inflates_past(fh: BinaryIO) -> bool:
@@ -128,6 +182,7 @@ def read_fits(fh: BinaryIO) -> FitsPreview:
             [], [], 0, None, f"This file is larger than {limit} once decompressed; it is not previewed."
         )
     try:
+        fh, ignored = _fits_only(fh)
         with fits.open(fh, memmap=False, lazy_load_hdus=False) as hdul:
             hdus = [
                 (
@@ -145,7 +200,7 @@ def read_fits(fh: BinaryIO) -> FitsPreview:
             ]
     except (OSError, ValueError, TypeError, IndexError, KeyError, EOFError) as exc:
         return FitsPreview([], [], 0, None, f"This file could not be read as FITS ({exc}).")
-    return FitsPreview(hdus, cards, shown, image)
+    return FitsPreview(hdus, cards, shown, image, ignored_bytes=ignored)
 
 
 def _bytes_to_read(hdu: Any, shape: tuple[int, ...], step: int, tile: tuple[int, ...] | None) -> int:
@@ -189,15 +244,16 @@ def _gzip_tiles_are_bombs(fh: BinaryIO) -> bool:
 
 def thumbnail_png(fh: BinaryIO, size: int = 320) -> bytes | None:
     """A zscaled greyscale PNG of the first image HDU, reading only every n-th pixel."""
-    import io
-
     import numpy as np
     from astropy.io import fits
     from astropy.visualization import ZScaleInterval
     from PIL import Image
 
     try:
-        if _inflates_past(fh) or _gzip_tiles_are_bombs(fh):
+        if _inflates_past(fh):
+            return None
+        fh, _ = _fits_only(fh)
+        if _gzip_tiles_are_bombs(fh):
             return None
         with fits.open(fh, memmap=False, lazy_load_hdus=True) as hdul:
             index = _first_image(hdul)

@@ -13,6 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from astropy.io import fits
 
@@ -43,6 +44,8 @@ def _data_size(header: fits.Header) -> int:
     if not 0 < naxis <= MAX_NAXIS:
         raise ValueError(f"NAXIS {naxis} is not between 0 and {MAX_NAXIS}")
     dims = [int(header.get(f"NAXIS{i}", 0)) for i in range(1, naxis + 1)]
+    if header.get("GROUPS") is True and dims[0] == 0:
+        dims = dims[1:]  # random groups: NAXIS1 = 0 is no axis of the data
     bitpix = abs(int(header.get("BITPIX", 8)))
     gcount, pcount = int(header.get("GCOUNT", 1)), int(header.get("PCOUNT", 0))
     if any(d < 0 for d in dims) or gcount < 0 or pcount < 0:
@@ -106,6 +109,45 @@ def scan_hdus(path: str | Path) -> tuple[HduEntry, ...]:
     """All HDUs of a FITS file; raises CatalogueInputError for truncated or broken files."""
     st = os.stat(path)
     return _scan(str(path), st.st_size, st.st_mtime_ns)
+
+
+def fits_extent(fh: BinaryIO) -> int | None:
+    """Where the last whole HDU of a plain FITS file ends: the bytes a reader needs, read header by
+    header and seeking past each HDU's data. None when ``fh`` does not start as FITS (gzip, or not FITS
+    at all: the caller's reader says what it is). ``fh`` is rewound.
+
+    What follows the last HDU (zero padding, junk, another file appended) is looked at one block only:
+    astropy reads it as a header until an END card that never comes, twice over (a 500 MB file of
+    junk after a small image cost 1 GB of reads). A header cut off or unreadable ends the extent
+    before it; an HDU whose data runs past the end of the file is left to the reader to report."""
+    size = fh.seek(0, os.SEEK_END)
+    offset = 0
+    try:
+        while offset < size:
+            fh.seek(offset)
+            block = fh.read(BLOCK)
+            if not block.startswith(b"XTENSION=" if offset else b"SIMPLE  ="):
+                if not offset and not block.startswith(b"SIMPLE"):
+                    return None
+                break  # not an HDU: what is left is not read
+            blocks = [block]
+            while len(block) == BLOCK and not _has_end(block) and len(blocks) <= MAX_HEADER_BLOCKS:
+                block = fh.read(BLOCK)
+                blocks.append(block)
+            if len(block) < BLOCK or not _has_end(block):
+                break  # a header cut off, or no header at all
+            raw = b"".join(blocks)
+            try:
+                data_size = _data_size(fits.Header.fromstring(raw.decode("ascii")))
+            except (UnicodeDecodeError, ValueError, TypeError, KeyError):
+                break
+            end = offset + len(raw) + data_size + (-data_size % BLOCK)
+            if end > size:
+                return size  # truncated data: the reader says so
+            offset = end
+    finally:
+        fh.seek(0)
+    return offset
 
 
 _TABLE_KEYS = ("TTYPE", "TFORM", "TUNIT", "TNULL", "TSCAL", "TZERO", "TDISP", "TDIM", "ZNAME", "ZVAL")

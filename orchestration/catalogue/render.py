@@ -21,7 +21,13 @@ from PIL import Image, ImageDraw
 
 from orchestration.catalogue.fitsindex import scan_hdus
 from orchestration.catalogue.fitsread import read_ccd
-from orchestration.catalogue.validate import CatalogueInputError, CcdInfo, validate_image
+from orchestration.catalogue.validate import (
+    DEFAULT_MAX_CCD_PIXELS,
+    DEFAULT_MAX_DECOMPRESSED_BYTES,
+    CatalogueInputError,
+    CcdInfo,
+    validate_image,
+)
 
 STRETCHES = ("linear", "sqrt", "log", "asinh")
 
@@ -139,10 +145,15 @@ def render_ccd(
 
 
 def render_ccd_file(
-    path: str | Path, hdu_index: int, rows: np.ndarray | None = None, max_size: int = 1024, **options: Any
+    path: str | Path,
+    hdu_index: int,
+    rows: np.ndarray | None = None,
+    max_size: int = 1024,
+    max_pixels: int = DEFAULT_MAX_CCD_PIXELS,
+    **options: Any,
 ) -> Preview:
     """Preview of one HDU of an image file, with the catalogue rows of that CCD."""
-    data, _ = read_ccd(path, hdu_index)
+    data, _ = read_ccd(path, hdu_index, max_pixels=max_pixels)
     return render_ccd(data, rows, max_size=max_size, **options)
 
 
@@ -166,7 +177,9 @@ def place_ccds(path: str | Path, ccds: list[CcdInfo]) -> list[tuple[CcdInfo, tup
     return placed
 
 
-def _mosaic_tile(path: str | Path, c: CcdInfo, factor: int, preview: np.ndarray | None) -> np.ndarray:
+def _mosaic_tile(
+    path: str | Path, c: CcdInfo, factor: int, preview: np.ndarray | None, max_pixels: int
+) -> np.ndarray:
     """One CCD at 1/factor of its size: resampled from its cached preview (a downsampled copy of the
     whole CCD), else decoded from the file, every factor-th row only and averaged along x."""
     ny, nx = c.shape
@@ -174,7 +187,8 @@ def _mosaic_tile(path: str | Path, c: CcdInfo, factor: int, preview: np.ndarray 
     if preview is not None and preview.ndim == 2 and min(preview.shape) > 0:
         tile = Image.fromarray(np.ascontiguousarray(preview, dtype=np.float32), mode="F")
         return np.asarray(tile.resize((width, height), Image.Resampling.BOX), dtype=np.float32)
-    rows, _ = read_ccd(path, c.index, row_step=factor)  # decode only the rows the thumbnail needs
+    # decode only the rows the thumbnail needs
+    rows, _ = read_ccd(path, c.index, row_step=factor, max_pixels=max_pixels)
     if factor == 1:
         return rows
     return rows[:, : (rows.shape[1] // factor) * factor].reshape(rows.shape[0], -1, factor).mean(axis=2)
@@ -187,14 +201,17 @@ def render_mosaic(
     stretch: str = "linear",
     contrast: float = 0.25,
     preview: Callable[[CcdInfo], np.ndarray | None] | None = None,
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+    max_ccd_pixels: int = DEFAULT_MAX_CCD_PIXELS,
 ) -> bytes:
     """Focal-plane thumbnail of all CCDs (placed by DETSEC, else 9 per row) with source counts.
 
     ``counts`` maps the CCD name (EXTNAME, as in ``Catalogue.ccds``) to its number of sources;
     ``preview(ccd)`` gives a downsampled copy of a whole CCD where one is at hand (the catalogue's CCD
-    tasks cache one), which spares decoding the file again; None for a CCD it does not have.
+    tasks cache one), which spares decoding the file again; None for a CCD it does not have. The
+    limits are the extraction's (the portal passes its CATALOGUE_MAX_* settings).
     """
-    ccds = validate_image(path)
+    ccds = validate_image(path, max_decompressed_bytes, max_ccd_pixels)
     counts = counts or {}
     placed = place_ccds(path, ccds)
     x_max = max(max(s[0], s[1]) for _, s in placed)
@@ -202,7 +219,7 @@ def render_mosaic(
     factor = max(1, math.ceil(max(x_max, y_max) / max_size))
     canvas = np.full((math.ceil(y_max / factor) + 1, math.ceil(x_max / factor) + 1), np.nan, np.float32)
     for c, (x1, x2, y1, y2) in placed:
-        small = _mosaic_tile(path, c, factor, preview(c) if preview else None)
+        small = _mosaic_tile(path, c, factor, preview(c) if preview else None, max_ccd_pixels)
         if x1 > x2:  # DETSEC may be flipped
             small, x1, x2 = small[:, ::-1], x2, x1
         if y1 > y2:

@@ -50,7 +50,7 @@ from orchestration.catalogue.validate import CcdInfo, validate_image
 from orchestration.errors import TransientError, UserFacingError, Wait, portal_fault
 from orchestration.operations import Progress, operation_reference, run_operation
 from orchestration.storage.base import NotFound, Storage, makedirs
-from orchestration.tasks.storage import refresh_usage
+from orchestration.storage_usage import refresh_usage
 from portal.models import Catalogue, CatalogueCcd, Operation
 from portal.models.catalogues import input_path, preview_path, rows_path, text_path
 
@@ -294,7 +294,14 @@ def _merge_and_store(
     refresh_usage(cat.owner, storage)
     progress(98, "Drawing the focal plane")
     counts = {name: n for _, name, _, n in catalogue.ccds}
-    mosaic = render_mosaic(image, counts, max_size=1200, preview=lambda c: _cached_preview(cat, c))
+    mosaic = render_mosaic(
+        image,
+        counts,
+        max_size=1200,
+        preview=lambda c: _cached_preview(cat, c),  # no second decoding of the exposure
+        max_decompressed_bytes=settings.CATALOGUE_MAX_DECOMPRESSED_BYTES,
+        max_ccd_pixels=settings.CATALOGUE_MAX_CCD_PIXELS,
+    )
     _save_atomic(cat.work_dir / "mosaic.png", mosaic)
     layout = mosaic_layout(image, ccds)
     for box in layout:

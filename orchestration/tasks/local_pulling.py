@@ -28,7 +28,7 @@ from orchestration.batch.local_executor import LocalExecutor
 from orchestration.batch.local_runner import outbox_dir
 from orchestration.batch_sync import sync_submission
 from orchestration.storage.base import StorageError, makedirs
-from orchestration.tasks.storage import refresh_usage
+from orchestration.storage_usage import refresh_usage
 from portal.models import Job, Submission
 from portal.models.batch import job_dir
 

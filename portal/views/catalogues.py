@@ -38,7 +38,7 @@ from orchestration.catalogue.render import ccd_png
 from orchestration.catalogue.validate import validate_image
 from orchestration.operations import start_operation
 from orchestration.storage.base import NotFound, StorageError
-from orchestration.tasks.storage import refresh_usage
+from orchestration.storage_usage import refresh_usage
 from portal.catalogue_table import plots, table_context
 from portal.forms.catalogues import ManyObservationsForm, NewCatalogueForm
 from portal.models import Catalogue, CatalogueCcd

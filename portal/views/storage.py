@@ -32,7 +32,7 @@ from orchestration.storage.base import (
     StorageError,
     StorageUnavailable,
 )
-from orchestration.tasks.storage import refresh_usage
+from orchestration.storage_usage import refresh_usage
 from portal.forms.storage import DeleteForm, MkdirForm, MoveForm, UploadForm
 from portal.request_body import request_body
 from portal.storage_preview import (

@@ -90,6 +90,19 @@ def test_the_mosaic_from_cached_previews_matches_the_decoded_one_without_decodin
     assert [b["hdu"] for b in boxes] == [1, 2, 3] and all(0 <= b["left"] < 100 for b in boxes)
 
 
+def test_the_previews_keep_to_the_limits_they_are_given(small_image) -> None:
+    """The portal passes its CATALOGUE_MAX_* settings: a preview refuses what the extraction would."""
+    path, _ = small_image
+    pixels = SMALL_SHAPE[0] * SMALL_SHAPE[1]
+    assert render_mosaic(path, max_size=200, max_ccd_pixels=pixels)  # exactly at the limit: drawn
+    with pytest.raises(CatalogueInputError, match="pixels"):
+        render_mosaic(path, max_size=200, max_ccd_pixels=pixels - 1)
+    with pytest.raises(CatalogueInputError):
+        render_mosaic(path, max_size=200, max_decompressed_bytes=pixels)
+    with pytest.raises(CatalogueInputError, match="pixels"):
+        render_ccd_file(path, 1, max_size=200, max_pixels=pixels - 1)
+
+
 def test_it_gives_histogram_and_error_plot_data(small_image) -> None:
     path, _ = small_image
     rows = extract_file(path).rows

@@ -94,3 +94,91 @@ def test_it_redirects_a_folder_to_its_listing_and_a_file_to_its_page(alice_clien
     (home / "a.txt").write_text("x")
     assert alice_client.get("/storage/file/results")["Location"] == "/storage/browse/results"
     assert alice_client.get("/storage/browse/a.txt")["Location"] == "/storage/file/a.txt"
+
+
+class _Counting:
+    """The file object the previews get, counting what is read from it and how far."""
+
+    def __init__(self, fh: Any, reads: list[tuple[int, int]]) -> None:
+        self._fh, self._reads = fh, reads
+
+    def read(self, size: int = -1) -> bytes:
+        start = self._fh.tell()
+        data = self._fh.read(size)
+        self._reads.append((start, len(data)))
+        return bytes(data)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer).cast("B")))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+    def __enter__(self) -> _Counting:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._fh.close()
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    from orchestration.storage.local import LocalStorage
+
+    found: list[tuple[int, int]] = []
+    plain = LocalStorage.open_read
+    monkeypatch.setattr(LocalStorage, "open_read", lambda self, path: _Counting(plain(self, path), found))
+    return found
+
+
+@pytest.mark.parametrize("junk", ["text", "zeros"])
+def test_it_previews_a_fits_file_with_junk_after_it_without_reading_the_junk(
+    alice_client: Any, home: Path, reads: list[tuple[int, int]], junk: str
+) -> None:
+    """astropy read what follows the last HDU as a header, to the end of the file and twice over
+    (8 MB of junk: 16 MB read for the header page, as much again for the thumbnail)."""
+    write_mef(home / "clean.fits")
+    fits_bytes = (home / "clean.fits").read_bytes()
+    image_data = 400 * 600 * 4  # ccd00, the HDU shown
+    tail = b"not fits " * (8 * 1024**2 // 9) if junk == "text" else bytes(8 * 1024**2)
+    (home / "image.fits").write_bytes(fits_bytes + tail)
+    page = alice_client.get("/storage/file/image.fits")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "FILTER" in html and "r.MP9601" in html and "600 × 400" in html
+    assert "8.0\xa0MB after the last HDU are not FITS" in html
+    assert sum(n for _, n in reads) < 10 * 2880  # the headers only
+    assert max(start + n for start, n in reads) <= len(fits_bytes) + 2880  # one block of junk looked at
+    reads.clear()
+    png = alice_client.get("/storage/thumbnail/image.fits")
+    assert png.status_code == 200 and png["Content-Type"] == "image/png"
+    assert Image.open(io.BytesIO(png.content)).size == (300, 200)
+    assert sum(n for _, n in reads) < image_data + 20 * 2880  # the headers and ccd00's rows
+    assert max(start + n for start, n in reads) <= len(fits_bytes) + 2880
+
+
+def test_a_clean_fits_file_says_nothing_is_left_out(alice_client: Any, home: Path) -> None:
+    write_mef(home / "image.fits")
+    page = alice_client.get("/storage/file/image.fits")
+    assert page.status_code == 200 and b"FILTER" in page.content
+    assert b'data-testid="fits-ignored"' not in page.content
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"SIMPLE  = " + b"x" * 5000,  # a first header without END
+        b"SIMPLE  =                    T" + b" " * 2850 + b"\xff" * 2880,  # not ASCII, no END
+        b"\x00" * 6000,
+    ],
+)
+def test_junk_that_only_looks_like_fits_is_explained_not_a_500(
+    alice_client: Any, home: Path, body: bytes
+) -> None:
+    (home / "junk.fits").write_bytes(body)
+    page = alice_client.get("/storage/file/junk.fits")
+    assert page.status_code == 200
+    assert b"could not be read as FITS" in page.content
+    assert alice_client.get("/storage/thumbnail/junk.fits").status_code == 404
