@@ -540,13 +540,14 @@ def _join_texts(
     texts: dict[int, dict[str, bytes]],
 ) -> dict[str, bytes]:
     """Each text format's rows for the whole catalogue: the CCDs' in ``merge_ccds``'s order (a stable
-    sort of the CCDs by number), for a format that every CCD has, one line per row."""
+    sort of the CCDs by number), for a format whose text every CCD has and can stand for its rows
+    (``textcols.joinable``); the writer formats the merged rows for any other."""
     order = sorted(range(len(ccds)), key=lambda i: ccd_list[i][0])
     joined = {}
     for fmt in ("ascii_head", "csv"):
         chunks = [texts.get(ccds[i].index, {}).get(fmt) for i in order]
         if all(
-            chunk is not None and chunk.count(b"\n") == len(parts[ccds[i].index])
+            chunk is not None and textcols.joinable(fmt, parts[ccds[i].index], chunk)
             for i, chunk in zip(order, chunks, strict=True)
         ):
             joined[fmt] = b"".join(chunks)  # type: ignore[arg-type]

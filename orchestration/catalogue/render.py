@@ -44,9 +44,11 @@ class Preview:
 
 
 def downsample(data: np.ndarray, factor: int) -> np.ndarray:
-    """Block mean by an integer factor (edges that do not fill a block are dropped)."""
+    """Block mean by an integer factor (edges that do not fill a block are dropped); always a new
+    array, so that work on ``data`` afterwards (extraction subtracts the background in place) leaves
+    it as it was."""
     if factor <= 1:
-        return data
+        return np.array(data, dtype=np.float32)
     ny, nx = (data.shape[0] // factor) * factor, (data.shape[1] // factor) * factor
     # rows first (whole contiguous rows summed), then columns: ~3x faster than one 4-d mean
     rows = data[:ny].reshape(ny // factor, factor, data.shape[1]).sum(axis=1, dtype=np.float32)
@@ -184,7 +186,8 @@ def _mosaic_tile(
     whole CCD), else decoded from the file, every factor-th row only and averaged along x."""
     ny, nx = c.shape
     height, width = math.ceil(ny / factor), max(1, nx // factor)
-    if preview is not None and preview.ndim == 2 and min(preview.shape) > 0:
+    # a preview coarser than the tile would blur it: decode that CCD instead
+    if preview is not None and preview.ndim == 2 and preview.shape[0] >= height and preview.shape[1] >= width:
         tile = Image.fromarray(np.ascontiguousarray(preview, dtype=np.float32), mode="F")
         return np.asarray(tile.resize((width, height), Image.Resampling.BOX), dtype=np.float32)
     # decode only the rows the thumbnail needs

@@ -49,9 +49,13 @@ def _python_column(values: np.ndarray, printf: str, width: int) -> np.ndarray:
     return _text_matrix(texts, max([width, *map(len, texts)]))
 
 
-def _special(values: np.ndarray, out: np.ndarray, bad: np.ndarray, nan: bytes) -> np.ndarray:
-    """Rows that are NaN or infinite, written as text (SExtractor and printf write nan, inf)."""
-    words = {"nan": nan, "inf": b"inf", "-inf": b"-inf"}
+def _special(
+    values: np.ndarray, out: np.ndarray, bad: np.ndarray, nan: bytes, plus: bool = False
+) -> np.ndarray:
+    """Rows that are NaN or infinite, written as text (SExtractor and printf write nan, inf; with a
+    ``+`` flag, +nan and +inf)."""
+    sign = b"+" if plus else b""
+    words = {"nan": sign + nan, "inf": sign + b"inf", "-inf": b"-inf"}
     texts = [words[str(v)] for v in values[bad].tolist()]
     width = max(out.shape[1], *map(len, texts))
     if width > out.shape[1]:
@@ -88,6 +92,8 @@ def fixed(
     body[:, :d_int][cols < lead] = _SPACE
     negative = np.signbit(x) & finite & (x != 0)
     out = np.concatenate([np.full((n, 1), _SPACE, np.uint8), body], axis=1)
+    if plus:  # printf's %+ writes the sign bit as it is: -0.0 is -0.000
+        negative = np.signbit(x) & finite
     signed = finite if plus else negative
     rows = np.nonzero(signed)[0]
     # just left of the first digit (column 0 is the spare)
@@ -97,7 +103,7 @@ def fixed(
     if out.shape[1] < width:
         out = np.concatenate([np.full((n, width - out.shape[1]), _SPACE, np.uint8), out], axis=1)
     if not finite.all():
-        out = _special(x, out, ~finite, nan)
+        out = _special(x, out, ~finite, nan, plus)
     return out
 
 
@@ -237,6 +243,30 @@ def csv_rows(rows: np.ndarray) -> bytes:
     """The rows of the CSV catalogue (what follows its line of column names)."""
     formats = [csv_printf(rows.dtype, n) for n in rows.dtype.names or ()]
     return text_rows(rows, formats, b",", b"", b"\n", b"nan").replace(b" ", b"")
+
+
+def _ascii_line_width(dtype: np.dtype) -> int | None:
+    """Bytes of an ASCII_HEAD line when no value is wider than its column's printf width (None: a
+    column has no width, so lines vary)."""
+    widths = []
+    for name in dtype.names or ():
+        match = _PRINTF.fullmatch(ASCII_FORMATS.get(name, "%.7g"))
+        if match is None or not match.group(2):
+            return None
+        widths.append(int(match.group(2)))
+    return sum(widths) + len(widths)  # a space between columns, a line feed at the end
+
+
+def joinable(fmt: str, rows: np.ndarray, text: bytes) -> bool:
+    """Can ``text`` (one CCD's ``text_formats``) stand for ``rows`` in a catalogue of many CCDs? A line
+    per row, and for ASCII_HEAD every column at its own width: a value wider than its column widens
+    the whole column of its CCD, which would then not line up with the other CCDs."""
+    if text.count(b"\n") != len(rows):
+        return False
+    if fmt != "ascii_head" or not len(rows):
+        return True
+    width = _ascii_line_width(rows.dtype)
+    return width is not None and len(text) == width * len(rows)
 
 
 def text_formats(rows: np.ndarray) -> dict[str, bytes]:

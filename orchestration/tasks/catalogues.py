@@ -287,6 +287,9 @@ def _merge_and_store(
     makedirs(storage, cat.output_dir)
     outputs = _reserve_outputs(cat, storage)
     files = write_all(catalogue, out_dir, cat.stem)
+    for c in ccds:  # joined into the files: the CCDs' own text is not needed any more
+        for fmt in ("ascii_head", "csv"):
+            text_path(cat, c.index, fmt).unlink(missing_ok=True)
     progress(95, "Storing the catalogue")
     for fmt, path in files.items():
         with path.open("rb") as fh:

@@ -182,6 +182,14 @@ def test_the_workers_text_rows_are_the_merged_rows_formatted(catalogue, small_im
         np.unique(built.rows["ccd"], return_index=True)[1]
     )
     assert built.rows["ccd"][0] == 0 and built.text["csv"] == textcols.csv_rows(built.rows)
+    # a value wider than its column widens that CCD's whole column: its ASCII text would not line up
+    # with the other CCDs', so the merged rows are formatted instead (CSV has no padding)
+    wide = {i: rows.copy() for i, rows in parts.items()}
+    wide[2]["KRON_RADIUS"][0] = 123.4  # "%5.2f" -> 6 characters
+    wide_texts = {i: textcols.text_formats(rows) for i, rows in wide.items()}
+    assert not textcols.joinable("ascii_head", wide[2], wide_texts[2]["ascii_head"])
+    rebuilt = build_catalogue(path, ExtractionParams(), ccds, wide, texts=wide_texts)
+    assert set(rebuilt.text) == {"csv"} and rebuilt.text["csv"] == textcols.csv_rows(rebuilt.rows)
     # a CCD without its text (or with text for other rows): that format is formatted from the rows
     texts[2] = {"csv": texts[2]["csv"]}
     texts[1]["csv"] = texts[1]["csv"] + b"1,2,3\n"

@@ -86,8 +86,21 @@ def test_the_mosaic_from_cached_previews_matches_the_decoded_one_without_decodin
     # the same picture: a block mean instead of every n-th row, so pixel noise differs a little
     assert np.median(np.abs(from_cache - decoded)) <= 12
     assert np.corrcoef(from_cache.ravel(), decoded.ravel())[0, 1] > 0.9
+    # a preview coarser than its mosaic tile would blur it: that CCD is decoded instead
+    reads.clear()
+    coarse = {1: downsample(read_ccd(path, 1)[0], 64)}
+    render_mosaic(path, max_size=300, preview=lambda c: coarse.get(c.index, cached.get(c.index)))
+    assert reads == [1]
     boxes = mosaic_layout(path, [c for c in render.validate_image(path)])
     assert [b["hdu"] for b in boxes] == [1, 2, 3] and all(0 <= b["left"] < 100 for b in boxes)
+
+
+def test_downsampling_by_one_gives_a_copy_that_later_work_on_the_image_leaves_alone() -> None:
+    # the CCD task keeps the preview of a small CCD, then extraction subtracts its background in place
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    small = downsample(data, 1)
+    data -= 100
+    assert small.dtype == np.float32 and small[0, 1] == 1.0 and not np.shares_memory(small, data)
 
 
 def test_the_previews_keep_to_the_limits_they_are_given(small_image) -> None:

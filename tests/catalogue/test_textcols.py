@@ -59,3 +59,6 @@ def test_it_writes_a_sign_on_every_value_with_plus_as_printf(decimals: int, widt
     assert all(g[0] in "+-" for g, _ in pairs)
     assert sum(g != e for g, e in pairs) <= len(pairs) // 100  # "rarely, in the last digit"
     assert all(g[0] == e[0] and abs(float(g) - float(e)) <= 1.01 * 10.0**-decimals for g, e in pairs)
+    special = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, -1e-12, 1e-12])
+    got = _rows(textcols.column_text(special, f"%+{width}.{decimals}f"))
+    assert got == [f"%+{width}.{decimals}f" % v for v in special]  # +nan, +inf, -0.0 as printf
