@@ -57,6 +57,21 @@ def _has_end(block: bytes) -> bool:
     return any(block[i : i + 8] == b"END     " for i in range(0, BLOCK, 80))
 
 
+def _read_header(fh: BinaryIO) -> tuple[bytes, str]:
+    """One header's blocks from where ``fh`` stands to the block with END, and what is wrong if
+    anything: "cut off" (the file ends first) or "no END" (more than MAX_HEADER_BLOCKS blocks)."""
+    blocks: list[bytes] = []
+    while True:
+        block = fh.read(BLOCK)
+        if len(block) < BLOCK:
+            return b"".join(blocks), "cut off"
+        blocks.append(block)
+        if _has_end(block):
+            return b"".join(blocks), ""
+        if len(blocks) > MAX_HEADER_BLOCKS:
+            return b"".join(blocks), "no END"
+
+
 @functools.lru_cache(maxsize=16)
 def _scan(path: str, size: int, mtime_ns: int) -> tuple[HduEntry, ...]:
     name = Path(path).name
@@ -65,21 +80,13 @@ def _scan(path: str, size: int, mtime_ns: int) -> tuple[HduEntry, ...]:
     with open(path, "rb") as fh:
         while offset < size:
             fh.seek(offset)
-            blocks = []
-            while True:
-                block = fh.read(BLOCK)
-                if len(block) < BLOCK:
-                    raise CatalogueInputError(
-                        f"{name}: truncated file (header of HDU {len(entries)} is cut off)"
-                    )
-                blocks.append(block)
-                if _has_end(block):
-                    break
-                if len(blocks) > MAX_HEADER_BLOCKS:
-                    raise CatalogueInputError(
-                        f"{name}: corrupted FITS file (HDU {len(entries)} header has no END)"
-                    )
-            raw = b"".join(blocks)
+            raw, problem = _read_header(fh)
+            if problem == "cut off":
+                raise CatalogueInputError(f"{name}: truncated file (header of HDU {len(entries)} is cut off)")
+            if problem:
+                raise CatalogueInputError(
+                    f"{name}: corrupted FITS file (HDU {len(entries)} header has no END)"
+                )
             if entries and not raw.startswith(b"XTENSION="):
                 if not raw.strip(b"\x00 "):
                     break  # zero padding at the end of the file
@@ -125,18 +132,15 @@ def fits_extent(fh: BinaryIO) -> int | None:
     try:
         while offset < size:
             fh.seek(offset)
-            block = fh.read(BLOCK)
-            if not block.startswith(b"XTENSION=" if offset else b"SIMPLE  ="):
-                if not offset and not block.startswith(b"SIMPLE"):
+            signature = fh.read(9)
+            if not signature.startswith(b"XTENSION=" if offset else b"SIMPLE  ="):
+                if not offset and not signature.startswith(b"SIMPLE"):
                     return None
                 break  # not an HDU: what is left is not read
-            blocks = [block]
-            while len(block) == BLOCK and not _has_end(block) and len(blocks) <= MAX_HEADER_BLOCKS:
-                block = fh.read(BLOCK)
-                blocks.append(block)
-            if len(block) < BLOCK or not _has_end(block):
+            fh.seek(offset)
+            raw, problem = _read_header(fh)
+            if problem:
                 break  # a header cut off, or no header at all
-            raw = b"".join(blocks)
             try:
                 data_size = _data_size(fits.Header.fromstring(raw.decode("ascii")))
             except (UnicodeDecodeError, ValueError, TypeError, KeyError):
